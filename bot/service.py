@@ -1,0 +1,45 @@
+"""Running one inbound message through the core, in one transaction, whatever happens."""
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Callable
+
+from sqlalchemy.orm import Session
+
+from bot import db, inbox
+from bot.inbox import Inbound, Reply
+from bot.phones import mask
+
+log = logging.getLogger(__name__)
+
+
+def process(services, inbound: Inbound,
+            respond: Callable | None = None) -> Reply:
+    """Answer `inbound` in one transaction; an unexpected error becomes a polite reply.
+
+    The provider gets a 200 either way: a 500 would make it retry into a half-done state,
+    while a repeat of the same message is answered from the stored reply.
+    """
+    from bot import conversation
+
+    respond = respond or conversation.respond
+    try:
+        with db.transaction(services.sessions) as session:
+            reply = inbox.handle(session, inbound, partial(_call, respond, services.core))
+    except Exception:  # noqa: BLE001 - the customer must get an answer
+        log.exception("%s message %s from %s failed", inbound.channel, inbound.provider_id,
+                      mask(inbound.sender))
+        messages, lang = services.core.messages, services.settings.default_language
+        return Reply.say(messages.render(lang, "error_try_again"))
+    after = services.extras.get("after_commit")
+    if after is not None:
+        try:
+            after()
+        except Exception:  # noqa: BLE001 - the reply is committed; the outbox retries later
+            log.exception("after-commit work failed")
+    return reply
+
+
+def _call(respond: Callable, core, session: Session, inbound: Inbound) -> Reply:
+    return respond(core, session, inbound)

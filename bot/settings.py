@@ -1,0 +1,152 @@
+"""Settings: every environment variable the product reads, read here and only here.
+
+`Settings.from_env()` builds one frozen, typed object; the composition roots (the app
+factory and the CLI) call it once and hand it on.  Non-secrets have development
+defaults; secrets default to unset, and `require()` names every missing one at start-up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+DEMO_USERNAME = "demo@example.com"
+DEMO_PASSWORD = "demo"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _number(env: Mapping[str, str], name: str, default: float, cast=float):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///instance/ovbot.db"
+    # Omnivoltaic: no URL means the embedded emulator, logged in as the demo distributor.
+    omnivoltaic_api_url: str | None = None
+    omnivoltaic_username: str | None = None
+    omnivoltaic_password: str | None = None
+    omnivoltaic_timeout: float = 10.0
+    omnivoltaic_emulator_state: str = "instance/emulator.db"
+    omnivoltaic_emulator_seed: str = "oves-demo-seed"
+    # Channels.
+    public_base_url: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    telegram_bot_token: str | None = None
+    telegram_secret_token: str | None = None
+    payments_secret: str | None = None
+    # People.
+    default_region: str = "KE"
+    default_language: str = "en"
+    # Behaviour.
+    mint_on_payment: bool = True
+    agent_lock_minutes: int = 15
+    agent_daily_days_cap: int = 0  # 0 = no cap
+    ussd_mint_budget: float = 8.0
+    ussd_service_codes: tuple[str, ...] = ()
+    # Set by `ovbot demo` only: webhooks accept unsigned requests.
+    demo: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        env = os.environ if env is None else env
+        codes = _text(env, "USSD_SERVICE_CODES", "") or ""
+        values = dict(
+            database_url=_text(env, "DATABASE_URL", cls.database_url),
+            omnivoltaic_api_url=_text(env, "OMNIVOLTAIC_API_URL"),
+            omnivoltaic_username=_text(env, "OMNIVOLTAIC_USERNAME"),
+            omnivoltaic_password=_text(env, "OMNIVOLTAIC_PASSWORD"),
+            omnivoltaic_timeout=_number(env, "OMNIVOLTAIC_TIMEOUT", cls.omnivoltaic_timeout),
+            omnivoltaic_emulator_state=_text(
+                env, "OMNIVOLTAIC_EMULATOR_STATE", cls.omnivoltaic_emulator_state),
+            omnivoltaic_emulator_seed=_text(
+                env, "OMNIVOLTAIC_EMULATOR_SEED", cls.omnivoltaic_emulator_seed),
+            public_base_url=_text(env, "PUBLIC_BASE_URL"),
+            twilio_account_sid=_text(env, "TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN"),
+            twilio_from_number=_text(env, "TWILIO_FROM_NUMBER"),
+            telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
+            telegram_secret_token=_text(env, "TELEGRAM_SECRET_TOKEN"),
+            payments_secret=_text(env, "PAYMENTS_SECRET"),
+            default_region=(_text(env, "DEFAULT_REGION", cls.default_region) or "").upper(),
+            default_language=(_text(env, "DEFAULT_LANGUAGE", cls.default_language) or "").lower(),
+            mint_on_payment=_flag(env, "MINT_ON_PAYMENT", cls.mint_on_payment),
+            agent_lock_minutes=_number(env, "AGENT_LOCK_MINUTES", cls.agent_lock_minutes, int),
+            agent_daily_days_cap=_number(
+                env, "AGENT_DAILY_DAYS_CAP", cls.agent_daily_days_cap, int),
+            ussd_mint_budget=_number(env, "USSD_MINT_BUDGET", cls.ussd_mint_budget),
+            ussd_service_codes=tuple(c.strip() for c in codes.split(",") if c.strip()),
+        )
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def uses_emulator(self) -> bool:
+        return self.omnivoltaic_api_url is None
+
+    @property
+    def omnivoltaic_credentials(self) -> tuple[str, str]:
+        """The distributor login; the demo distributor when the emulator is embedded."""
+        if self.omnivoltaic_username and self.omnivoltaic_password:
+            return self.omnivoltaic_username, self.omnivoltaic_password
+        if self.uses_emulator:
+            return DEMO_USERNAME, DEMO_PASSWORD
+        self.require("OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD")
+        raise AssertionError("unreachable")
+
+    def check(self) -> None:
+        """Reject settings that cannot work, naming each one."""
+        if self.default_language not in {"en", "fr", "sw"}:
+            raise ConfigError(f"DEFAULT_LANGUAGE must be en, fr or sw, got {self.default_language!r}")
+        if len(self.default_region) != 2:
+            raise ConfigError(f"DEFAULT_REGION must be a two-letter region, got {self.default_region!r}")
+        if self.omnivoltaic_timeout <= 0:
+            raise ConfigError("OMNIVOLTAIC_TIMEOUT must be positive")
+
+    def require(self, *names: str) -> None:
+        """Fail at start-up, naming every required variable that is unset."""
+        missing = [n for n in names if not getattr(self, n.lower())]
+        if missing:
+            raise ConfigError("missing required setting(s): " + ", ".join(missing))
+
+    def require_for_production(self) -> None:
+        """What `ovbot serve` and `ovbot worker` need before they start."""
+        needed = []
+        if not self.uses_emulator:
+            needed += ["OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD"]
+        if self.twilio_auth_token:
+            needed += ["PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"]
+        self.require(*needed)

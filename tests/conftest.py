@@ -1,0 +1,101 @@
+"""Database fixtures shared by every test file.
+
+- `database_url`: a fresh, empty database, once on SQLite and once on PostgreSQL (the
+  PostgreSQL run needs TEST_DATABASE_URL and is skipped without it; it carries the
+  `postgres` marker, so `-m "not postgres"` leaves it out).
+- `engine`: that database migrated to head; `Session` (alias `sessionmaker`): a session
+  factory on it; `session`: one open session, closed after the test.
+- `sqlite_url` / `sqlite_engine`: the same, SQLite only, for tests that need SQLite.
+
+Each PostgreSQL test gets its own schema (named in the URL's search_path) and drops it
+afterwards, so test runs sharing one database do not trample on each other.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bot import db
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+def sqlite_file_url(directory) -> str:
+    return f"sqlite:///{directory / 'test.db'}"
+
+
+@contextmanager
+def postgres_schema_url(base_url: str) -> Iterator[str]:
+    """A URL whose connections use a new, empty schema; the schema is dropped afterwards."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = db.make_engine(base_url)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty (unmigrated) database URL, per backend."""
+    if request.param == "sqlite":
+        yield sqlite_file_url(tmp_path)
+        return
+    base_url = os.environ.get("TEST_DATABASE_URL")
+    if not base_url:
+        pytest.skip("TEST_DATABASE_URL is not set")
+    with postgres_schema_url(base_url) as url:
+        yield url
+
+
+@pytest.fixture
+def engine(database_url):
+    """The database migrated to head."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def Session(engine):  # noqa: N802 - named like the factory it is
+    return db.make_sessionmaker(engine)
+
+
+@pytest.fixture
+def sessionmaker(Session):  # noqa: N803
+    return Session
+
+
+@pytest.fixture
+def session(Session):  # noqa: N803
+    with Session() as session:
+        yield session
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return sqlite_file_url(tmp_path)
+
+
+@pytest.fixture
+def sqlite_engine(sqlite_url):
+    engine = db.make_engine(sqlite_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()

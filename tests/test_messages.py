@@ -1,0 +1,240 @@
+"""Reply templates: loading, fallback, placeholder checks, and the GSM-7 promise.
+
+Also the tests of bot/gsm7.py, which exists for this promise.
+"""
+import pytest
+
+from bot import gsm7
+from bot.messages import Messages, MessagesError, placeholders
+
+# The contract with the conversation code: every key and the placeholders it takes.
+KEYS = {
+    "code_minted": {"code", "device", "days", "until"},
+    "codes_minted_many": {"count", "device"},
+    "code_part": {"index", "count", "code", "days"},
+    "code_latest": {"code", "device", "date"},
+    "code_resent": {"code", "device", "date"},
+    "no_code_yet": {"device"},
+    "api_unavailable": set(),
+    "code_pending": {"device"},
+    "code_refused": {"device"},
+    "status_active": {"device", "days_left", "until", "unredeemed", "last_date"},
+    "status_expired": {"device", "until", "unredeemed", "last_date"},
+    "status_free": {"device"},
+    "status_locked": {"device"},
+    "history_header": {"device"},
+    "history_line": {"date", "days", "code"},
+    "history_line_free": {"date", "code"},
+    "history_line_reset": {"date", "code"},
+    "history_empty": set(),
+    "devices_header": set(),
+    "devices_line": {"ref", "serial"},
+    "choose_device": {"refs"},
+    "unknown_device": set(),
+    "not_registered": set(),
+    "help": set(),
+    "lang_set": set(),
+    "lang_choose": set(),
+    "opted_in": set(),
+    "error_try_again": set(),
+    "telegram_share_contact": set(),
+    "telegram_share_button": set(),
+    "telegram_linked": {"name"},
+    "telegram_contact_not_yours": set(),
+    "telegram_contact_unknown": set(),
+}
+
+CODE_KEYS = ("code_minted", "code_latest", "code_resent", "code_part", "history_line",
+             "history_line_free", "history_line_reset")
+
+LONGEST_CODE = "*024 413 975 593 119 504 641#"
+LONGEST_DATE = "2029-12-31"
+LONG_VALUES = {
+    "code": LONGEST_CODE, "days": 1095, "until": LONGEST_DATE, "date": LONGEST_DATE,
+    "index": 99, "count": 99, "days_left": 10950, "unredeemed": 10950,
+    "last_date": LONGEST_DATE, "refs": "1001, 1002, 1003, 1004", "ref": "1001",
+    "serial": "OVESX0010011", "name": "Wanjiku Achieng Kamau",
+}
+DEVICES = ("OVES001001", "OVESX0010011")  # a real serial and a 12-character one
+
+
+@pytest.fixture(scope="module")
+def messages():
+    return Messages.load()
+
+
+def write(tmp_path, lang, text):
+    (tmp_path / f"{lang}.toml").write_text(text, encoding="utf-8")
+
+
+# --- the shipped templates -----------------------------------------------------------
+
+def test_languages(messages):
+    assert messages.languages() == ("en", "fr", "sw")
+
+
+def test_english_keys_and_placeholders_are_the_contract(messages):
+    english = messages.templates["en"]
+    assert {key: set(placeholders(t)) for key, t in english.items()} == KEYS
+
+
+@pytest.mark.parametrize("lang", ["fr", "sw"])
+def test_translations_are_complete(messages, lang):
+    assert set(messages.templates[lang]) == set(KEYS)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("key", CODE_KEYS)
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_a_reply_with_a_code_fits_one_gsm7_sms(messages, lang, key, device):
+    text = messages.render(lang, key, device=device, **LONG_VALUES)
+    assert LONGEST_CODE in text
+    assert gsm7.is_gsm7(text), [ch for ch in text if not gsm7.is_gsm7(ch)]
+    assert gsm7.septets(text) <= 160, (gsm7.septets(text), text)
+    assert gsm7.fits_one_sms(text)
+
+
+@pytest.mark.parametrize("key", sorted(KEYS))
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_every_template_is_gsm7_only(messages, lang, key):
+    text = messages.render(lang, key, device=DEVICES[1], **LONG_VALUES)
+    assert gsm7.is_gsm7(text), [ch for ch in text if not gsm7.is_gsm7(ch)]
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_help_fits_one_sms(messages, lang):
+    assert gsm7.fits_one_sms(messages.render(lang, "help"))
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_lang_set_is_in_its_own_language(messages, lang):
+    name = {"en": "English", "fr": "FRANÇAIS", "sw": "Kiswahili"}[lang]
+    assert name in messages.render(lang, "lang_set")
+
+
+def test_render_fills_placeholders(messages):
+    assert messages.render("en", "code_part", index=1, count=2, code="*1#", days=30) \
+        == "1/2 *1# (30 days)"
+
+
+def test_unknown_language_falls_back_to_english(messages):
+    assert messages.render("de", "help") == messages.render("en", "help")
+    assert messages.render(None, "help") == messages.render("en", "help")
+
+
+def test_language_is_case_insensitive(messages):
+    assert messages.render("FR", "help") == messages.render("fr", "help")
+
+
+def test_unknown_key_is_a_key_error(messages):
+    with pytest.raises(KeyError, match="no_such_key"):
+        messages.render("fr", "no_such_key")
+
+
+def test_missing_value_is_a_key_error(messages):
+    with pytest.raises(KeyError):
+        messages.render("en", "code_resent", device="OVES001001")
+
+
+# --- loading from another directory ---------------------------------------------------
+
+def test_missing_key_falls_back_to_english(tmp_path):
+    write(tmp_path, "en", 'greet = "Hello {name}"\nbye = "Bye"\n')
+    write(tmp_path, "fr", 'greet = "Bonjour {name}"\n')
+    messages = Messages.load(tmp_path)
+    assert messages.languages() == ("en", "fr")
+    assert messages.render("fr", "greet", name="Ama") == "Bonjour Ama"
+    assert messages.render("fr", "bye") == "Bye"
+
+
+def test_directory_may_be_a_string(tmp_path):
+    write(tmp_path, "en", 'bye = "Bye"\n')
+    assert Messages.load(str(tmp_path)).render("en", "bye") == "Bye"
+
+
+def test_placeholder_mismatch_names_file_and_key(tmp_path):
+    write(tmp_path, "en", 'code_resent = "Code for {device}: {code}"\n')
+    write(tmp_path, "sw", 'code_resent = "Msimbo wa {devise}: {code}"\n')
+    with pytest.raises(MessagesError, match=r"sw\.toml: code_resent uses placeholders"):
+        Messages.load(tmp_path)
+
+
+def test_missing_placeholder_is_a_mismatch(tmp_path):
+    write(tmp_path, "en", 'code_resent = "Code for {device}: {code}"\n')
+    write(tmp_path, "fr", 'code_resent = "Code: {code}"\n')
+    with pytest.raises(MessagesError, match="code_resent"):
+        Messages.load(tmp_path)
+
+
+def test_key_unknown_to_english_is_refused(tmp_path):
+    write(tmp_path, "en", 'help = "Help"\n')
+    write(tmp_path, "fr", 'aide = "Aide"\n')
+    with pytest.raises(MessagesError, match=r"fr\.toml: aide"):
+        Messages.load(tmp_path)
+
+
+def test_english_is_required(tmp_path):
+    write(tmp_path, "fr", 'aide = "Aide"\n')
+    with pytest.raises(MessagesError, match="en.toml"):
+        Messages.load(tmp_path)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('help = "Help {"\n', "not a valid template"),
+    ("help = 3\n", "must be a string"),
+    ("help = [unclosed\n", "cannot read"),
+])
+def test_bad_file_names_file_and_problem(tmp_path, text, problem):
+    write(tmp_path, "en", text)
+    with pytest.raises(MessagesError, match=problem):
+        Messages.load(tmp_path)
+
+
+def test_placeholders():
+    assert placeholders("{a} and {b:>3} and {c.d} {{literal}}") == {"a", "b", "c"}
+
+
+# --- bot/gsm7.py ------------------------------------------------------------------------
+
+def test_basic_table_has_127_characters_besides_escape():
+    assert len(gsm7.BASIC) == 127
+    assert len(gsm7.EXTENSION) == 10
+    assert not gsm7.BASIC & gsm7.EXTENSION
+
+
+@pytest.mark.parametrize("text, ok, count", [
+    ("", True, 0),
+    ("Hello", True, 5),
+    ("*024 413 975 593 119 504 641#", True, 29),
+    ("é è à ù ì ò É Ç", True, 15),
+    ("Ä Ö Ñ Ü ä ö ñ ü ß Å å Æ æ Ø ø", True, 29),
+    ("@£$¥¤§¡¿_!\"#%&'()*+,-./:;<=>?", True, 29),
+    ("ΔΦΓΛΩΠΨΣΘΞ", True, 10),
+    ("line\nbreak\r", True, 11),
+    ("€", True, 2),
+    ("10€", True, 4),
+    ("[]{}|\\^~", True, 16),
+    ("\f", True, 2),
+])
+def test_gsm7_septets(text, ok, count):
+    assert gsm7.is_gsm7(text) is ok
+    assert gsm7.septets(text) == count
+
+
+@pytest.mark.parametrize("text", [
+    "ç", "ê", "â", "î", "ô", "û", "ë", "ï", "œ", "á", "í", "ó", "ú",
+    "\u2019", "\u201c", "\u2026", "\u2014", "`", "\t", "\x1b",
+    "\U0001F600", "\u043a", "\u4e2d", "Français",
+])
+def test_not_gsm7(text):
+    assert not gsm7.is_gsm7(text)
+    assert not gsm7.fits_one_sms(text)
+    with pytest.raises(ValueError, match="GSM-7"):
+        gsm7.septets(text)
+
+
+def test_fits_one_sms_counts_septets_not_characters():
+    assert gsm7.fits_one_sms("a" * 160)
+    assert not gsm7.fits_one_sms("a" * 161)
+    assert gsm7.fits_one_sms("a" * 158 + "€")
+    assert not gsm7.fits_one_sms("a" * 159 + "€")
