@@ -46,8 +46,9 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """OVES token bot: codes for pay-as-you-go solar devices by SMS, Telegram and USSD."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot import logs
+
+    logs.configure(logging.DEBUG if verbose else logging.INFO)
     ctx.obj = _Context()
     ctx.call_on_close(ctx.obj.close)
 
@@ -162,6 +163,198 @@ def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
     finally:
         engine.dispose()
     click.echo(f"{'created' if created else 'updated'} {role} {name} ({mask(e164)})")
+
+
+@main.command()
+@click.argument("product_id")
+@click.argument("days", type=click.IntRange(min=1))
+@click.option("--reference", required=True, help="Unique per payment: a repeat changes nothing.")
+@pass_ctx
+def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
+    """Record a payment of DAYS days for PRODUCT_ID (product id or serial)."""
+    from bot import db, devices, payments
+    from bot.ledger import InvalidPayment
+
+    services = c.services
+    db.upgrade(services.engine)
+    with db.transaction(services.sessions) as session:
+        device = devices.find(session, product_id)
+        if device is None:
+            raise click.BadParameter(f"no device {product_id} (run `ovbot sync-devices`?)",
+                                     param_hint="PRODUCT_ID")
+        try:
+            result = services.core.ledger.record_payment(
+                session, reference=reference, device=device, days=days, source="cli")
+        except InvalidPayment as exc:
+            raise click.BadParameter(str(exc), param_hint="DAYS") from None
+        if not result.created:
+            click.echo(f"payment {reference} was already recorded "
+                       f"({result.payment.days} days); nothing changed")
+            return
+        answer = payments.settle(services.core, session, result.payment, channel="cli")
+    _after_commit(services)
+    click.echo(f"recorded {days} days for device {device.product_id} ({reference}); "
+               f"code: {answer.body.get('code')}")
+
+
+def _after_commit(services) -> None:
+    from bot.service import after_commit
+
+    after_commit(services)
+
+
+@main.group("payments")
+def payments_group() -> None:
+    """Payments the payment systems sent."""
+
+
+@payments_group.command("unmatched")
+@pass_ctx
+def payments_unmatched(c: _Context) -> None:
+    """List payments for devices we did not know."""
+    from bot import db, payments
+    from bot.phones import mask
+
+    services = c.services
+    with db.transaction(services.sessions) as session:
+        rows = payments.unmatched(session)
+        for p in rows:
+            what = f"{p.amount} (amount)" if p.amount is not None else f"{p.days} days"
+            click.echo(f"{p.reference}\t{p.product_ref}\t{what}\t{mask(p.phone or '')}\t"
+                       f"{p.created_at:%Y-%m-%d %H:%M}")
+    click.echo(f"{len(rows)} unmatched payment(s)")
+
+
+@payments_group.command("assign")
+@click.argument("reference")
+@click.argument("product_id")
+@pass_ctx
+def payments_assign(c: _Context, reference: str, product_id: str) -> None:
+    """Give the unmatched payment REFERENCE its device; its code then goes out."""
+    from bot import db, payments
+    from bot.ledger import LedgerError
+
+    services = c.services
+    try:
+        with db.transaction(services.sessions) as session:
+            answer = payments.assign(services.core, session, reference, product_id)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    _after_commit(services)
+    click.echo(f"assigned {reference} to device {answer.body.get('product_id')}: "
+               f"{answer.body.get('days')} days, code {answer.body.get('code')}")
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_ctx
+def serve(c: _Context, host: str, port: int) -> None:
+    """The production server: gunicorn with config/gunicorn.conf.py."""
+    import os
+    from pathlib import Path
+
+    from bot import db
+
+    try:
+        c.settings.require_for_production()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = db.make_engine(c.settings.database_url)
+    db.upgrade(engine)
+    engine.dispose()
+    conf = Path(__file__).resolve().parent.parent / "config" / "gunicorn.conf.py"
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf),
+                               "--bind", f"{host}:{port}", "webhooks.app:create_app()"])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_ctx
+def demo(c: _Context, host: str, port: int) -> None:
+    """Seed a demo database on the embedded emulator and serve it; prints what to try."""
+    from bot import demo as demo_data
+    from webhooks.app import create_app
+
+    if not c.settings.uses_emulator:
+        raise click.ClickException("the demo runs on the embedded emulator: unset OMNIVOLTAIC_API_URL")
+    c._settings = c.settings.replace(demo=True)
+    services = c.services
+    demo_data.seed(services)
+    app = create_app(services=services)
+    click.echo(demo_data.instructions(f"http://{host}:{port}"))
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--from", "phone", required=True, help="The customer's phone number.")
+@click.option("--channel", type=click.Choice(["sms", "telegram"]), default="sms",
+              show_default=True)
+@pass_ctx
+def chat(c: _Context, phone: str, channel: str) -> None:
+    """Type messages as PHONE through the real webhook stack; prints the replies."""
+    from bot import console
+    from bot.phones import InvalidPhone, normalise
+    from webhooks.app import create_app
+
+    try:
+        phone = normalise(phone, c.settings.default_region)
+    except InvalidPhone as exc:
+        raise click.BadParameter(str(exc), param_hint="--from") from None
+    s = c.settings
+    c._settings = s.replace(  # local secrets, so every request is really signed and checked
+        twilio_auth_token=s.twilio_auth_token or "console-twilio-token",
+        public_base_url=s.public_base_url or "http://console.invalid",
+        telegram_secret_token=s.telegram_secret_token or "console-telegram-secret")
+    app = create_app(services=c.services)
+    session = console.Chat(app.test_client(), c.settings, phone, channel)
+    click.echo(f"Chatting as {phone} over {channel}; /quit to leave"
+               + (", /contact to share your number" if channel == "telegram" else "") + ".")
+    interactive = sys.stdin.isatty()
+
+    def lines():
+        while True:
+            try:
+                yield input("you> ") if interactive else next(sys.stdin)
+            except (EOFError, StopIteration, KeyboardInterrupt):
+                return
+
+    console.run(session, lines(), click.echo)
+
+
+@main.group("telegram")
+def telegram_group() -> None:
+    """Telegram bot set-up."""
+
+
+@telegram_group.command("set-webhook")
+@click.argument("url")
+@pass_ctx
+def telegram_set_webhook(c: _Context, url: str) -> None:
+    """Register URL (…/webhooks/telegram) with Telegram, with the secret token."""
+    import asyncio
+
+    from telegram import Bot
+    from telegram.error import TelegramError
+
+    try:
+        c.settings.require("TELEGRAM_BOT_TOKEN", "TELEGRAM_SECRET_TOKEN")
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not url.startswith("https://"):
+        raise click.BadParameter("Telegram only calls https URLs", param_hint="URL")
+
+    async def register() -> bool:
+        async with Bot(c.settings.telegram_bot_token) as bot:
+            return await bot.set_webhook(url, secret_token=c.settings.telegram_secret_token,
+                                         allowed_updates=["message"])
+
+    try:
+        ok = asyncio.run(register())
+    except TelegramError as exc:
+        raise click.ClickException(f"Telegram refused: {exc}") from None
+    click.echo(f"webhook set to {url}" if ok else "Telegram did not confirm the webhook")
 
 
 if __name__ == "__main__":  # pragma: no cover

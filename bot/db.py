@@ -71,9 +71,20 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on error, closed."""
-    with factory.begin() as session:
+    """A session in one transaction: committed on success, rolled back on error, closed.
+
+    The ledger may commit part-way (a mint attempt must be on disk before the API call),
+    so this is a plain session with commit/rollback at the end, not `factory.begin()`.
+    """
+    session = factory()
+    try:
         yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 # --- migrations ----------------------------------------------------------------------

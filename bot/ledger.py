@@ -145,7 +145,7 @@ class Ledger:
                               .order_by(Code.minted_at.desc(), Code.id.desc()).limit(1))
 
     def mint_days(self, session: Session, device: Device, *, request_key: str, channel: str,
-                  requested_by: str | None = None) -> MintResult:
+                  requested_by: str | None = None, timeout: float | None = None) -> MintResult:
         """Mint every paid day not yet in a code (several codes above 1095 days)."""
         served = self._served(session, request_key)
         if served is not None:
@@ -163,10 +163,11 @@ class Ledger:
                                   channel, requested_by) for i, days in enumerate(chunks)]
         self._link_payments(session, device, attempts[-1])
         session.commit()  # the attempts are on disk before the API can mint anything
-        return self._call_all(session, device, attempts)
+        return self._call_all(session, device, attempts, timeout)
 
     def mint_special(self, session: Session, device: Device, kind: str, *, request_key: str,
-                     channel: str, requested_by: str | None = None) -> MintResult:
+                     channel: str, requested_by: str | None = None,
+                     timeout: float | None = None) -> MintResult:
         """A free or reset code, through the same recorded path."""
         if kind not in ("free", "reset"):
             raise ValueError(f"not a special code kind: {kind}")
@@ -181,7 +182,7 @@ class Ledger:
         attempt = self._reserve(session, device, kind, None, f"{request_key}:0", channel,
                                 requested_by)
         session.commit()
-        return self._call_all(session, device, [attempt])
+        return self._call_all(session, device, [attempt], timeout)
 
     def _served(self, session: Session, request_key: str) -> MintResult | None:
         """The codes already made for this request key (`key:0`, `key:1`, ...), if any."""
@@ -208,12 +209,13 @@ class Ledger:
                 Payment.device_id == device.id, Payment.code_id.is_(None))):
             payment.code_id = code.id
 
-    def _call_all(self, session: Session, device: Device, attempts: list[Code]) -> MintResult:
+    def _call_all(self, session: Session, device: Device, attempts: list[Code],
+                  timeout: float | None) -> MintResult:
         """Call the API for each committed attempt in order; stop at the first failure."""
         minted: list[Code] = []
         for position, attempt in enumerate(attempts):
             try:
-                minted.append(self._call(session, device, attempt))
+                minted.append(self._call(session, device, attempt, timeout))
             except LedgerError:
                 for never_sent in attempts[position + 1:]:
                     self._fail(session, never_sent)
@@ -223,15 +225,16 @@ class Ledger:
                 break
         return MintResult(tuple(minted), new=True)
 
-    def _call(self, session: Session, device: Device, attempt: Code) -> Code:
+    def _call(self, session: Session, device: Device, attempt: Code,
+              timeout: float | None) -> Code:
         """Call the API for one committed attempt and record what happened."""
         try:
             if attempt.kind == "days":
-                minted = self.client.days_code(device.product_id, attempt.days)
+                minted = self.client.days_code(device.product_id, attempt.days, timeout=timeout)
             elif attempt.kind == "free":
-                minted = self.client.free_code(device.product_id)
+                minted = self.client.free_code(device.product_id, timeout=timeout)
             else:
-                minted = self.client.reset_code(device.product_id)
+                minted = self.client.reset_code(device.product_id, timeout=timeout)
         except api.OutcomeUnknown:
             log.warning("mint %s for device %s: outcome unknown; will reconcile",
                         attempt.id, device.product_id)

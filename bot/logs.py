@@ -6,8 +6,8 @@ import re
 
 from bot.phones import mask
 
-# Runs of 9 to 15 digits, optionally after "+" (E.164 and national numbers, with spaces).
-_PHONE = re.compile(r"(?<![\w*])\+?\d(?:[ -]?\d){8,14}(?!\w)")
+# "+" and 9 to 15 digits (spaces or hyphens allowed between), or 9 to 15 bare digits in a row.
+_PHONE = re.compile(r"\+\d(?:[ -]?\d){8,14}(?!\w)|(?<![\w*.:-])\d{9,15}(?!\w)")
 
 
 def scrub(text: str) -> str:
@@ -27,3 +27,6 @@ def configure(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    if level > logging.DEBUG:  # one line per request is the client's job, not httpx's
+        for noisy in ("httpx", "alembic", "werkzeug"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)

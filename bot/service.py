@@ -32,13 +32,18 @@ def process(services, inbound: Inbound,
                       mask(inbound.sender))
         messages, lang = services.core.messages, services.settings.default_language
         return Reply.say(messages.render(lang, "error_try_again"))
+    after_commit(services)
+    return reply
+
+
+def after_commit(services) -> None:
+    """Run the after-commit hook (the embedded outbox drain), never failing the caller."""
     after = services.extras.get("after_commit")
     if after is not None:
         try:
             after()
-        except Exception:  # noqa: BLE001 - the reply is committed; the outbox retries later
+        except Exception:  # noqa: BLE001 - the work is committed; the worker retries later
             log.exception("after-commit work failed")
-    return reply
 
 
 def _call(respond: Callable, core, session: Session, inbound: Inbound) -> Reply:

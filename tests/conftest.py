@@ -99,3 +99,22 @@ def sqlite_engine(sqlite_url):
     db.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def world(database_url, tmp_path):
+    """The product on the embedded emulator, fleet synced, on each backend."""
+    from tests.harness import build_world
+
+    world = build_world(database_url, tmp_path)
+    yield world
+    world.services.close()
+
+
+@pytest.fixture
+def sqlite_world(sqlite_url, tmp_path):
+    from tests.harness import build_world
+
+    world = build_world(sqlite_url, tmp_path)
+    yield world
+    world.services.close()

@@ -14,14 +14,17 @@ def test_vector_hex_to_code():
 
 
 @pytest.mark.parametrize("code", [
-    VECTOR_CODE, "*024413975593119504641#", "024 413 975 593 119 504 641", " *024 413 975 593 119 504 641# "])
+    VECTOR_CODE, "*024413975593119504641#", "024 413 975 593 119 504 641",
+    " *024 413 975 593 119 504 641# "])
 def test_vector_code_to_hex(code):
     assert acp1.parse_code(code) == VECTOR_HEX
 
 
 @pytest.mark.parametrize("bad", [
-    "", "*124 413 975 593 119 504 641#", "*024 413 975 593 119 504 64#", "*099 999 999 990 000 000 000#",
-    "*024 413 975 593 119 504 641 1#", "hello", "*024-413-975-593-119-504-641#", "**024413975593119504641#"])
+    "", "hello", "*124 413 975 593 119 504 641#",  # first digit must be 0
+    "*024 413 975 593 119 504 64#", "*024 413 975 593 119 504 641 1#",  # 20 and 22 digits
+    "*099 999 999 990 000 000 000#",  # a half above 0xFFFFFFFF
+    "*024-413-975-593-119-504-641#", "**024413975593119504641#"])
 def test_parse_rejects_garbage(bad):
     with pytest.raises(ValueError):
         acp1.parse_code(bad)
@@ -60,7 +63,8 @@ def test_checkpoints_and_value_at():
     assert len(points) == 101 and points[0] == root
     assert points[3] == acp1.walk(root, 3000)
     for position in (0, 1, 999, 1000, 54321, acp1.CHAIN_LENGTH):
-        assert acp1.value_at(points, position) == acp1.walk(points[position // 1000], position % 1000)
+        expected = acp1.walk(points[position // 1000], position % 1000)
+        assert acp1.value_at(points, position) == expected
     assert acp1.value_at(root, 1234) == acp1.value_at(points, 1234)
     with pytest.raises(ValueError):
         acp1.value_at(points, acp1.CHAIN_LENGTH + 1)

@@ -30,8 +30,9 @@ def template_state(tmp_path_factory):
     for product_id in WARM_ITEMS:
         store.top(product_id)
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
     conn.close()
+    assert busy == 0  # everything is in the main file, so a plain copy is complete
     return path
 
 
@@ -144,7 +145,8 @@ def test_login_refused(api):
 
 
 def test_renew_token_over_graphql(api):
-    query = "mutation renewToken($username: String!, $password: String!) { renewToken { accessToken } }"
+    query = ("mutation renewToken($username: String!, $password: String!)"
+             " { renewToken { accessToken } }")
     status, body = api.call("POST", "/graphql", {"query": query, "variables": DEMO})
     assert status == 200
     token = body["data"]["renewToken"]["accessToken"]
@@ -162,8 +164,8 @@ def test_bad_token_is_401(api):
 
 def test_missing_token_is_401(app):
     client = Api(app, "flask")
-    for method, path in [("GET", "/oves/assignedItemsList/0/10"), ("GET", "/oves/codeHistory_Metadata"),
-                         ("POST", "/otp/daysCode")]:
+    for method, path in [("GET", "/oves/assignedItemsList/0/10"),
+                         ("GET", "/oves/codeHistory_Metadata"), ("POST", "/otp/daysCode")]:
         assert client.call(method, path, {"productId": 1001, "days": 1})[0] == 401
 
 
@@ -187,9 +189,9 @@ def test_token_from_one_emulator_works_in_another(app, state_path):
 
 # -- items ----------------------------------------------------------------------------
 LEGACY_ITEM_FIELDS = {
-    "productItemID", "productItemOEM_SN", "productItemPAYG_SN", "lifeCycleStatus", "firmwareVersion",
-    "assignedItemsID", "distributorID", "itemAssignDate", "valuePerDay", "valueDays",
-    "longevityDays", "activateDate", "deployNotes", "oemItemID", "sellerItemID"}
+    "productItemID", "productItemOEM_SN", "productItemPAYG_SN", "lifeCycleStatus",
+    "firmwareVersion", "assignedItemsID", "distributorID", "itemAssignDate", "valuePerDay",
+    "valueDays", "longevityDays", "activateDate", "deployNotes", "oemItemID", "sellerItemID"}
 
 
 def test_assigned_items_pages(api):
@@ -218,7 +220,7 @@ def test_value_days_follow_days_codes(api):
 BAD_PAGES = ["/oves/assignedItemsList/0/101", "/oves/assignedItemsList/-1/10",
              "/oves/assignedItemsList/0/0", "/oves/assignedItemsList/x/10",
              "/oves/codeHistoryList/1001/0/101", "/oves/codeHistoryList/1001/-5/10",
-             "/oves/assignedItems/abc"]
+             "/oves/assignedItems/abc", "/oves/assignedItems/" + "9" * 30]
 NOT_MINE = ["/oves/assignedItems/1101", "/oves/assignedItems/9999",
             "/oves/codeHistoryList/1101/0/10", "/oves/codeHistoryList/9999/0/10"]
 
@@ -286,10 +288,9 @@ def test_chain_exhausted_is_409(api):
     assert api.history(1001, limit=1)["total"] == 92
 
 
-BAD_DAYS_BODIES = [
-    {"productId": 1001, "days": 0}, {"productId": 1001, "days": 1096}, {"productId": 1001, "days": "x"},
-    {"productId": 1001, "days": "5"}, {"productId": 1001, "days": 2.5}, {"productId": 1001, "days": True},
-    {"productId": 1001, "days": -3}, {"productId": 1001}, {"productId": "1001", "days": 5}, {"days": 5}]
+BAD_DAYS_BODIES = [{"productId": 1001, "days": days} for days in (0, 1096, -3, "x", "5", 2.5, True)]
+BAD_DAYS_BODIES += [{"productId": 1001}, {"productId": "1001", "days": 5}, {"days": 5},
+                    {"productId": 10**30, "days": 5}]
 
 
 def test_bad_days_request_is_400(api):
@@ -354,7 +355,7 @@ def test_restart_continues_the_chain(state_path):
 
 
 def test_same_seed_gives_same_codes(tmp_path, app):
-    other = Api(create_emulator(str(tmp_path / "fresh.db"), SEED), "flask")
+    other = Api(create_emulator(str(tmp_path / "new" / "dir" / "fresh.db"), SEED), "flask")
     other.login()
     here = Api(app, "flask")
     here.login()
@@ -405,17 +406,17 @@ def test_faults_over_http(api, emulator):
 
 
 def test_latency_delays_calls(api, emulator):
-    emulator.set_latency(0.1)
+    emulator.set_latency(0.05)
     started = time.monotonic()
     api.call("GET", "/oves/assignedItems/1001")
-    assert time.monotonic() - started >= 0.1
+    assert time.monotonic() - started >= 0.05
 
 
 def test_mint_then_timeout_records_the_code(app, emulator):
     client = Api(app, "httpx")
     client.login()
-    client.client.timeout = httpx.Timeout(0.3)
-    emulator.mint_then_timeout(1, delay=0.6)
+    client.client.timeout = httpx.Timeout(0.2)
+    emulator.mint_then_timeout(1, delay=0.4)
     with pytest.raises(httpx.ReadTimeout):
         client.call("POST", "/otp/daysCode", {"productId": 1001, "days": 7})
     rows = client.history(1001)["items"]  # the lost call's code is in the history already
@@ -428,7 +429,7 @@ def test_mint_then_timeout_records_the_code(app, emulator):
 def test_mint_then_timeout_over_http(app):
     client = Api(app, "httpx")
     client.login()
-    client.call("POST", "/_emulator/faults", {"mint_then_timeout": {"count": 1, "delay": 0.5}})
+    client.call("POST", "/_emulator/faults", {"mint_then_timeout": {"count": 1, "delay": 0.4}})
     with pytest.raises(httpx.ReadTimeout):
         client.client.post("/code/code/freecodeotp", json={"productId": 1002},
                            headers={"Authorization": client.token}, timeout=0.2)
@@ -461,32 +462,45 @@ def test_transport_is_thread_safe(app):
 CHILD = textwrap.dedent("""
     import json, sys
     from bot.omnivoltaic.emulator import create_emulator
-    path, seed, first_days = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    client = create_emulator(path, seed).test_client()
+    client = create_emulator(sys.argv[1], sys.argv[2]).test_client()
     token = client.post("/user/login", json={"username": "demo@example.com",
                                              "password": "demo"}).get_json()["accessToken"]
-    print("ready", flush=True)
-    sys.stdin.readline()  # wait until every process is ready, then mint at once
-    for days in range(first_days, first_days + 5):
-        reply = client.post("/otp/daysCode", json={"productId": 1001, "days": days},
+    for line in sys.stdin:  # one days code per line read
+        reply = client.post("/otp/daysCode", json={"productId": 1001, "days": int(line)},
                             headers={"Authorization": token})
         print(json.dumps([reply.status_code, reply.get_json()]), flush=True)
 """)
 
 
+def _ask(child, *days):
+    child.stdin.write("".join(f"{d}\n" for d in days))
+    child.stdin.flush()
+
+
+def _answers(child, n):
+    return [json.loads(child.stdout.readline()) for _ in range(n)]
+
+
 def test_processes_share_one_chain(app, state_path):
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, state_path, SEED, str(first)],
+    children = [subprocess.Popen([sys.executable, "-c", CHILD, state_path, SEED],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                for first in (1, 11)]
-    for child in children:
-        assert child.stdout.readline().strip() == "ready"
-    for child in children:
-        child.stdin.write("go\n")
-        child.stdin.flush()
-    outputs = [child.communicate(timeout=60)[0] for child in children]
-    assert all(child.returncode == 0 for child in children)
-    replies = [json.loads(line) for out in outputs for line in out.splitlines()]
-    assert [status for status, _ in replies] == [200] * 10
+                for _ in range(2)]
+    try:
+        alternating = []
+        for days in range(1, 6):  # strictly in turn: each sees the other's last code
+            for offset, child in zip((0, 10), children):
+                _ask(child, days + offset)
+                alternating += _answers(child, 1)
+        assert [body["otpCount"] for _, body in alternating] == list(range(1, 11))
+        for offset, child in zip((20, 30), children):  # then both at once
+            _ask(child, *range(offset + 1, offset + 6))
+        concurrent = [reply for child in children for reply in _answers(child, 5)]
+    finally:
+        for child in children:
+            child.stdin.close()
+            child.wait(timeout=30)
+    replies = alternating + concurrent
+    assert [status for status, _ in replies] == [200] * 20
     parent = Api(app, "flask")
     parent.login()
     rows = parent.history(1001)["items"]
@@ -496,4 +510,4 @@ def test_processes_share_one_chain(app, state_path):
     device = Device(top)
     for row in sorted(rows, key=lambda r: r["codeIndex"]):
         assert device.enter(row["codeValue"]) == Entry("days", int(row["codeDays"]))
-    assert device.days_credited == sum(range(1, 6)) + sum(range(11, 16))
+    assert device.days_credited == sum(int(r["codeDays"]) for r in rows)

@@ -8,6 +8,9 @@ from sqlalchemy import text
 
 from bot import wiring
 from bot.settings import Settings
+from webhooks import payments, telegram, twilio
+
+CHANNELS = [twilio, telegram, payments]
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +21,7 @@ def create_app(settings: Settings | None = None, services: "wiring.Services | No
     services = services or wiring.build(settings)
     app = Flask(__name__)
     app.extensions["ovbot"] = services
-    from webhooks import telegram, twilio
-
-    for module in (twilio, telegram):
+    for module in CHANNELS:
         app.register_blueprint(module.bp)
 
     @app.get("/healthz")

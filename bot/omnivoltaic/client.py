@@ -149,16 +149,18 @@ class OmnivoltaicClient:
             body = body.get("item", body.get("data", body))
         return _parse(item_from_api, body)
 
-    def days_code(self, product_id: int, days: int) -> MintedCode:
+    def days_code(self, product_id: int, days: int, *, timeout: float | None = None
+                  ) -> MintedCode:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
             raise InvalidRequest(f"days must be an integer 1..{MAX_DAYS}, got {days!r}")
-        return self._mint("/otp/daysCode", {"productId": _product(product_id), "days": days})
+        return self._mint("/otp/daysCode", {"productId": _product(product_id), "days": days},
+                          timeout)
 
-    def free_code(self, product_id: int) -> MintedCode:
-        return self._mint("/code/code/freecodeotp", {"productId": _product(product_id)})
+    def free_code(self, product_id: int, *, timeout: float | None = None) -> MintedCode:
+        return self._mint("/code/code/freecodeotp", {"productId": _product(product_id)}, timeout)
 
-    def reset_code(self, product_id: int) -> MintedCode:
-        return self._mint("/code/code/resetcode", {"productId": _product(product_id)})
+    def reset_code(self, product_id: int, *, timeout: float | None = None) -> MintedCode:
+        return self._mint("/code/code/resetcode", {"productId": _product(product_id)}, timeout)
 
     def code_history(self, product_id: int, offset: int = 0,
                      limit: int = MAX_LIMIT) -> list[HistoryRow]:
@@ -181,8 +183,9 @@ class OmnivoltaicClient:
         rows, total = _rows(self._call("GET", path))
         return ItemPage(items=tuple(_parse(history_row_from_api, row) for row in rows), total=total)
 
-    def _mint(self, path: str, body: dict) -> MintedCode:
-        answer = self._call("POST", path, body, mint=True)
+    def _mint(self, path: str, body: dict, timeout: float | None) -> MintedCode:
+        """A mint; `timeout` may shorten the wait (USSD screens cannot wait long)."""
+        answer = self._call("POST", path, body, mint=True, timeout=timeout)
         try:
             return minted_code_from_api(answer)
         except ValueError as exc:
@@ -190,18 +193,20 @@ class OmnivoltaicClient:
 
     # --- transport --------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: dict | None = None, *, mint: bool = False) -> Any:
+    def _call(self, method: str, path: str, body: dict | None = None, *, mint: bool = False,
+              timeout: float | None = None) -> Any:
         token = self._current_token()
-        response = self._exchange(method, path, body, token=token, mint=mint)
+        response = self._exchange(method, path, body, token=token, mint=mint, timeout=timeout)
         if response.status_code == 401:
             token = self._token_after_401(token)
-            response = self._exchange(method, path, body, token=token, mint=mint)
+            response = self._exchange(method, path, body, token=token, mint=mint,
+                                      timeout=timeout)
             if response.status_code == 401:
                 raise AuthFailed(f"{method} {path}: 401 after a fresh login")
         return self._decode(response, mint=mint)
 
     def _exchange(self, method: str, path: str, body: dict | None, *, token: str | None,
-                  mint: bool) -> httpx.Response:
+                  mint: bool, timeout: float | None = None) -> httpx.Response:
         """One logical request. Read calls retry failures; a mint is sent once, whatever happens."""
         headers = {"Authorization": token} if token else {}
         attempts = 1 if mint else 1 + max(self._retries, 0)
@@ -211,7 +216,7 @@ class OmnivoltaicClient:
             started = self._clock()
             try:
                 response = self._http.request(method, path, json=body, headers=headers,
-                                              timeout=self._timeout)
+                                              timeout=timeout or self._timeout)
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 log.warning("%s %s failed after %.3fs: %s", method, path,
                             self._clock() - started, type(exc).__name__)

@@ -24,7 +24,7 @@ MAX_LIMIT = 100
 api = Blueprint("omnivoltaic_api", __name__)
 extras = Blueprint("omnivoltaic_emulator_extras", __name__, url_prefix="/_emulator")
 _PUBLIC = {"omnivoltaic_api.login", "omnivoltaic_api.graphql"}
-_INTEGER = re.compile(r"-?\d+")
+_INTEGER = re.compile(r"-?[0-9]{1,15}")  # bounded: SQLite integers are 64-bit
 
 
 class Emulator:
@@ -38,17 +38,19 @@ class Emulator:
     def set_latency(self, seconds: float) -> None:
         """TEST ONLY: every API call waits this long first."""
         with self._lock:
-            self._latency = float(seconds)
+            self._latency = max(0.0, float(seconds))
 
     def fail_next(self, n: int, status: int) -> None:
         """TEST ONLY: the next n API calls answer `status` and change nothing."""
+        if not 400 <= int(status) <= 599:
+            raise ValueError("an injected fault's status must be 4xx or 5xx")
         with self._lock:
-            self._fail = (int(n), int(status))
+            self._fail = (max(0, int(n)), int(status))
 
     def mint_then_timeout(self, n: int = 1, delay: float = 5.0) -> None:
         """TEST ONLY: the next n mints are made and recorded, then answer `delay` s late."""
         with self._lock:
-            self._late_mints = (int(n), float(delay))
+            self._late_mints = (max(0, int(n)), max(0.0, float(delay)))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -81,6 +83,7 @@ class Emulator:
 
 
 def create_emulator(state_path: str, seed: str, token_ttl: float = 3600.0) -> Flask:
+    """The emulator app on the state file `state_path` (created and seeded if new)."""
     app = Flask(__name__)
     app.json.sort_keys = False
     app.extensions[EXTENSION] = Emulator(EmulatorStore(state_path, seed), token_ttl)
@@ -120,7 +123,7 @@ def _body() -> dict:
 
 def _body_int(body: dict, name: str, low: int | None = None, high: int | None = None) -> int:
     value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 10**15:
         raise ApiError(400, f"{name} must be an integer")
     if low is not None and not low <= value <= high:
         raise ApiError(400, f"{name} must be between {low} and {high}")

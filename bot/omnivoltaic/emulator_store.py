@@ -6,6 +6,7 @@ Chain checkpoints are stored per item on first use; a mint then costs < 1000 has
 """
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import secrets
@@ -15,6 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Sequence
 
 from . import acp1
 
@@ -59,6 +61,12 @@ class Minted:
     value: str  # the code as 16 hex digits
 
 
+@functools.lru_cache(maxsize=256)
+def _computed_checkpoints(seed: str, product_id: int) -> tuple[str, ...]:
+    """~100k hashes, done once per process per item (several stores may share a seed)."""
+    return tuple(acp1.checkpoints(acp1.root_for(seed, product_id)))
+
+
 def _not_assigned(product_id: int) -> ApiError:
     return ApiError(404, f"product {product_id} is not assigned to this distributor")
 
@@ -70,7 +78,7 @@ def utc_now() -> str:
 class EmulatorStore:
     def __init__(self, path: str, seed: str) -> None:
         self.path, self.seed = path, seed
-        self._points: dict[int, list[str]] = {}  # immutable, so a plain cache is safe
+        self._points: dict[int, Sequence[str]] = {}  # immutable, so a plain cache is safe
         self._lock, self._idle, self._pid = threading.Lock(), [], os.getpid()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._create()
@@ -185,7 +193,7 @@ class EmulatorStore:
             raise ApiError(404, f"unknown product {product_id}")
         return self._checkpoints(product_id)[-1]
 
-    def _checkpoints(self, product_id: int) -> list[str]:
+    def _checkpoints(self, product_id: int) -> Sequence[str]:
         """Load the item's checkpoints, computing and storing them on first use."""
         points = self._points.get(product_id)
         if points is None:
@@ -194,8 +202,8 @@ class EmulatorStore:
                                       (product_id,)).fetchone()[0]
             if stored:
                 points = [stored[i:i + 16] for i in range(0, len(stored), 16)]
-            else:  # ~100k hashes, outside any write lock; every process computes the same
-                points = acp1.checkpoints(acp1.root_for(self.seed, product_id))
+            else:  # outside any write lock; every process computes the same values
+                points = _computed_checkpoints(self.seed, product_id)
                 with self._connect(write=True) as conn:
                     conn.execute("UPDATE items SET checkpoints = ? WHERE product_id = ?"
                                  " AND checkpoints IS NULL", ("".join(points), product_id))

@@ -1,0 +1,90 @@
+"""A whole product on the embedded emulator, for tests: no network, real database.
+
+`World` holds the services (database, emulator-backed client, core) plus helpers to set up
+customers and payments and to feed codes to device simulators.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+from sqlalchemy import select
+
+from bot import db, wiring
+from bot.fleet import sync_devices
+from bot.ledger import Ledger
+from bot.models import Customer, Device
+from bot.omnivoltaic.emulator import EmulatorTransport, create_emulator
+from bot.omnivoltaic.simulator import Device as Simulator
+from bot.settings import Settings
+
+SECRETS = dict(twilio_account_sid="AC" + "0" * 32, twilio_auth_token="test-twilio-token",
+               twilio_from_number="+15005550006", telegram_bot_token="123:test",
+               telegram_secret_token="test-telegram-secret", payments_secret="test-pay-secret",
+               public_base_url="https://bot.example.test")
+
+
+@dataclass
+class World:
+    services: wiring.Services
+    emulator_app: object
+    simulators: dict[int, Simulator] = field(default_factory=dict)
+
+    @property
+    def emulator(self):
+        return self.emulator_app.extensions["omnivoltaic_emulator"]
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.services.core.ledger
+
+    def session(self):
+        return db.transaction(self.services.sessions)
+
+    def customer(self, phone: str, *product_ids: int, name: str = "Amina",
+                 language: str = "en") -> int:
+        with self.session() as s:
+            customer = Customer(phone=phone, name=name, language=language)
+            s.add(customer)
+            s.flush()
+            for pid in product_ids:
+                s.scalar(select(Device).where(Device.product_id == pid)).owner_id = customer.id
+            return customer.id
+
+    def pay(self, product_id: int, days: int, reference: str) -> None:
+        with self.session() as s:
+            device = s.scalar(select(Device).where(Device.product_id == product_id))
+            self.ledger.record_payment(s, reference=reference, device=device, days=days,
+                                       source="cli")
+
+    def device(self, product_id: int) -> Device:
+        with self.session() as s:
+            return s.scalar(select(Device).where(Device.product_id == product_id))
+
+    def simulator(self, product_id: int) -> Simulator:
+        """The physical device: provisioned with its chain's top, kept across calls."""
+        if product_id not in self.simulators:
+            with httpx.Client(transport=httpx.WSGITransport(app=self.emulator_app),
+                              base_url="http://emulator") as http:
+                top = http.get(f"/_emulator/items/{product_id}/top").json()["top"]
+            self.simulators[product_id] = Simulator(top)
+        return self.simulators[product_id]
+
+
+def build_world(database_url: str, tmp_path, *, grace: timedelta = timedelta(0),
+                timeout: float = 2.0, **settings) -> World:
+    values = dict(SECRETS, database_url=database_url,
+                  omnivoltaic_emulator_state=str(tmp_path / "emulator.db"),
+                  omnivoltaic_timeout=timeout)
+    values.update(settings)
+    config = Settings(**values)
+    app = create_emulator(config.omnivoltaic_emulator_state, "test-seed")
+    http = httpx.Client(transport=EmulatorTransport(app), base_url=wiring.EMULATOR_BASE_URL,
+                        timeout=timeout)
+    services = wiring.build(config, http=http)
+    services.core.ledger.grace = grace
+    db.upgrade(services.engine)
+    with db.transaction(services.sessions) as session:
+        sync_devices(session, services.omnivoltaic)
+    return World(services=services, emulator_app=app)
