@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from bot.models import Agent
 
 ROLES = ("agent", "admin")
-_PIN = re.compile(r"^\d{4,8}$")
+_PIN = re.compile(r"[0-9]{4,8}")  # ASCII digits only: what a keypad sends
+MAX_NAME = 200
 _N, _R, _P = 2**14, 8, 1
+_DKLEN = 32
 
 
 class InvalidAgent(ValueError):
@@ -22,18 +24,18 @@ class InvalidAgent(ValueError):
 
 def hash_pin(pin: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_DKLEN)
     return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
 
 
 def verify_pin(pin: str, stored: str) -> bool:
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
+        if scheme != "scrypt" or len(digest) != 2 * _DKLEN:  # a shorter digest is weaker
             return False
         candidate = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt),
-                                   n=int(n), r=int(r), p=int(p), dklen=len(digest) // 2)
-    except (ValueError, TypeError):
+                                   n=int(n), r=int(r), p=int(p), dklen=_DKLEN)
+    except (ValueError, TypeError, AttributeError):  # garbage stored, or no PIN at all
         return False
     return hmac.compare_digest(candidate.hex(), digest)
 
@@ -41,12 +43,14 @@ def verify_pin(pin: str, stored: str) -> bool:
 def add_agent(session: Session, phone: str, name: str, pin: str, role: str = "agent"
               ) -> tuple[Agent, bool]:
     """Create or update the agent with this (already normalised) phone; returns (agent, created)."""
-    if not _PIN.match(pin or ""):
+    if not isinstance(pin, str) or not _PIN.fullmatch(pin):
         raise InvalidAgent("PIN must be 4 to 8 digits")
     if role not in ROLES:
         raise InvalidAgent(f"role must be one of {', '.join(ROLES)}")
     if not name.strip():
         raise InvalidAgent("name must not be empty")
+    if len(name.strip()) > MAX_NAME:
+        raise InvalidAgent(f"name must be at most {MAX_NAME} characters")
     agent = session.scalar(select(Agent).where(Agent.phone == phone))
     created = agent is None
     if created:

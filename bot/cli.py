@@ -122,8 +122,14 @@ def import_owners(c: _Context, file) -> None:
 
     services = c.services
     db.upgrade(services.engine)
-    with db.transaction(services.sessions) as session:
-        report = run_import(session, file, c.settings.default_region, c.settings.default_language)
+    try:
+        with db.transaction(services.sessions) as session:
+            report = run_import(session, file, c.settings.default_region,
+                                c.settings.default_language)
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file.name} is not UTF-8 text ({exc.reason} at byte "
+                                   f"{exc.start}); save it as CSV UTF-8. Nothing imported."
+                                   ) from None
     for line, reason in report.errors:
         click.echo(f"line {line}: {reason}", err=True)
     click.echo(f"{report.imported} imported, {report.unchanged} unchanged, "
@@ -294,7 +300,7 @@ def demo(c: _Context, host: str, port: int) -> None:
 @pass_ctx
 def chat(c: _Context, phone: str, channel: str) -> None:
     """Type messages as PHONE through the real webhook stack; prints the replies."""
-    from bot import console
+    from bot import console, db
     from bot.phones import InvalidPhone, normalise
     from webhooks.app import create_app
 
@@ -307,6 +313,7 @@ def chat(c: _Context, phone: str, channel: str) -> None:
         twilio_auth_token=s.twilio_auth_token or "console-twilio-token",
         public_base_url=s.public_base_url or "http://console.invalid",
         telegram_secret_token=s.telegram_secret_token or "console-telegram-secret")
+    db.upgrade(c.services.engine)
     app = create_app(services=c.services)
     session = console.Chat(app.test_client(), c.settings, phone, channel)
     click.echo(f"Chatting as {phone} over {channel}; /quit to leave"
@@ -356,6 +363,10 @@ def telegram_set_webhook(c: _Context, url: str) -> None:
         raise click.ClickException(f"Telegram refused: {exc}") from None
     click.echo(f"webhook set to {url}" if ok else "Telegram did not confirm the webhook")
 
+
+from bot.worker import outbox_command, worker_command  # noqa: E402 - needs `main` defined
+main.add_command(worker_command)
+main.add_command(outbox_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,9 +20,10 @@ class Chat:
     """One customer's console session against an app's test client."""
 
     def __init__(self, client, settings, phone: str, channel: str = "sms",
-                 telegram_user_id: int = 777000111):
+                 telegram_user_id: int | None = None):
         self.client, self.settings, self.phone, self.channel = client, settings, phone, channel
-        self.user_id = telegram_user_id
+        # One Telegram user per phone, so chatting as another number is another person.
+        self.user_id = telegram_user_id or int("".join(filter(str.isdigit, phone)) or 777000111)
         self._ids = itertools.count(time.time_ns() // 1000)  # new ids in every session
 
     def send(self, text: str) -> list[str]:

@@ -55,6 +55,8 @@ def respond(core: Core, session: Session, inbound: Inbound) -> Reply:
     customer = identify(core, session, inbound)
     command = commands.parse(inbound.text)
     if customer is None:
+        if command.name == commands.STOP:
+            return Reply()  # an opt-out is never answered, registered or not
         if inbound.channel == "telegram":
             return telegram_link.ask_for_contact(core, inbound)
         return Reply.say(core.messages.render(core.settings.default_language, "not_registered"))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot import db
 from bot.agents import add_agent
 from bot.fleet import sync_devices
-from bot.models import Agent, Customer, Device
+from bot.models import Customer, Device
 
 AGENT_PHONE, AGENT_PIN = "+254700000100", "1234"
 
@@ -49,8 +49,8 @@ def seed(services) -> None:
                 services.core.ledger.record_payment(
                     session, reference=f"demo-{pid}", device=device, days=c.paid_days,
                     source="demo")
-        if session.scalar(select(Agent).where(Agent.phone == AGENT_PHONE)) is None:
-            add_agent(session, AGENT_PHONE, "Demo Agent", AGENT_PIN, "admin")
+        # Every run: the printed PIN must work, even after a lock-out or a changed PIN.
+        add_agent(session, AGENT_PHONE, "Demo Agent", AGENT_PIN, "admin")
 
 
 def instructions(base_url: str) -> str:

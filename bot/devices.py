@@ -22,16 +22,27 @@ def owned(session: Session, customer: Customer) -> list[Device]:
 
 
 def references(devices: list[Device]) -> dict[int, str]:
-    """The shortest serial suffix (at least MIN_REF long) that tells each device apart."""
+    """The shortest serial suffix (at least MIN_REF long) that tells each device apart.
+
+    A suffix that another device answers to (its serial ends with it, or it is that
+    device's product id or PAYG serial) is grown, so `resolve` finds this device with it.
+    """
     serials = {d.id: (d.oem_serial or str(d.product_id)).upper() for d in devices}
     refs = {}
-    for device_id, serial in serials.items():
-        others = [s for i, s in serials.items() if i != device_id]
+    for device in devices:
+        serial = serials[device.id]
+        others = [d for d in devices if d.id != device.id]
         size = min(MIN_REF, len(serial))
-        while size < len(serial) and any(o.endswith(serial[-size:]) for o in others):
+        while size < len(serial) and any(_answers_to(o, serials[o.id], serial[-size:])
+                                         for o in others):
             size += 1
-        refs[device_id] = serial[-size:]
+        refs[device.id] = serial[-size:]
     return refs
+
+
+def _answers_to(device: Device, serial: str, ref: str) -> bool:
+    return serial.endswith(ref) or ref in (str(device.product_id),
+                                           (device.payg_serial or "").upper())
 
 
 def reference(session: Session, device: Device) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, ROUND_FLOOR
+from decimal import Decimal, InvalidOperation, ROUND_FLOOR
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 MAX_DAYS = 1095
 MAX_PAYMENT_DAYS = 3650  # ten years: anything above is a typo or abuse
 MAX_AMOUNT = Decimal("10000000")
+CENT = Decimal("0.01")
 OPEN = ("pending", "unknown")
 
 
@@ -80,25 +81,30 @@ class Ledger:
                        days: int | None = None, amount: Decimal | None = None,
                        source: str, agent_id: int | None = None, phone: str | None = None,
                        product_ref: str | None = None) -> PaymentResult:
-        """Record a payment once per reference; a repeat returns the first one unchanged."""
+        """Record a payment once per reference; a repeat returns the first one unchanged.
+
+        Nothing is changed (not even the device's balance) unless the payment is recorded.
+        """
+        if not isinstance(reference, str) or not reference.strip():
+            raise InvalidPayment("a payment needs a reference")
         existing = session.scalar(select(Payment).where(Payment.reference == reference))
         if existing is not None:
             return PaymentResult(existing, created=False)
         if (days is None) == (amount is None):
             raise InvalidPayment("give either days or amount")
         if amount is not None:
-            amount = Decimal(amount)
-            if not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT:
-                raise InvalidPayment(f"amount must be above 0 and at most {MAX_AMOUNT}")
+            amount = _money(amount)
         if device is not None:
             device = self._lock(session, device.id)
+        balance = None
         if amount is not None:
-            days = self._convert(device, amount) if device is not None else 0
+            days, balance = self._convert(device, amount) if device is not None else (0, None)
         if not isinstance(days, int) or isinstance(days, bool) or days < 0 \
                 or (amount is None and days == 0):
             raise InvalidPayment("days must be a positive whole number")
-        if days > MAX_PAYMENT_DAYS:
-            raise InvalidPayment(f"more than {MAX_PAYMENT_DAYS} days in one payment")
+        _check_days(days)
+        if balance is not None:
+            device.balance = balance
         payment = Payment(reference=reference, device_id=device.id if device else None,
                           days=days, amount=amount, source=source, agent_id=agent_id,
                           phone=phone, product_ref=product_ref)
@@ -106,8 +112,10 @@ class Ledger:
             with session.begin_nested():
                 session.add(payment)
         except IntegrityError:  # the same reference, recorded concurrently
-            return PaymentResult(session.scalar(
-                select(Payment).where(Payment.reference == reference)), created=False)
+            first = session.scalar(select(Payment).where(Payment.reference == reference))
+            if first is None:  # not a duplicate reference: a real error
+                raise
+            return PaymentResult(first, created=False)
         return PaymentResult(payment, created=True)
 
     def assign_payment(self, session: Session, payment: Payment, device: Device) -> Payment:
@@ -116,19 +124,21 @@ class Ledger:
             raise InvalidPayment(f"payment {payment.reference} already belongs to a device")
         device = self._lock(session, device.id)
         if payment.amount is not None:
-            payment.days = self._convert(device, Decimal(payment.amount))
+            days, balance = self._convert(device, Decimal(payment.amount))
+            _check_days(days)
+            payment.days, device.balance = days, balance
         payment.device_id = device.id
         session.flush()
         return payment
 
     @staticmethod
-    def _convert(device: Device, amount: Decimal) -> int:
+    def _convert(device: Device, amount: Decimal) -> tuple[int, Decimal]:
+        """The whole days `amount` buys with the device's balance, and the new balance."""
         if not device.value_per_day or device.value_per_day <= 0:
             raise InvalidPayment(f"device {device.product_id} has no price per day")
         total = Decimal(device.balance or 0) + amount
         days = int((total / Decimal(device.value_per_day)).to_integral_value(ROUND_FLOOR))
-        device.balance = total - days * Decimal(device.value_per_day)
-        return days
+        return days, total - days * Decimal(device.value_per_day)
 
     def unspent_days(self, session: Session, device: Device) -> int:
         paid = session.scalar(select(func.coalesce(func.sum(Payment.days), 0))
@@ -248,6 +258,16 @@ class Ledger:
                 raise Refused(str(exc)) from exc
             raise ServiceUnavailable(str(exc)) from exc
         device = self._lock(session, device.id)
+        session.refresh(attempt)  # a reconciliation may have settled it while we waited
+        if attempt.state == "minted":  # adopted from the history: applied once already
+            if attempt.code != minted.code:
+                log.error("mint %s for device %s: answer %s differs from the adopted code",
+                          attempt.id, device.product_id, minted.otp_count)
+            session.commit()
+            return attempt
+        if attempt.state == "failed":
+            log.error("mint %s for device %s was released before its answer came; "
+                      "recording its code anyway", attempt.id, device.product_id)
         self._apply(device, attempt, minted.code, minted.otp_hash, minted.otp_count)
         session.commit()
         return attempt
@@ -324,3 +344,20 @@ class Ledger:
     def _lock(session: Session, device_id: int) -> Device:
         return session.scalars(select(Device).where(Device.id == device_id)
                                .with_for_update().execution_options(populate_existing=True)).one()
+
+
+def _money(value) -> Decimal:
+    """A positive amount in whole cents, at most MAX_AMOUNT; InvalidPayment otherwise."""
+    try:
+        amount = None if isinstance(value, bool) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        amount = None
+    if amount is None or not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT \
+            or amount % CENT:
+        raise InvalidPayment(f"amount must be above 0, at most {MAX_AMOUNT}, in whole cents")
+    return amount
+
+
+def _check_days(days: int) -> None:
+    if days > MAX_PAYMENT_DAYS:
+        raise InvalidPayment(f"more than {MAX_PAYMENT_DAYS} days in one payment")

@@ -6,12 +6,19 @@ import re
 
 from bot.phones import mask
 
-# "+" and 9 to 15 digits (spaces or hyphens allowed between), or 9 to 15 bare digits in a row.
-_PHONE = re.compile(r"\+\d(?:[ -]?\d){8,14}(?!\w)|(?<![\w*.:-])\d{9,15}(?!\w)")
+# A token code (kept as it is), else a phone number: "+" and 9 to 15 digits with spaces,
+# hyphens or brackets between; a national number (leading 0, 9 to 12 digits, spaced or
+# not); or 9 to 15 bare digits in a row.
+_PHONE = re.compile(
+    r"(?P<code>\*\d[\d ]*#)"
+    r"|\+\d(?:[ ()-]{0,2}\d){8,14}(?!\w)"
+    r"|(?<![\w*.:+-])\(?0\d(?:\)?[ -]?\d){7,10}(?!\w)"
+    r"|(?<![\w*.:-])\d{9,15}(?!\w)")
 
 
 def scrub(text: str) -> str:
-    return _PHONE.sub(lambda m: mask(re.sub(r"[ -]", "", m.group(0))), text)
+    return _PHONE.sub(lambda m: m.group(0) if m.group("code")
+                      else mask(re.sub(r"[ ()-]", "", m.group(0))), text)
 
 
 class MaskingFormatter(logging.Formatter):
@@ -30,3 +37,9 @@ def configure(level: int = logging.INFO) -> None:
     if level > logging.DEBUG:  # one line per request is the client's job, not httpx's
         for noisy in ("httpx", "alembic", "werkzeug"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def ensure_configured(level: int = logging.INFO) -> None:
+    """Configure masked logging unless the host process (e.g. a test runner) already did."""
+    if not logging.getLogger().handlers:
+        configure(level)

@@ -17,6 +17,8 @@ from bot.phones import InvalidPhone, normalise
 
 LANGUAGES = ("en", "fr", "sw")
 HEADER = ("product_id", "customer_phone", "customer_name")
+MAX_PRODUCT_DIGITS = 9  # product ids are 32-bit integers in the devices table
+MAX_NAME = 200
 
 
 @dataclass
@@ -46,7 +48,11 @@ def import_owners(session: Session, lines: Iterable[str], region: str,
                   default_language: str = "en") -> ImportReport:
     report = ImportReport()
     claimed: dict[int, str] = {}
-    for number, fields in enumerate(csv.reader(lines), start=1):
+    people: dict[str, tuple[int, str, str | None]] = {}
+    reader = csv.reader(lines)
+    end = 0
+    for fields in reader:
+        number, end = end + 1, reader.line_num  # a quoted field may span several lines
         if not any(f.strip() for f in fields):
             continue
         if number == 1 and tuple(f.strip().lower() for f in fields[:3]) == HEADER:
@@ -55,7 +61,11 @@ def import_owners(session: Session, lines: Iterable[str], region: str,
             row = _parse(fields, region)
             if claimed.setdefault(row.product_id, row.phone) != row.phone:
                 raise BadRow(f"device {row.product_id} is given to two owners in this file")
+            first, name, language = people.get(row.phone, (number, row.name, row.language))
+            if name != row.name or (language and row.language and language != row.language):
+                raise BadRow(f"this customer has another name or language on line {first}")
             changed = _apply(session, row, default_language)
+            people[row.phone] = (first, name, language or row.language)
         except BadRow as exc:
             report.errors.append((number, str(exc)))
             continue
@@ -73,10 +83,13 @@ def _parse(fields: list[str], region: str) -> _Row:
         raise BadRow(f"expected 3 or 4 columns, got {len(fields)}")
     product, phone, name = fields[:3]
     language = fields[3].lower() if len(fields) == 4 and fields[3] else None
-    if not product.isdigit():
-        raise BadRow(f"product_id must be a number, got {product!r}")
+    if not (product.isascii() and product.isdigit()) or len(product) > MAX_PRODUCT_DIGITS:
+        raise BadRow(f"product_id must be a number of at most {MAX_PRODUCT_DIGITS} digits, "
+                     f"got {product[:20]!r}")
     if not name:
         raise BadRow("customer_name is empty")
+    if len(name) > MAX_NAME:
+        raise BadRow(f"customer_name is longer than {MAX_NAME} characters")
     if language is not None and language not in LANGUAGES:
         raise BadRow(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
     try:

@@ -14,12 +14,17 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import devices, outbox
-from bot.ledger import LedgerError, InvalidPayment, MintPending, Refused, ServiceUnavailable
+from bot import devices, outbox, phones
+from bot.ledger import (
+    MAX_AMOUNT, MAX_PAYMENT_DAYS, LedgerError, InvalidPayment, MintPending, Refused,
+    ServiceUnavailable,
+)
 from bot.models import Device, Payment
 
 log = logging.getLogger(__name__)
 MAX_REFERENCE = 128
+MAX_PRODUCT_REF = 64  # the longest serial the devices table holds
+CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -43,37 +48,56 @@ class PaymentIn:
     phone: str | None
 
 
-def parse(payload: object) -> PaymentIn:
-    """Validate a payment's JSON body; BadPayment names the first bad field."""
+def parse(payload: object, region: str) -> PaymentIn:
+    """Validate a payment's JSON body; BadPayment names the first bad field.
+
+    `region` reads a national phone number (the settings' default region).
+    """
     if not isinstance(payload, dict):
         raise BadPayment("body", "must be a JSON object")
     reference = payload.get("reference")
     if not isinstance(reference, str) or not reference.strip() or len(reference) > MAX_REFERENCE:
         raise BadPayment("reference", f"must be a non-empty string of at most {MAX_REFERENCE}")
-    product = payload.get("product_id", payload.get("serial"))
-    if isinstance(product, bool) or not isinstance(product, (int, str)) or not str(product).strip():
+    product = payload.get("product_id")
+    if product is None:
+        product = payload.get("serial")
+    if isinstance(product, bool) or not isinstance(product, (int, str)) \
+            or not str(product).strip() or len(str(product).strip()) > MAX_PRODUCT_REF:
         raise BadPayment("product_id", "must be a product id or serial")
     days, amount = payload.get("days"), payload.get("amount")
     if (days is None) == (amount is None):
         raise BadPayment("days", "give exactly one of days or amount")
-    if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days <= 0):
-        raise BadPayment("days", "must be a positive whole number")
+    if days is not None and (isinstance(days, bool) or not isinstance(days, int)
+                             or not 0 < days <= MAX_PAYMENT_DAYS):
+        raise BadPayment("days", f"must be a whole number from 1 to {MAX_PAYMENT_DAYS}")
     if amount is not None:
-        try:
-            amount = Decimal(str(amount)) if not isinstance(amount, bool) else None
-        except InvalidOperation:
-            amount = None
-        if amount is None or not amount.is_finite() or amount <= 0:
-            raise BadPayment("amount", "must be a positive number")
+        amount = _amount(amount)
     phone = payload.get("phone")
-    if phone is not None and not isinstance(phone, str):
-        raise BadPayment("phone", "must be a string")
+    if phone is not None:
+        try:
+            phone = phones.normalise(phone, region)
+        except phones.InvalidPhone as exc:
+            raise BadPayment("phone", str(exc)) from None
     return PaymentIn(reference.strip(), str(product).strip(), days, amount, phone)
+
+
+def _amount(value: object) -> Decimal:
+    """A positive amount in whole cents, from a JSON number or a numeric string."""
+    try:
+        amount = None if isinstance(value, bool) or not isinstance(value, (int, float, str)) \
+            else Decimal(str(value))
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or not 0 < amount <= MAX_AMOUNT \
+            or amount % CENT:
+        raise BadPayment("amount", f"must be a positive number of at most {MAX_AMOUNT}, "
+                                   "in whole cents")
+    return amount
 
 
 def receive(core, session: Session, payload: object) -> Answer:
     try:
-        data = parse(payload)
+        data = parse(payload, core.settings.default_region)
     except BadPayment as exc:
         return Answer(400, {"status": "rejected", "field": exc.field, "error": exc.reason})
     first = session.scalar(select(Payment).where(Payment.reference == data.reference))
@@ -84,8 +108,11 @@ def receive(core, session: Session, payload: object) -> Answer:
         result = core.ledger.record_payment(
             session, reference=data.reference, device=device, days=data.days,
             amount=data.amount, source="webhook", phone=data.phone, product_ref=data.product_ref)
-    except InvalidPayment as exc:
-        return Answer(422, {"status": "rejected", "error": str(exc)})
+    except InvalidPayment as exc:  # e.g. an amount worth too many days at this device's price
+        field = "amount" if data.amount is not None else "days"
+        return Answer(422, {"status": "rejected", "field": field, "error": str(exc)})
+    if not result.created:  # a concurrent delivery recorded it first: it settles it too
+        return _repeat(session, result.payment)
     answer = settle(core, session, result.payment, channel="payments")
     result.payment.response = json.dumps(answer.body)
     return answer

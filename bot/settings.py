@@ -7,9 +7,12 @@ defaults; secrets default to unset, and `require()` names every missing one at s
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Mapping
+
+import phonenumbers
 
 DEMO_USERNAME = "demo@example.com"
 DEMO_PASSWORD = "demo"
@@ -29,9 +32,12 @@ def _number(env: Mapping[str, str], name: str, default: float, cast=float):
     if not raw:
         return default
     try:
-        return cast(raw)
+        value = cast(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -131,10 +137,17 @@ class Settings:
         """Reject settings that cannot work, naming each one."""
         if self.default_language not in {"en", "fr", "sw"}:
             raise ConfigError(f"DEFAULT_LANGUAGE must be en, fr or sw, got {self.default_language!r}")
-        if len(self.default_region) != 2:
-            raise ConfigError(f"DEFAULT_REGION must be a two-letter region, got {self.default_region!r}")
-        if self.omnivoltaic_timeout <= 0:
-            raise ConfigError("OMNIVOLTAIC_TIMEOUT must be positive")
+        if self.default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError("DEFAULT_REGION must be a two-letter region code such as KE, "
+                              f"got {self.default_region!r}")
+        for name, value in (("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
+                            ("USSD_MINT_BUDGET", self.ussd_mint_budget)):
+            if not value > 0:
+                raise ConfigError(f"{name} must be positive, got {value!r}")
+        for name, value in (("AGENT_LOCK_MINUTES", self.agent_lock_minutes),
+                            ("AGENT_DAILY_DAYS_CAP", self.agent_daily_days_cap)):
+            if value < 0:
+                raise ConfigError(f"{name} must not be negative, got {value!r}")
 
     def require(self, *names: str) -> None:
         """Fail at start-up, naming every required variable that is unset."""

@@ -6,18 +6,22 @@ import logging
 from flask import Flask
 from sqlalchemy import text
 
-from bot import wiring
+from bot import logs, wiring
 from bot.settings import Settings
-from webhooks import payments, telegram, twilio
+from webhooks import payments, telegram, twilio, ussd
 
-CHANNELS = [twilio, telegram, payments]
+CHANNELS = [twilio, telegram, payments, ussd]
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, services: "wiring.Services | None" = None
                ) -> Flask:
-    settings = settings or (services.settings if services else Settings.from_env())
+    logs.ensure_configured()
+    if settings is None and services is None:  # production: read and check the environment
+        settings = Settings.from_env()
+        settings.require_for_production()
+    settings = settings or services.settings
     services = services or wiring.build(settings)
     app = Flask(__name__)
     app.extensions["ovbot"] = services

@@ -24,7 +24,7 @@ def receive() -> Response:
     guard(services.settings, body)
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return jsonify(status="rejected", field="body", error="not valid JSON"), 400
     with db.transaction(services.sessions) as session:
         answer = payments.receive(services.core, session, payload)

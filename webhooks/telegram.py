@@ -39,14 +39,18 @@ def guard(settings) -> None:
 
 def parse(data) -> Inbound | None:
     """An Inbound for a private text or contact message; None for updates we ignore."""
-    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+    if not isinstance(data, dict) or not _is_int(data.get("update_id")):
         abort(400, description="body must be a Telegram Update with an integer update_id")
     try:
         update = Update.de_json(data, None)
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except Exception:  # noqa: BLE001 - whatever PTB cannot read is malformed, never a 500
         abort(400, description="malformed Telegram Update")
     message = update.message
-    if message is None or message.from_user is None or message.chat.type != "private":
+    if message is None:
+        return None
+    if not _well_formed(message):
+        abort(400, description="malformed Telegram message")
+    if message.from_user is None or message.chat.type != "private":
         return None
     contact = message.contact
     if message.text is None and contact is None:
@@ -56,6 +60,21 @@ def parse(data) -> Inbound | None:
                    chat_id=message.chat.id,
                    contact_phone=contact.phone_number if contact else None,
                    contact_user_id=contact.user_id if contact else None)
+
+
+def _well_formed(message) -> bool:
+    """PTB does not check types: ids must be integers, texts and numbers strings."""
+    contact = message.contact
+    return (message.chat is not None and _is_int(message.chat.id)
+            and (message.from_user is None or _is_int(message.from_user.id))
+            and (message.text is None or isinstance(message.text, str))
+            and (contact is None or (isinstance(contact.phone_number, str)
+                                     and (contact.user_id is None
+                                          or _is_int(contact.user_id)))))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def render(reply: Reply, chat_id: int) -> Response:

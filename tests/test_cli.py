@@ -1,0 +1,365 @@
+"""`ovbot`, driven as an operator would: click's CliRunner, files under tmp_path."""
+from __future__ import annotations
+
+import logging
+import re
+
+import click
+import flask
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from bot import db, demo
+from bot.agents import verify_pin
+from bot.cli import main
+from bot.models import Agent, Code, Customer, Device, Payment
+from tests.test_settings import variables_read
+
+CODE = re.compile(r"\*\d{3}(?: \d{3}){6}#")
+
+
+@pytest.fixture(autouse=True)
+def keep_logging():
+    """`ovbot` configures the root logger; give the test runner its logging back."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    noisy = {name: logging.getLogger(name).level for name in ("httpx", "alembic", "werkzeug")}
+    yield
+    root.handlers[:], level = saved
+    root.setLevel(level)
+    for name, level in noisy.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A clean environment: only the database and the emulator state, both in tmp_path."""
+    for name in variables_read():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'ovbot.db'}")
+    monkeypatch.setenv("OMNIVOLTAIC_EMULATOR_STATE", str(tmp_path / "emulator.db"))
+    return tmp_path
+
+
+def ovbot(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def Session(home):  # noqa: N802 - a session factory; each use is short, as SQLite locks
+    engine = db.make_engine(f"sqlite:///{home / 'ovbot.db'}")
+    yield db.make_sessionmaker(engine)
+    engine.dispose()
+
+
+def count(Session, model, *where) -> int:  # noqa: N803
+    with Session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+@pytest.fixture
+def fleet(home):
+    assert ovbot("sync-devices").exit_code == 0
+    return home
+
+
+# -- help and configuration ------------------------------------------------------------------
+
+def _commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_help_works_without_any_configuration(home, monkeypatch):
+    monkeypatch.setenv("DEFAULT_LANGUAGE", "not-a-language")  # broken, and never read
+    monkeypatch.setenv("OMNIVOLTAIC_API_URL", "https://unreachable.invalid")
+    result = ovbot("--help")
+    assert result.exit_code == 0
+    for name in ("db", "sync-devices", "import-owners", "agent", "credit", "demo", "chat",
+                 "serve", "emulator", "telegram"):
+        assert name in result.output
+    for path in _commands(main):
+        assert ovbot(*path, "--help").exit_code == 0, path
+    assert list(home.iterdir()) == []
+
+
+def test_a_bad_setting_is_a_clean_error_naming_it(home, monkeypatch):
+    monkeypatch.setenv("DEFAULT_REGION", "XX")
+    result = ovbot("db", "upgrade")
+    assert result.exit_code == 1
+    assert "DEFAULT_REGION" in result.stderr and "Traceback" not in result.output
+
+
+# -- db upgrade ------------------------------------------------------------------------------
+
+def test_db_upgrade_prints_the_revision_and_is_idempotent(home):
+    first = ovbot("db", "upgrade")
+    assert first.exit_code == 0
+    assert first.stdout == f"database at revision {db.head_revision()}\n"
+    second = ovbot("db", "upgrade")
+    assert (second.exit_code, second.stdout) == (0, first.stdout)
+    assert (home / "ovbot.db").exists()
+
+
+def test_the_default_database_is_under_instance_in_the_current_directory(home, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL")
+    assert ovbot("db", "upgrade").exit_code == 0
+    assert (home / "instance" / "ovbot.db").is_file()
+
+
+# -- sync-devices ----------------------------------------------------------------------------
+
+def test_sync_devices_fills_the_fleet_once(home, Session):
+    first = ovbot("sync-devices")
+    assert first.exit_code == 0 and "100 devices synced (100 new, 0 updated)" in first.stdout
+    assert count(Session, Device) == 100
+    second = ovbot("sync-devices")
+    assert second.exit_code == 0 and "(0 new, 100 updated)" in second.stdout
+    assert count(Session, Device) == 100
+    assert (home / "emulator.db").is_file() and not (home / "instance").exists()
+
+
+# -- import-owners ---------------------------------------------------------------------------
+
+OWNERS = """\
+product_id,customer_phone,customer_name,language
+1001,0712345678,Amina
+1002,+254712345679,Baraka,sw
+9999,0712345670,Nobody
+1003,0712ABC678,Letters
+1004,0712345671,Claire,de
+1005,0712345672,
+1006,0712345673
+1007,0712345674,Dan,en,extra
+1008,0712345675,Esther
+1008,0712345676,Fatuma
+"""
+BAD_LINES = {
+    4: "unknown device 9999",
+    5: "customer_phone",
+    6: "language",
+    7: "customer_name is empty",
+    8: "expected 3 or 4 columns, got 2",
+    9: "expected 3 or 4 columns, got 5",
+    11: "device 1008 is given to two owners",
+}
+
+
+def _reported(stderr: str) -> dict[int, str]:
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r"^line (\d+): (.*)$", stderr, re.M)}
+
+
+def test_import_owners_imports_good_rows_and_names_bad_lines(fleet, Session):
+    (fleet / "owners.csv").write_text(OWNERS)
+    result = ovbot("import-owners", "owners.csv")
+    assert result.exit_code == 1
+    reported = _reported(result.stderr)
+    assert set(reported) == set(BAD_LINES)
+    for line, reason in BAD_LINES.items():
+        assert reason in reported[line], line
+    assert "3 imported" in result.stdout and "7 bad rows" in result.stdout
+
+    with Session() as session:
+        amina = session.scalar(select(Customer).where(Customer.phone == "+254712345678"))
+        baraka = session.scalar(select(Customer).where(Customer.phone == "+254712345679"))
+        assert (amina.name, amina.language, [d.product_id for d in amina.devices]) == \
+            ("Amina", "en", [1001])
+        assert (baraka.language, [d.product_id for d in baraka.devices]) == ("sw", [1002])
+    assert count(Session, Customer) == 3
+    assert "0712345670" not in result.output, "no phone number in clear"
+
+    again = ovbot("import-owners", "owners.csv")
+    assert again.exit_code == 1
+    assert "0 imported, 3 unchanged, 7 bad rows" in again.stdout
+    assert set(_reported(again.stderr)) == set(BAD_LINES)
+    assert count(Session, Customer) == 3
+
+
+def test_import_owners_of_a_clean_file_exits_zero(fleet, monkeypatch, Session):
+    monkeypatch.setenv("DEFAULT_REGION", "TZ")
+    (fleet / "owners.csv").write_text("1001,0712345678,Amina\n")
+    result = ovbot("import-owners", "owners.csv")
+    assert (result.exit_code, result.stderr) == (0, "")
+    with Session() as session:
+        assert session.scalar(select(Customer.phone)) == "+255712345678"
+
+
+def test_import_owners_reads_a_bom_and_refuses_a_missing_file(fleet):
+    (fleet / "bom.csv").write_bytes("\ufeffproduct_id,customer_phone,customer_name\n"
+                                    "1001,0712345678,Amina\n".encode("utf-8"))
+    assert ovbot("import-owners", "bom.csv").exit_code == 0
+    assert ovbot("import-owners", "missing.csv").exit_code == 2
+
+
+def test_import_owners_refuses_a_file_that_is_not_utf8(fleet, Session):
+    (fleet / "latin1.csv").write_bytes("1001,0712345678,Amina\n"
+                                       "1002,0712345679,Am\u00e9lie\n".encode("latin-1"))
+    result = ovbot("import-owners", "latin1.csv")
+    assert result.exit_code == 1 and "UTF-8" in result.stderr
+    assert "Traceback" not in result.output
+    assert count(Session, Customer) == 0, "all or nothing"
+
+
+# -- agent add -------------------------------------------------------------------------------
+
+def test_agent_add_creates_then_updates(home, Session):
+    first = ovbot("agent", "add", "0700000100", "--name", "Jane", "--pin", "48213579")
+    assert first.exit_code == 0 and "created" in first.stdout
+    second = ovbot("agent", "add", "+254700000100", "--name", "Jane W", "--pin", "97531864",
+                   "--role", "admin")
+    assert second.exit_code == 0 and "updated" in second.stdout
+    assert count(Session, Agent) == 1
+    with Session() as session:
+        agent = session.scalar(select(Agent))
+    assert (agent.phone, agent.name, agent.role) == ("+254700000100", "Jane W", "admin")
+    assert verify_pin("97531864", agent.pin_hash)
+    assert not verify_pin("48213579", agent.pin_hash)
+    stored = b"".join(p.read_bytes() for p in home.glob("ovbot.db*"))  # WAL included
+    for pin in ("48213579", "97531864"):
+        assert pin not in first.output + second.output and pin.encode() not in stored
+    assert "0700000100" not in first.output and "700000100" not in second.output
+
+
+@pytest.mark.parametrize("args", [
+    ("--pin", "12"),
+    ("--pin", "12345678901"),
+    ("--pin", "12ab"),
+    ("--pin", "4821", "--role", "boss"),
+    ("--pin", "4821", "--name", "   "),
+])
+def test_agent_add_usage_errors(home, Session, args):
+    options = ["--name", "Jane", *args] if "--name" not in args else list(args)
+    result = ovbot("agent", "add", "0700000100", *options)
+    assert result.exit_code == 2
+    if (home / "ovbot.db").exists():
+        assert count(Session, Agent) == 0
+
+
+def test_agent_add_refuses_a_bad_phone(home):
+    result = ovbot("agent", "add", "12", "--name", "Jane", "--pin", "4821")
+    assert result.exit_code == 2 and "PHONE" in result.stderr
+
+
+# -- credit ----------------------------------------------------------------------------------
+
+def test_credit_records_mints_and_ignores_a_repeat(fleet, Session):
+    first = ovbot("credit", "1001", "30", "--reference", "RCPT-1")
+    assert first.exit_code == 0 and "recorded 30 days for device 1001" in first.stdout
+    with Session() as session:
+        device = session.scalar(select(Device).where(Device.product_id == 1001))
+        codes = session.scalars(select(Code).where(Code.device_id == device.id)).all()
+    assert [(c.kind, c.days, c.state) for c in codes] == [("days", 30, "minted")]
+    assert count(Session, Payment) == 1
+
+    again = ovbot("credit", "1001", "30", "--reference", "RCPT-1")
+    assert again.exit_code == 0 and "already recorded" in again.stdout
+    other = ovbot("credit", "1002", "5", "--reference", "RCPT-1")
+    assert other.exit_code == 0 and "already recorded" in other.stdout
+    assert (count(Session, Payment), count(Session, Code)) == (1, 1)
+
+
+def test_credit_by_serial(fleet, Session):
+    assert ovbot("credit", "oves001003", "2", "--reference", "R-2").exit_code == 0
+    with Session() as session:
+        payment = session.scalar(select(Payment))
+        assert (payment.device.product_id, payment.days, payment.source) == (1003, 2, "cli")
+
+
+@pytest.mark.parametrize("args", [
+    ("4242", "5", "--reference", "R"),      # not in the fleet
+    ("1101", "5", "--reference", "R"),      # the other distributor's
+    ("1001", "0", "--reference", "R"),
+    ("1001", "-3", "--reference", "R"),
+    ("1001", "five", "--reference", "R"),
+    ("1001", "5"),                          # no reference
+])
+def test_credit_errors_change_nothing(fleet, Session, args):
+    assert ovbot("credit", *args).exit_code == 2
+    assert (count(Session, Payment), count(Session, Code)) == (0, 0)
+
+
+# -- chat ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def customer(fleet):
+    (fleet / "owners.csv").write_text("1001,0712345678,Amina\n")
+    assert ovbot("import-owners", "owners.csv").exit_code == 0
+    assert ovbot("credit", "1001", "7", "--reference", "R-1").exit_code == 0
+    return fleet
+
+
+def test_chat_over_sms(customer):
+    result = ovbot("chat", "--from", "0712345678", input="CODE\nSTATUS\n")
+    assert result.exit_code == 0
+    lines = [line for line in result.stdout.splitlines() if line.startswith("bot> ")]
+    assert len(lines) == 2
+    assert CODE.search(lines[0])
+    assert "7 days left" in lines[1]
+
+
+def test_chat_over_telegram_needs_the_contact_first(customer):
+    result = ovbot("chat", "--from", "+254712345678", "--channel", "telegram",
+                   input="CODE\n/contact\n/code\n/quit\nSTATUS\n")
+    assert result.exit_code == 0
+    lines = [line for line in result.stdout.splitlines() if line.startswith("bot> ")]
+    assert not CODE.search(lines[0]) and "[button:" in lines[1]
+    assert "Amina" in lines[2]
+    assert CODE.search(lines[3])
+    assert len(lines) == 4, "nothing after /quit"
+
+
+def test_chat_on_a_fresh_directory_migrates_first(home):
+    result = ovbot("chat", "--from", "0712345678", input="CODE\n")
+    assert result.exit_code == 0
+    assert "not registered" in result.stdout and "went wrong" not in result.stdout
+
+
+def test_chat_refuses_a_bad_number(home):
+    result = ovbot("chat", "--from", "hello")
+    assert result.exit_code == 2 and "--from" in result.stderr
+
+
+# -- demo, serve, telegram -------------------------------------------------------------------
+
+def test_demo_seeds_and_serves(home, monkeypatch, Session):
+    served = {}
+    monkeypatch.setattr(flask.Flask, "run", lambda app, **kw: served.update(kw, app=app))
+    result = ovbot("demo", "--port", "8123")
+    assert result.exit_code == 0
+    assert served["port"] == 8123 and served["app"].extensions["ovbot"].settings.demo
+    assert "http://127.0.0.1:8123" in result.stdout and "ovbot chat" in result.stdout
+    assert f"PIN {demo.AGENT_PIN}" in result.stdout
+    assert count(Session, Device) == 100
+    assert count(Session, Customer) == len(demo.CUSTOMERS)
+    assert ovbot("demo").exit_code == 0
+    assert count(Session, Customer) == len(demo.CUSTOMERS)
+
+
+def test_demo_refuses_a_real_api(home, monkeypatch):
+    monkeypatch.setenv("OMNIVOLTAIC_API_URL", "https://api.example.test")
+    result = ovbot("demo")
+    assert result.exit_code == 1 and "OMNIVOLTAIC_API_URL" in result.stderr
+
+
+def test_serve_names_missing_production_settings(home, monkeypatch):
+    monkeypatch.setenv("OMNIVOLTAIC_API_URL", "https://api.example.test")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "tok")
+    result = ovbot("serve")
+    assert result.exit_code == 1
+    for name in ("OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD", "PUBLIC_BASE_URL",
+                 "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"):
+        assert name in result.stderr
+
+
+def test_telegram_set_webhook_checks_before_calling(home, monkeypatch):
+    result = ovbot("telegram", "set-webhook", "https://bot.example.com/webhooks/telegram")
+    assert result.exit_code == 1
+    assert "TELEGRAM_BOT_TOKEN" in result.stderr and "TELEGRAM_SECRET_TOKEN" in result.stderr
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("TELEGRAM_SECRET_TOKEN", "secret")
+    result = ovbot("telegram", "set-webhook", "http://bot.example.com/webhooks/telegram")
+    assert result.exit_code == 2 and "https" in result.stderr

@@ -1,0 +1,117 @@
+"""`ovbot chat`'s engine: real, signed requests through the webhook stack."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.console import Chat, run
+from bot.models import InboundMessage
+from webhooks.app import create_app
+
+CODE = re.compile(r"\*\d{3}(?: \d{3}){6}#")
+PHONE = "+254712345678"
+
+
+@pytest.fixture
+def app(sqlite_world):
+    sqlite_world.customer(PHONE, 1001)
+    sqlite_world.pay(1001, 7, "console-1")
+    return create_app(services=sqlite_world.services)
+
+
+def chat(app, world, channel="sms", phone=PHONE, **settings) -> Chat:
+    return Chat(app.test_client(), world.services.settings.replace(**settings), phone, channel)
+
+
+def test_sms_gets_a_code_the_device_accepts(app, sqlite_world):
+    replies = chat(app, sqlite_world).send("CODE")
+    assert len(replies) == 1
+    code = CODE.search(replies[0]).group(0)
+    entry = sqlite_world.simulator(1001).enter(code)
+    assert (entry.outcome, entry.days) == ("days", 7)
+
+
+def test_each_message_is_a_new_provider_message(app, sqlite_world):
+    session = chat(app, sqlite_world)
+    session.send("STATUS")
+    session.send("STATUS")
+    chat(app, sqlite_world).send("STATUS")  # a new session does not reuse ids
+    with sqlite_world.session() as s:
+        assert s.scalar(select(func.count()).select_from(InboundMessage)) == 3
+
+
+@pytest.mark.parametrize("wrong", [
+    {"twilio_auth_token": "not-the-app-token"},
+    {"public_base_url": "https://elsewhere.example.test"},
+])
+def test_sms_requests_are_really_signed(app, sqlite_world, wrong):
+    assert chat(app, sqlite_world, **wrong).send("CODE") == ["[HTTP 403]"]
+
+
+def test_telegram_requests_carry_the_secret(app, sqlite_world):
+    wrong = chat(app, sqlite_world, "telegram", telegram_secret_token="not-the-secret")
+    assert wrong.send("/start") == ["[HTTP 403]"]
+
+
+def test_telegram_start_contact_then_code(app, sqlite_world):
+    session = chat(app, sqlite_world, "telegram")
+    start = session.send("/start")
+    assert len(start) == 2 and start[1].startswith("[button: ")
+    linked = session.share_contact()
+    assert "Amina" in linked[0]
+    code = CODE.search(session.send("/code")[0]).group(0)
+    assert sqlite_world.simulator(1001).enter(code).days == 7
+
+
+def test_telegram_users_differ_by_phone(app, sqlite_world):
+    """Chatting as another number is another Telegram user, not the last one linked."""
+    sqlite_world.customer("+254712345679", 1002, name="Baraka")
+    amina = chat(app, sqlite_world, "telegram")
+    amina.share_contact()
+    baraka = chat(app, sqlite_world, "telegram", phone="+254712345679")
+    assert baraka.user_id != amina.user_id
+    status = baraka.send("STATUS")
+    assert "1001" not in " ".join(status) and "button" in " ".join(status)
+
+
+def test_an_unknown_sms_sender_learns_only_how_to_register(app, sqlite_world):
+    replies = chat(app, sqlite_world, phone="+254799999999").send("CODE")
+    assert len(replies) == 1 and "register" in replies[0] and not CODE.search(replies[0])
+
+
+class FakeChat:
+    def __init__(self, channel="sms", replies=None):
+        self.channel, self.sent, self.contacts = channel, [], 0
+        self.replies = replies
+
+    def send(self, text):
+        self.sent.append(text)
+        return self.replies if self.replies is not None else [f"echo {text}"]
+
+    def share_contact(self):
+        self.contacts += 1
+        return ["linked"]
+
+
+def test_run_skips_blank_lines_and_stops_at_quit():
+    fake, out = FakeChat(), []
+    run(fake, ["  CODE \n", "\n", "   ", "status", "/quit", "HELP"], out.append)
+    assert fake.sent == ["CODE", "status"]
+    assert out == ["bot> echo CODE", "bot> echo status"]
+
+
+def test_run_shares_the_contact_on_telegram_only():
+    telegram, sms, out = FakeChat("telegram"), FakeChat("sms"), []
+    run(telegram, ["/contact", "/exit"], out.append)
+    run(sms, ["/contact"], out.append)
+    assert (telegram.contacts, telegram.sent) == (1, [])
+    assert (sms.contacts, sms.sent) == (0, ["/contact"])
+
+
+def test_run_shows_silence_and_indents_long_replies():
+    out = []
+    run(FakeChat(replies=[]), ["STOP"], out.append)
+    run(FakeChat(replies=["line one\nline two"]), ["HISTORY"], out.append)
+    assert out == ["bot> (no reply)", "bot> line one\n     line two"]

@@ -1,0 +1,359 @@
+"""The customer conversation, through `process()` with channel-neutral Inbound messages.
+
+Replies are compared with the operators' templates filled with the values the database
+holds, so a wrong code, day count, date or device shows up as a different text.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.inbox import Inbound
+from bot.messages import Messages
+from bot.models import Code, Customer, Device, utcnow
+from bot.service import process
+from tests.conftest import sqlite_file_url
+from tests.harness import build_world
+
+AMINA, BARAKA, STRANGER = "+254712345678", "+254722000111", "+254733999888"
+CODE_RE = re.compile(r"\*0\d\d(?: \d{3}){6}#")
+MESSAGES = Messages.load()
+_ids = itertools.count(1)
+
+
+def en(key: str, **values) -> str:
+    return MESSAGES.render("en", key, **values)
+
+
+def day(value) -> str:
+    return value.strftime("%Y-%m-%d")
+
+
+@pytest.fixture
+def w(sqlite_world):
+    return sqlite_world
+
+
+@pytest.fixture(scope="module")
+def quiet(tmp_path_factory):
+    """One world for tables whose messages must not change what they ask about (SQLite):
+    Amina owns 1001, paid 5 days and has that code."""
+    directory = tmp_path_factory.mktemp("conversation")
+    world = build_world(sqlite_file_url(directory), directory)
+    world.customer(AMINA, 1001)
+    world.pay(1001, 5, "p1")
+    send(world, "CODE")
+    yield world
+    world.services.close()
+
+
+def send(world, text: str, sender: str = AMINA, provider_id: str | None = None):
+    inbound = Inbound(channel="sms", provider_id=provider_id or f"SM{next(_ids):032d}",
+                      sender=sender, text=text)
+    return process(world.services, inbound)
+
+
+def codes_of(world, product_id: int) -> list[Code]:
+    with world.session() as s:
+        return list(s.scalars(select(Code).join(Device).where(Device.product_id == product_id)
+                              .order_by(Code.id)))
+
+
+def code_count(world) -> int:
+    with world.session() as s:
+        return s.scalar(select(func.count()).select_from(Code))
+
+
+def upstream_count(world, product_id: int) -> int:
+    return world.emulator.store.history_page(1, product_id, 0, 100)[1]
+
+
+def customer(world, phone: str) -> Customer | None:
+    with world.session() as s:
+        return s.scalar(select(Customer).where(Customer.phone == phone))
+
+
+# -- CODE -------------------------------------------------------------------------------
+
+def test_code_mints_what_was_paid_and_says_the_days_and_the_new_credit_until(w):
+    w.customer(AMINA, 1001)
+    w.pay(1001, 7, "p1")
+    reply = send(w, "CODE")
+    (code,) = codes_of(w, 1001)
+    assert reply.texts == (en("code_minted", device="1001", code=code.code, days=7,
+                              until=day(w.device(1001).credit_until)),)
+    assert reply.text.startswith("New code for 1001: *0") and "\n7 days, credit until" in reply.text
+    assert w.simulator(1001).enter(CODE_RE.search(reply.text).group()).days == 7
+
+
+def test_code_with_no_payment_ever_says_how_to_pay(w):
+    w.customer(AMINA, 1001)
+    assert send(w, "code").texts == (en("no_code_yet", device="1001"),)
+    assert code_count(w) == 0
+
+
+def test_code_with_nothing_new_returns_the_latest_code_saying_no_new_payment(w):
+    w.customer(AMINA, 1001)
+    w.pay(1001, 3, "p1")
+    send(w, "CODE")
+    (code,) = codes_of(w, 1001)
+    reply = send(w, "CODE")
+    assert reply.texts == (en("code_latest", device="1001", code=code.code,
+                              date=day(code.minted_at)),)
+    assert reply.text.startswith("No new payment found.")
+    assert code_count(w) == 1 and upstream_count(w, 1001) == 1
+
+
+def test_code_above_1095_days_sends_each_code_in_entry_order(w):
+    w.customer(AMINA, 1001)
+    w.pay(1001, 1200, "p1")
+    reply = send(w, "CODE")
+    first, second = codes_of(w, 1001)
+    assert reply.texts == (
+        en("codes_minted_many", count=2, device="1001"),
+        en("code_part", index=1, count=2, code=first.code, days=1095),
+        en("code_part", index=2, count=2, code=second.code, days=105))
+    sim = w.simulator(1001)
+    assert [sim.enter(CODE_RE.search(t).group()).days for t in reply.texts[1:]] == [1095, 105]
+
+
+API_TROUBLE = [
+    pytest.param(lambda e: e.fail_next(1, 429), "api_unavailable", "failed",
+                 id="API busy (429): try later"),
+    pytest.param(lambda e: e.fail_next(1, 503), "code_pending", "unknown",
+                 id="API 503 on the mint: outcome unknown, being confirmed"),
+]
+
+
+@pytest.mark.parametrize("fault, key, state", API_TROUBLE)
+def test_code_when_the_api_misbehaves_tells_the_customer_plainly(w, fault, key, state):
+    w.customer(AMINA, 1001)
+    w.pay(1001, 5, "p1")
+    fault(w.emulator)
+    reply = send(w, "CODE")
+    wanted = en(key, device="1001") if "{device}" in MESSAGES.template("en", key) else en(key)
+    assert reply.texts == (wanted,)
+    assert [c.state for c in codes_of(w, 1001)] == [state]
+    assert not CODE_RE.search(reply.text)
+    # the next CODE gets the paid days, minted once
+    assert "5 days" in send(w, "CODE").text
+    assert upstream_count(w, 1001) == 1
+
+
+def test_code_refused_upstream_says_to_contact_the_agent(w):
+    with w.session() as s:
+        s.add(Device(product_id=1101, oem_serial="OVES001101", value_per_day=Decimal(50)))
+    w.customer(AMINA, 1101)
+    w.pay(1101, 5, "p1")
+    assert send(w, "CODE").texts == (en("code_refused", device="1101"),)
+
+
+# -- RESEND, STATUS, HISTORY, DEVICES -------------------------------------------------------
+
+def test_resend_returns_the_latest_code_and_never_mints(w):
+    w.customer(AMINA, 1001)
+    assert send(w, "RESEND").texts == (en("no_code_yet", device="1001"),)
+    w.pay(1001, 4, "p1")
+    send(w, "CODE")
+    (code,) = codes_of(w, 1001)
+    w.pay(1001, 6, "p2")  # paid but not asked for: RESEND must not mint it
+    for text in ("RESEND", "resend 1001", "again", "renvoyer", "tuma tena"):
+        assert send(w, text).texts == (en("code_resent", device="1001", code=code.code,
+                                          date=day(code.minted_at)),), text
+    assert code_count(w) == 1 and upstream_count(w, 1001) == 1
+
+
+def test_status_of_a_running_device_shows_days_left_unredeemed_days_and_the_last_code(w):
+    w.customer(AMINA, 1001)
+    w.pay(1001, 10, "p1")
+    send(w, "CODE")
+    w.pay(1001, 3, "p2")
+    device, (code,) = w.device(1001), codes_of(w, 1001)
+    assert send(w, "STATUS").texts == (en(
+        "status_active", device="1001", days_left=10, until=day(device.credit_until),
+        unredeemed=3, last_date=day(code.minted_at)),)
+
+
+STATES = [
+    pytest.param(dict(state="free"), "status_free", id="unlocked for ever"),
+    pytest.param(dict(state="locked"), "status_locked", id="locked"),
+]
+
+
+@pytest.mark.parametrize("change, key", STATES)
+def test_status_of_a_free_or_locked_device(w, change, key):
+    w.customer(AMINA, 1001)
+    with w.session() as s:
+        device = s.scalar(select(Device).where(Device.product_id == 1001))
+        for name, value in change.items():
+            setattr(device, name, value)
+    assert send(w, "status").texts == (en(key, device="1001"),)
+
+
+def test_status_of_an_expired_device(w):
+    w.customer(AMINA, 1001)
+    w.pay(1001, 1, "p1")
+    send(w, "CODE")
+    ended = utcnow() - timedelta(days=3)
+    with w.session() as s:
+        s.scalar(select(Device).where(Device.product_id == 1001)).credit_until = ended
+    (code,) = codes_of(w, 1001)
+    assert send(w, "STATUS").texts == (en("status_expired", device="1001", until=day(ended),
+                                          unredeemed=0, last_date=day(code.minted_at)),)
+
+
+def test_history_lists_the_last_three_codes_newest_first(w):
+    w.customer(AMINA, 1001)
+    for days in (1, 2, 3, 4):
+        w.pay(1001, days, f"p{days}")
+        send(w, "CODE")
+    codes = codes_of(w, 1001)
+    assert [c.days for c in codes] == [1, 2, 3, 4]
+    lines = send(w, "HISTORY").text.split("\n")
+    assert lines == [en("history_header", device="1001")] + [
+        en("history_line", date=day(c.minted_at), days=c.days, code=c.code)
+        for c in reversed(codes[1:])]
+    assert codes[0].code not in "\n".join(lines)
+
+
+def test_history_with_no_code(w):
+    w.customer(AMINA, 1001)
+    assert send(w, "HISTORY").texts == (en("history_empty"),)
+
+
+def test_devices_lists_the_references_the_customer_can_type(w):
+    w.customer(AMINA, 1002, 1001)
+    assert send(w, "DEVICES").text == "\n".join(
+        [en("devices_header"), "1001 OVES001001", "1002 OVES001002"])
+
+
+# -- several devices, other people's devices -------------------------------------------------
+
+def test_a_customer_with_several_devices_is_asked_which_one(w):
+    w.customer(AMINA, 1001, 1002)
+    w.pay(1002, 5, "p1")
+    for text in ("CODE", "RESEND", "STATUS", "HISTORY"):
+        assert send(w, text).texts == (en("choose_device", refs="1001, 1002"),), text
+    assert code_count(w) == 0
+    reply = send(w, "CODE 1002")
+    assert reply.text.startswith("New code for 1002:") and "5 days" in reply.text
+    assert [c.days for c in codes_of(w, 1002)] == [5] and codes_of(w, 1001) == []
+    assert send(w, "code oves001002").texts[0].startswith("No new payment found.")
+
+
+OTHER_DEVICES = [
+    pytest.param("1003", id="someone else's device by product id"),
+    pytest.param("OVES001003", id="someone else's device by serial"),
+    pytest.param("1050", id="a device nobody owns"),
+    pytest.param("1101", id="another distributor's device"),
+    pytest.param("9999", id="a device that does not exist"),
+    pytest.param("OVES009999", id="a serial that does not exist"),
+]
+
+
+@pytest.mark.parametrize("command", ["CODE", "RESEND", "STATUS", "HISTORY"])
+def test_a_device_that_is_not_yours_gets_the_same_answer_as_one_that_does_not_exist(
+        w, command):
+    w.customer(AMINA, 1001)
+    w.customer(BARAKA, 1003, name="Baraka")
+    w.pay(1003, 9, "baraka-paid")
+    send(w, "CODE", sender=BARAKA)
+    before = code_count(w)
+    answers = {ref: send(w, f"{command} {ref}").texts for ref in
+               ("1003", "OVES001003", "1050", "1101", "9999", "OVES009999")}
+    assert set(answers.values()) == {(en("unknown_device"),)}, answers
+    assert code_count(w) == before
+
+
+# -- who is asking ------------------------------------------------------------------------------
+
+UNKNOWN_SENDER_TEXTS = [
+    pytest.param("CODE", id="code"),
+    pytest.param("CODE 1001", id="code for a paid device"),
+    pytest.param("CODE 9999", id="code for a device that does not exist"),
+    pytest.param("STATUS 1001", id="status"),
+    pytest.param("HISTORY OVES001001", id="history by serial"),
+    pytest.param("DEVICES", id="devices"),
+    pytest.param("RESEND 1001", id="resend"),
+    pytest.param("HELP", id="help"),
+    pytest.param("LANG fr", id="lang"),
+    pytest.param("hello", id="chatter"),
+]
+
+
+@pytest.mark.parametrize("text", UNKNOWN_SENDER_TEXTS)
+def test_an_unknown_sender_learns_only_how_to_register(quiet, text):
+    reply = send(quiet, text, sender=STRANGER)
+    assert reply.texts == (en("not_registered"),)
+    assert code_count(quiet) == 1 and customer(quiet, STRANGER) is None
+
+
+def test_an_unparseable_sender_is_treated_as_unknown(w):
+    assert send(w, "CODE", sender="not-a-number").texts == (en("not_registered"),)
+
+
+def test_stop_from_an_unknown_sender_gets_no_reply(w):
+    assert send(w, "STOP", sender=STRANGER).texts == ()
+
+
+# -- help, language, opt-out -----------------------------------------------------------------------
+
+HELP_TEXTS = [
+    pytest.param("HELP", id="help"),
+    pytest.param("aide", id="french aide"),
+    pytest.param("?", id="question mark"),
+    pytest.param("hello there", id="chatter"),
+    pytest.param("", id="empty"),
+    pytest.param("\U0001F600\U0001F31E", id="emoji"),
+    pytest.param("CODE " * 100, id="very long"),
+    pytest.param("'; DROP TABLE customers; --", id="sql injection"),
+    pytest.param("<Response><Message>x</Message></Response>", id="twiml injection"),
+    pytest.param("CODE 1001 1002", id="two devices"),
+]
+
+
+@pytest.mark.parametrize("text", HELP_TEXTS)
+def test_help_and_anything_unreadable_get_the_short_help(quiet, text):
+    assert send(quiet, text).texts == (en("help"),)
+    assert code_count(quiet) == 1 and customer(quiet, AMINA).language == "en"
+
+
+def test_lang_changes_the_language_of_every_later_reply(w):
+    w.customer(AMINA, 1001)
+    w.pay(1001, 2, "p1")
+    assert send(w, "LANG fr").texts == (MESSAGES.render("fr", "lang_set"),)
+    assert customer(w, AMINA).language == "fr"
+    reply = send(w, "CODE")
+    (code,) = codes_of(w, 1001)
+    assert reply.texts == (MESSAGES.render("fr", "code_minted", device="1001", code=code.code,
+                                           days=2, until=day(w.device(1001).credit_until)),)
+    assert "jours" in reply.text
+    assert send(w, "lugha sw").texts == (MESSAGES.render("sw", "lang_set"),)
+    assert customer(w, AMINA).language == "sw"
+
+
+@pytest.mark.parametrize("text", ["LANG", "LANG de", "langue klingon"])
+def test_lang_without_a_known_language_lists_the_choices_and_changes_nothing(quiet, text):
+    assert send(quiet, text).texts == (en("lang_choose"),)
+    assert customer(quiet, AMINA).language == "en"
+
+
+def test_stop_records_the_opt_out_silently_and_start_reverses_it(w):
+    w.customer(AMINA, 1001)
+    assert send(w, "STOP").texts == ()
+    assert customer(w, AMINA).opted_out is True
+    assert send(w, "START").texts == (en("opted_in"),)
+    assert customer(w, AMINA).opted_out is False
+    assert send(w, "unsubscribe please").texts == ()
+    assert customer(w, AMINA).opted_out is True
+
+
+def test_the_channel_used_last_is_remembered(w):
+    w.customer(AMINA, 1001)
+    send(w, "HELP")
+    assert customer(w, AMINA).last_channel == "sms"

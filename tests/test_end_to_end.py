@@ -1,0 +1,209 @@
+"""End to end, per channel, over HTTP: payment → CODE → a code the device accepts, once.
+
+The device simulator is the referee: it must be credited with exactly the days paid,
+whatever was redelivered on the way.  Then: what happens when the core itself breaks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from bot import db
+from bot.inbox import Inbound
+from bot.logs import MaskingFormatter
+from bot.messages import Messages
+from bot.models import Code, InboundMessage
+from bot.service import process
+from tests.conftest import sqlite_file_url
+from tests.harness import SECRETS, build_world
+from webhooks.app import create_app
+
+AMINA = "+254712345678"
+TELEGRAM_USER = 111222333
+CODE_RE = re.compile(r"\*0\d\d(?: \d{3}){6}#")
+MESSAGES = Messages.load()
+POLITE = MESSAGES.render("en", "error_try_again")
+
+
+class Sms:
+    """A phone texting the Twilio number: signed form posts, TwiML back."""
+
+    path = "/webhooks/twilio/sms"
+
+    def __init__(self, app):
+        self.http = app.test_client()
+
+    def start(self) -> None:
+        pass
+
+    def send(self, text: str, message_id: int):
+        sid = f"SM{message_id:032d}"
+        form = {"MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "From": AMINA,
+                "To": SECRETS["twilio_from_number"], "Body": text, "NumMedia": "0",
+                "NumSegments": "1", "SmsStatus": "received", "ApiVersion": "2010-04-01",
+                "AccountSid": SECRETS["twilio_account_sid"], "FromCountry": "KE"}
+        signature = RequestValidator(SECRETS["twilio_auth_token"]).compute_signature(
+            SECRETS["public_base_url"] + self.path, form)
+        response = self.http.post(self.path, data=form,
+                                  headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 200 and response.mimetype == "text/xml"
+        return response.get_data(as_text=True)
+
+
+class Telegram:
+    """A Telegram user chatting with the bot: Update JSON in, sendMessage JSON back."""
+
+    path = "/webhooks/telegram"
+    user = {"id": TELEGRAM_USER, "is_bot": False, "first_name": "Amina"}
+    chat = {"id": TELEGRAM_USER, "first_name": "Amina", "type": "private"}
+
+    def __init__(self, app):
+        self.http = app.test_client()
+
+    def post(self, update_id: int, **content):
+        message = {"message_id": update_id, "from": self.user, "chat": self.chat,
+                   "date": 1717171717, **content}
+        response = self.http.post(self.path, json={"update_id": update_id, "message": message},
+                                  headers={"X-Telegram-Bot-Api-Secret-Token":
+                                           SECRETS["telegram_secret_token"]})
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    def start(self) -> None:
+        assert "request_contact" in self.post(900001, text="/start")
+        linked = self.post(900002, contact={"phone_number": AMINA.lstrip("+"),
+                                            "first_name": "Amina", "user_id": TELEGRAM_USER})
+        assert "Linked" in linked
+
+    def send(self, text: str, message_id: int):
+        return self.post(message_id, text=text)
+
+
+CHANNELS = [pytest.param(Sms, id="sms"), pytest.param(Telegram, id="telegram")]
+
+
+def codes_in(raw: str) -> list[str]:
+    return CODE_RE.findall(raw)
+
+
+def code_rows(world) -> int:
+    with world.session() as s:
+        return s.scalar(select(func.count()).select_from(Code))
+
+
+def upstream_count(world) -> int:
+    return world.emulator.store.history_page(1, 1001, 0, 100)[1]
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(world, channel):
+    world.customer(AMINA, 1001)
+    phone = channel(create_app(services=world.services))
+    phone.start()
+    device = world.simulator(1001)
+
+    world.pay(1001, 7, "pay-1")
+    first = phone.send("CODE", 1)
+    (code1,) = codes_in(first)
+    assert "7 days" in first
+    assert phone.send("CODE", 1) == first  # the same message delivered again
+    entry = device.enter(code1)
+    assert (entry.outcome, entry.days) == ("days", 7)
+
+    assert codes_in(phone.send("RESEND", 2)) == [code1]
+    assert (code_rows(world), upstream_count(world)) == (1, 1)
+
+    world.pay(1001, 12, "pay-2")
+    world.pay(1001, 12, "pay-2")  # the payment reported twice
+    second = phone.send("code", 3)
+    (code2,) = codes_in(second)
+    assert code2 != code1 and "12 days" in second
+    assert phone.send("code", 3) == second
+    assert phone.send("RESEND", 2) == phone.send("RESEND", 2)
+    nothing_new = phone.send("CODE", 4)
+    assert codes_in(nothing_new) == [code2] and "No new payment" in nothing_new
+    entry = device.enter(code2)
+    assert (entry.outcome, entry.days) == ("days", 12)
+
+    assert device.days_credited == 19
+    assert (code_rows(world), upstream_count(world)) == (2, 2)
+    assert device.enter(code1).outcome == "rejected"  # an old code cannot be reused
+
+
+def test_a_mint_that_timed_out_reaches_the_device_once_by_sms(tmp_path):
+    world = build_world(sqlite_file_url(tmp_path), tmp_path, grace=timedelta(seconds=60),
+                        timeout=0.5)
+    try:
+        world.customer(AMINA, 1001)
+        phone = Sms(create_app(services=world.services))
+        world.pay(1001, 2, "warm")
+        (warm,) = codes_in(phone.send("CODE", 1))
+        world.pay(1001, 5, "pay")
+        world.emulator.mint_then_timeout(1, delay=1.5)
+        pending = phone.send("CODE", 2)
+        assert codes_in(pending) == [] and "confirming" in pending
+        deadline = 50
+        while upstream_count(world) < 2 and deadline:
+            import time
+            time.sleep(0.05)
+            deadline -= 1
+        later = phone.send("CODE", 3)
+        (adopted,) = codes_in(later)
+        assert "No new payment" in later and upstream_count(world) == 2
+        device = world.simulator(1001)
+        assert [device.enter(c).days for c in (warm, adopted)] == [2, 5]
+    finally:
+        world.services.close()
+
+
+# -- when the core breaks -----------------------------------------------------------------
+
+def test_an_unexpected_error_gets_the_polite_reply_stores_nothing_and_logs_no_phone(
+        sqlite_world, caplog):
+    def broken(core, session, inbound):
+        raise RuntimeError(f"cannot answer {inbound.sender}")
+
+    inbound = Inbound(channel="sms", provider_id="SMcrash", sender=AMINA, text="CODE")
+    with caplog.at_level(logging.INFO):
+        reply = process(sqlite_world.services, inbound, respond=broken)
+    assert reply.texts == (POLITE,)
+    with sqlite_world.session() as s:
+        assert s.scalar(select(func.count()).select_from(InboundMessage)) == 0
+    (record,) = [r for r in caplog.records if r.name == "bot.service"]
+    assert "SMcrash" in record.getMessage()
+    assert "712345678" not in record.getMessage()
+    formatted = MaskingFormatter("%(message)s").format(record)  # as production logs it
+    assert "RuntimeError" in formatted and "712345678" not in formatted
+    sqlite_world.customer(AMINA, 1001)  # the retry of the same message is answered afresh
+    assert process(sqlite_world.services, inbound).texts == (
+        MESSAGES.render("en", "no_code_yet", device="1001"),)
+
+
+@pytest.fixture
+def broken_services(sqlite_world, tmp_path):
+    """The product with a database that has no tables: every inbound fails in the core."""
+    engine = db.make_engine(sqlite_file_url(tmp_path / "never-migrated"))
+    yield dataclasses.replace(sqlite_world.services, sessions=db.make_sessionmaker(engine))
+    engine.dispose()
+
+
+def test_a_crash_in_the_core_is_a_200_with_the_polite_reply_over_sms(broken_services):
+    phone = Sms(create_app(services=broken_services))
+    assert f"<Message>{POLITE}</Message>" in phone.send("CODE", 1)
+
+
+def test_a_crash_in_the_core_is_a_200_with_the_polite_reply_over_telegram(broken_services):
+    chat = Telegram(create_app(services=broken_services))
+    response = chat.http.post(chat.path, json={"update_id": 1, "message": {
+        "message_id": 1, "from": chat.user, "chat": chat.chat, "date": 1717171717,
+        "text": "/code"}}, headers={"X-Telegram-Bot-Api-Secret-Token":
+                                    SECRETS["telegram_secret_token"]})
+    assert response.status_code == 200
+    assert response.get_json() == {"method": "sendMessage", "chat_id": TELEGRAM_USER,
+                                   "text": POLITE}

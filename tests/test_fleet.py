@@ -1,0 +1,112 @@
+"""Syncing the devices table from the distributor's assigned items."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import db
+from bot.fleet import sync_devices
+from bot.models import Customer, Device, utcnow
+from bot.omnivoltaic.client import Item, OmnivoltaicError
+
+
+def item(pid: int, value: str = "50", status: str = "ASSIGNED") -> Item:
+    return Item(product_id=pid, oem_serial=f"OVES{pid:06d}", payg_serial=f"PAYG{pid}",
+                value_per_day=Decimal(value), lifecycle_status=status, raw={})
+
+
+class FakeClient:
+    """Hands out a list of items; can fail after a number of them, like a lost page."""
+
+    def __init__(self, items, fail_after: int | None = None):
+        self.items, self.fail_after = list(items), fail_after
+
+    def iter_assigned_items(self):
+        for count, one in enumerate(self.items):
+            if count == self.fail_after:
+                raise OmnivoltaicError("the API went away")
+            yield one
+
+
+def devices(session) -> dict[int, Device]:
+    return {d.product_id: d for d in session.scalars(select(Device))}
+
+
+def test_creates_every_item_with_its_fields(session):
+    seen = []
+    report = sync_devices(session, FakeClient(item(p) for p in range(1001, 1006)),
+                          progress=seen.append)
+    session.commit()
+    assert (report.created, report.updated, report.total) == (5, 0, 5)
+    assert seen == [1, 2, 3, 4, 5]
+    d = devices(session)[1003]
+    assert (d.oem_serial, d.payg_serial, d.value_per_day, d.lifecycle_status) == \
+        ("OVES001003", "PAYG1003", Decimal("50"), "ASSIGNED")
+    assert d.synced_at is not None and d.owner_id is None and d.state == "payg"
+
+
+def test_a_second_sync_creates_nothing_and_updates_fields(session):
+    sync_devices(session, FakeClient(item(p) for p in (1001, 1002)))
+    session.commit()
+    before = devices(session)
+    ids = {pid: d.id for pid, d in before.items()}
+    first_sync = before[1001].synced_at
+    report = sync_devices(session, FakeClient([item(1001, "75", "RETURNED"), item(1002)]))
+    session.commit()
+    assert (report.created, report.updated) == (0, 2)
+    after = devices(session)
+    assert {pid: d.id for pid, d in after.items()} == ids
+    assert (after[1001].value_per_day, after[1001].lifecycle_status) == (Decimal("75"), "RETURNED")
+    assert after[1001].synced_at >= first_sync
+
+
+def test_sync_keeps_what_only_we_know(session):
+    sync_devices(session, FakeClient([item(1001)]))
+    owner = Customer(phone="+254712345678", name="Amina")
+    session.add(owner)
+    session.flush()
+    d = devices(session)[1001]
+    until = utcnow() + timedelta(days=5)
+    d.owner_id, d.credit_until, d.state, d.balance = owner.id, until, "free", Decimal("20")
+    session.commit()
+    sync_devices(session, FakeClient([item(1001, "60")]))
+    session.commit()
+    d = devices(session)[1001]
+    assert (d.owner_id, d.credit_until, d.state, d.balance) == (owner.id, until, "free",
+                                                                 Decimal("20"))
+
+
+def test_an_item_no_longer_assigned_stays(session):
+    sync_devices(session, FakeClient([item(1001), item(1002)]))
+    report = sync_devices(session, FakeClient([item(1002)]))
+    session.commit()
+    assert report.total == 1 and set(devices(session)) == {1001, 1002}
+
+
+def test_an_item_listed_twice_is_one_device(session):
+    report = sync_devices(session, FakeClient([item(1001), item(1001)]))
+    session.commit()
+    assert report.created == 1
+    assert session.scalar(select(func.count()).select_from(Device)) == 1
+
+
+def test_an_api_failure_part_way_changes_nothing_inside_a_transaction(Session):
+    with pytest.raises(OmnivoltaicError):
+        with db.transaction(Session) as session:
+            sync_devices(session, FakeClient((item(p) for p in range(1001, 1011)),
+                                             fail_after=5))
+    with Session() as session:
+        assert session.scalar(select(func.count()).select_from(Device)) == 0
+
+
+def test_the_embedded_emulator_fleet(sqlite_world):
+    """The demo distributor's items 1001-1100, not the other distributor's."""
+    with sqlite_world.session() as session:
+        found = devices(session)
+        assert sorted(found) == list(range(1001, 1101))
+        assert found[1001].oem_serial == "OVES001001"
+        report = sync_devices(session, sqlite_world.services.omnivoltaic)
+    assert (report.created, report.updated) == (0, 100)

@@ -1,0 +1,109 @@
+"""Inbound idempotency: a repeat of a provider id gets the stored reply and causes nothing new."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from bot import inbox
+from bot.inbox import Inbound, Reply
+from bot.models import InboundMessage
+
+
+class Responder:
+    """A fake core that answers with the given replies in turn and counts its calls."""
+
+    def __init__(self, *replies: Reply):
+        self.replies, self.calls = list(replies), 0
+
+    def __call__(self, session, inbound: Inbound) -> Reply:
+        self.calls += 1
+        return self.replies.pop(0)
+
+
+def sms(provider_id: str = "SM1", text: str = "CODE") -> Inbound:
+    return Inbound(channel="sms", provider_id=provider_id, sender="+254712345678", text=text)
+
+
+def handle(world, inbound: Inbound, respond) -> Reply:
+    with world.session() as s:
+        return inbox.handle(s, inbound, respond)
+
+
+def stored(world) -> int:
+    with world.session() as s:
+        return s.scalar(select(func.count()).select_from(InboundMessage))
+
+
+def test_a_repeat_gets_the_first_reply_without_calling_the_core_again(world):
+    core = Responder(Reply.say("first"), Reply.say("second"))
+    assert handle(world, sms(), core).texts == ("first",)
+    assert handle(world, sms(), core).texts == ("first",)
+    assert core.calls == 1 and stored(world) == 1
+
+
+def test_an_empty_reply_is_stored_and_repeated_as_empty(world):
+    core = Responder(Reply(), Reply.say("should not be sent"))
+    assert handle(world, sms(text="STOP"), core) == Reply()
+    assert handle(world, sms(text="STOP"), core) == Reply()
+    assert core.calls == 1
+
+
+IDENTITIES = [
+    pytest.param(sms("SM2"), id="another MessageSid"),
+    pytest.param(Inbound(channel="telegram", provider_id="SM1", sender="42"),
+                 id="the same id on another channel"),
+]
+
+
+@pytest.mark.parametrize("other", IDENTITIES)
+def test_a_different_message_is_answered_afresh(world, other):
+    core = Responder(Reply.say("one"), Reply.say("two"))
+    handle(world, sms("SM1"), core)
+    assert handle(world, other, core).texts == ("two",)
+    assert core.calls == 2 and stored(world) == 2
+
+
+def test_a_concurrent_duplicate_that_answered_first_wins(world):
+    """Both deliveries passed the check; the core committed midway (as the ledger does)."""
+    winner = Responder(Reply.say("winner"))
+
+    def loser(session, inbound):
+        session.commit()  # the ledger commits its mint attempt before calling the API
+        assert handle(world, inbound, winner).texts == ("winner",)  # the duplicate lands
+        return Reply.say("loser")
+
+    assert handle(world, sms(), loser).texts == ("winner",)
+    assert handle(world, sms(), Responder()).texts == ("winner",)
+    assert stored(world) == 1
+
+
+def test_a_failing_core_stores_nothing_so_a_retry_is_answered_afresh(world):
+    def broken(session, inbound):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        handle(world, sms(), broken)
+    assert stored(world) == 0
+    assert handle(world, sms(), Responder(Reply.say("now it works"))).texts == ("now it works",)
+
+
+REPLIES = [
+    pytest.param(Reply(), id="no answer"),
+    pytest.param(Reply.say("one"), id="one text"),
+    pytest.param(Reply.say("one", "two"), id="two texts"),
+    pytest.param(Reply.say("Bienvenue! é à ù", request_contact="Partager mon numéro"),
+                 id="with a contact button"),
+    pytest.param(Reply(texts=("PIN?",), end=False), id="USSD continue"),
+    pytest.param(Reply.say('quotes " and \\ and \n newline'), id="characters JSON escapes"),
+]
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+def test_a_reply_survives_storage_unchanged(reply):
+    again = Reply.from_json(reply.to_json())
+    assert again == reply and isinstance(again.texts, tuple)
+
+
+def test_say_drops_empty_texts_and_text_joins_lines():
+    reply = Reply.say("a", "", "b")
+    assert reply.texts == ("a", "b") and reply.text == "a\nb"

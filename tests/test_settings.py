@@ -1,0 +1,287 @@
+"""Settings: every variable read in one place, typed, checked, documented."""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from bot import settings as settings_module
+from bot.settings import DEMO_PASSWORD, DEMO_USERNAME, ConfigError, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# DESIGN.md section 5: the variables operators and tests depend on.
+CONTRACT = {
+    "DATABASE_URL", "OMNIVOLTAIC_API_URL", "OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD",
+    "OMNIVOLTAIC_EMULATOR_STATE", "OMNIVOLTAIC_EMULATOR_SEED", "PUBLIC_BASE_URL",
+    "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_SECRET_TOKEN", "PAYMENTS_SECRET", "DEFAULT_REGION", "DEFAULT_LANGUAGE",
+}
+
+
+class _Recorder(dict):
+    """An environment that remembers every name asked for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+
+
+def variables_read() -> set[str]:
+    """Every environment variable `Settings.from_env` reads (found by running it)."""
+    env = _Recorder()
+    Settings.from_env(env)
+    return env.asked
+
+
+def variables_in_source() -> set[str]:
+    """The same, found by reading bot/settings.py: string arguments next to `env`."""
+    tree = ast.parse(Path(settings_module.__file__).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and len(node.args) >= 2 \
+                and isinstance(node.args[0], ast.Name) and node.args[0].id == "env" \
+                and isinstance(node.args[1], ast.Constant):
+            names.add(node.args[1].value)
+    return names
+
+
+def test_the_source_and_a_run_agree_on_the_variables():
+    assert variables_in_source() == variables_read()
+    assert len(variables_read()) >= len(CONTRACT)
+
+
+def test_every_contract_variable_is_read():
+    assert CONTRACT <= variables_read()
+
+
+def test_defaults():
+    s = Settings.from_env({})
+    assert s.database_url == "sqlite:///instance/ovbot.db"
+    assert s.omnivoltaic_api_url is None and s.uses_emulator
+    assert s.omnivoltaic_emulator_state == "instance/emulator.db"
+    assert s.omnivoltaic_emulator_seed
+    assert (s.default_region, s.default_language) == ("KE", "en")
+    assert s.mint_on_payment is True
+    assert s.agent_lock_minutes == 15
+    assert s.ussd_service_codes == ()
+    assert s.demo is False
+    secrets = ("omnivoltaic_username", "omnivoltaic_password", "public_base_url",
+               "twilio_account_sid", "twilio_auth_token", "twilio_from_number",
+               "telegram_bot_token", "telegram_secret_token", "payments_secret")
+    assert all(getattr(s, name) is None for name in secrets)
+
+
+# env variable -> (value given, attribute, value read)
+READ = {
+    "DATABASE_URL": ("postgresql+psycopg://u:p@db/ovbot", "database_url",
+                     "postgresql+psycopg://u:p@db/ovbot"),
+    "OMNIVOLTAIC_API_URL": ("https://api.example.test", "omnivoltaic_api_url",
+                            "https://api.example.test"),
+    "OMNIVOLTAIC_USERNAME": ("dist@example.com", "omnivoltaic_username", "dist@example.com"),
+    "OMNIVOLTAIC_PASSWORD": ("s3cret", "omnivoltaic_password", "s3cret"),
+    "OMNIVOLTAIC_TIMEOUT": ("2.5", "omnivoltaic_timeout", 2.5),
+    "OMNIVOLTAIC_EMULATOR_STATE": ("/var/lib/emu.db", "omnivoltaic_emulator_state",
+                                   "/var/lib/emu.db"),
+    "OMNIVOLTAIC_EMULATOR_SEED": ("seed-42", "omnivoltaic_emulator_seed", "seed-42"),
+    "PUBLIC_BASE_URL": ("https://bot.example.com", "public_base_url", "https://bot.example.com"),
+    "TWILIO_ACCOUNT_SID": ("AC123", "twilio_account_sid", "AC123"),
+    "TWILIO_AUTH_TOKEN": ("tw-token", "twilio_auth_token", "tw-token"),
+    "TWILIO_FROM_NUMBER": ("+15005550006", "twilio_from_number", "+15005550006"),
+    "TELEGRAM_BOT_TOKEN": ("123:abc", "telegram_bot_token", "123:abc"),
+    "TELEGRAM_SECRET_TOKEN": ("tg-secret", "telegram_secret_token", "tg-secret"),
+    "PAYMENTS_SECRET": ("pay-secret", "payments_secret", "pay-secret"),
+    "DEFAULT_REGION": ("tz", "default_region", "TZ"),
+    "DEFAULT_LANGUAGE": ("SW", "default_language", "sw"),
+    "MINT_ON_PAYMENT": ("off", "mint_on_payment", False),
+    "AGENT_LOCK_MINUTES": ("30", "agent_lock_minutes", 30),
+    "AGENT_DAILY_DAYS_CAP": ("90", "agent_daily_days_cap", 90),
+    "USSD_MINT_BUDGET": ("4.5", "ussd_mint_budget", 4.5),
+    "USSD_SERVICE_CODES": (" *384#, *385*1# ,", "ussd_service_codes", ("*384#", "*385*1#")),
+}
+
+
+def test_the_table_covers_every_variable_read():
+    assert set(READ) == variables_read(), "a new variable needs a row in READ (and docs)"
+
+
+@pytest.mark.parametrize("name", sorted(READ))
+def test_each_variable_is_read_into_its_attribute(name):
+    given, attribute, expected = READ[name]
+    value = getattr(Settings.from_env({name: given}), attribute)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("name", sorted(READ))
+def test_blank_values_mean_the_default(name):
+    assert Settings.from_env({name: "   "}) == Settings.from_env({})
+
+
+def test_values_are_stripped():
+    assert Settings.from_env({"TWILIO_AUTH_TOKEN": "  tok \n"}).twilio_auth_token == "tok"
+
+
+def test_from_env_reads_the_process_environment(monkeypatch):
+    monkeypatch.setenv("PAYMENTS_SECRET", "from-the-process")
+    monkeypatch.setenv("DEFAULT_LANGUAGE", "fr")
+    s = Settings.from_env()
+    assert (s.payments_secret, s.default_language) == ("from-the-process", "fr")
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("1", True), ("true", True), ("YES", True), ("On", True),
+    ("0", False), ("false", False), ("no", False), ("OFF", False),
+])
+def test_flags(value, expected):
+    assert Settings.from_env({"MINT_ON_PAYMENT": value}).mint_on_payment is expected
+
+
+@pytest.mark.parametrize("name,value", [
+    ("OMNIVOLTAIC_TIMEOUT", "ten"),
+    ("OMNIVOLTAIC_TIMEOUT", "0"),
+    ("OMNIVOLTAIC_TIMEOUT", "-1"),
+    ("OMNIVOLTAIC_TIMEOUT", "nan"),
+    ("OMNIVOLTAIC_TIMEOUT", "inf"),
+    ("AGENT_LOCK_MINUTES", "1.5"),
+    ("AGENT_LOCK_MINUTES", "fifteen"),
+    ("AGENT_LOCK_MINUTES", "-1"),
+    ("AGENT_DAILY_DAYS_CAP", "many"),
+    ("AGENT_DAILY_DAYS_CAP", "-5"),
+    ("USSD_MINT_BUDGET", "soon"),
+    ("USSD_MINT_BUDGET", "0"),
+    ("MINT_ON_PAYMENT", "maybe"),
+    ("MINT_ON_PAYMENT", "2"),
+    ("DEFAULT_LANGUAGE", "de"),
+    ("DEFAULT_LANGUAGE", "english"),
+    ("DEFAULT_REGION", "XX"),
+    ("DEFAULT_REGION", "KEN"),
+    ("DEFAULT_REGION", "K"),
+    ("DEFAULT_REGION", "254"),
+])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value})
+    assert name in str(error.value)
+
+
+def test_overrides_win_over_the_environment():
+    s = Settings.from_env({"DEFAULT_LANGUAGE": "fr"}, default_language="sw", demo=True)
+    assert (s.default_language, s.demo) == ("sw", True)
+
+
+def test_overrides_are_checked_too():
+    with pytest.raises(ConfigError, match="DEFAULT_LANGUAGE"):
+        Settings.from_env({}, default_language="de")
+
+
+def test_settings_are_frozen_and_replace_makes_a_copy():
+    s = Settings.from_env({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.database_url = "sqlite://"  # type: ignore[misc]
+    t = s.replace(demo=True)
+    assert t.demo and not s.demo
+
+
+# -- required secrets --------------------------------------------------------------------
+
+def test_require_names_every_missing_variable_and_only_those():
+    s = Settings(twilio_auth_token="set")
+    with pytest.raises(ConfigError) as error:
+        s.require("TWILIO_AUTH_TOKEN", "PAYMENTS_SECRET", "TELEGRAM_SECRET_TOKEN")
+    message = str(error.value)
+    assert "PAYMENTS_SECRET" in message and "TELEGRAM_SECRET_TOKEN" in message
+    assert "TWILIO_AUTH_TOKEN" not in message
+
+
+def test_require_passes_when_everything_is_set():
+    Settings(payments_secret="x", twilio_auth_token="y").require("PAYMENTS_SECRET",
+                                                                  "TWILIO_AUTH_TOKEN")
+
+
+@pytest.mark.parametrize("values,missing", [
+    ({}, set()),
+    ({"omnivoltaic_api_url": "https://api.test"},
+     {"OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD"}),
+    ({"omnivoltaic_api_url": "https://api.test", "omnivoltaic_username": "u"},
+     {"OMNIVOLTAIC_PASSWORD"}),
+    ({"omnivoltaic_api_url": "https://api.test", "omnivoltaic_username": "u",
+      "omnivoltaic_password": "p"}, set()),
+    ({"twilio_auth_token": "t"}, {"PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"}),
+    ({"twilio_auth_token": "t", "public_base_url": "https://b", "twilio_account_sid": "AC",
+      "twilio_from_number": "+15005550006"}, set()),
+])
+def test_require_for_production(values, missing):
+    s = Settings(**values)
+    if not missing:
+        s.require_for_production()
+        return
+    with pytest.raises(ConfigError) as error:
+        s.require_for_production()
+    named = set(re.findall(r"[A-Z][A-Z_]{3,}", str(error.value)))
+    assert named == missing
+
+
+def test_credentials_default_to_the_demo_distributor_only_with_the_emulator():
+    assert Settings().omnivoltaic_credentials == (DEMO_USERNAME, DEMO_PASSWORD)
+    assert Settings(omnivoltaic_username="u", omnivoltaic_password="p"
+                    ).omnivoltaic_credentials == ("u", "p")
+    real = Settings(omnivoltaic_api_url="https://api.test")
+    with pytest.raises(ConfigError) as error:
+        real.omnivoltaic_credentials
+    assert "OMNIVOLTAIC_USERNAME" in str(error.value)
+    assert "OMNIVOLTAIC_PASSWORD" in str(error.value)
+    assert real.replace(omnivoltaic_username="u", omnivoltaic_password="p"
+                        ).omnivoltaic_credentials == ("u", "p")
+
+
+# -- documented, and read nowhere else ------------------------------------------------------
+
+def _example_env() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / "config" / "example.env").read_text().splitlines():
+        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line.strip())
+        if match:
+            values.setdefault(match.group(1), match.group(2))
+    return values
+
+
+def test_every_variable_is_in_example_env_and_nothing_stale():
+    assert set(_example_env()) == variables_read()
+
+
+def test_every_variable_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = {name for name in variables_read() if f"`{name}`" not in readme}
+    assert not missing
+
+
+def test_example_env_is_a_valid_configuration():
+    s = Settings.from_env(_example_env())
+    assert s.database_url == Settings.database_url
+    assert s.uses_emulator
+
+
+def test_no_other_module_reads_the_environment():
+    offenders = []
+    for folder in ("bot", "webhooks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.name == "settings.py" and path.parent.name == "bot":
+                continue
+            if re.search(r"os\.environ|getenv\(", path.read_text()):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []

@@ -1,0 +1,231 @@
+"""`POST /webhooks/twilio/sms` over HTTP: labelled tables of real Twilio payloads.
+
+The payloads have the fields Twilio documents for an incoming message ("Twilio's request
+to your incoming message Webhook URL"), as form fields, signed the way Twilio signs them:
+HMAC-SHA1 over the public URL it called plus the sorted form fields (twilio's own
+RequestValidator computes the signatures here).
+"""
+from __future__ import annotations
+
+import dataclasses
+import xml.etree.ElementTree as ET
+
+import pytest
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from bot.messages import Messages
+from bot.models import Code, Customer, InboundMessage, Payment
+from tests.conftest import sqlite_file_url
+from tests.harness import SECRETS, build_world
+from webhooks.app import create_app
+
+PATH = "/webhooks/twilio/sms"
+URL = SECRETS["public_base_url"] + PATH
+AMINA = "+254712345678"
+MESSAGES = Messages.load()
+
+
+def twilio_sms(body: str = "CODE", sid: str = "SM" + "1" * 32, sender: str = AMINA,
+               **extra) -> dict[str, str]:
+    """An incoming SMS as Twilio posts it (form fields, all strings, empty when unknown)."""
+    form = {
+        "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0",
+        "ToCity": "", "FromZip": "", "SmsSid": sid, "FromState": "", "SmsStatus": "received",
+        "FromCity": "", "Body": body, "FromCountry": "KE", "To": SECRETS["twilio_from_number"],
+        "ToZip": "", "NumSegments": "1", "MessageSid": sid,
+        "AccountSid": SECRETS["twilio_account_sid"], "From": sender, "ApiVersion": "2010-04-01",
+    }
+    form.update(extra)
+    return form
+
+
+def sign(form: dict, url: str = URL, token: str = SECRETS["twilio_auth_token"]) -> str:
+    return RequestValidator(token).compute_signature(url, form)
+
+
+def post(client, form: dict, signature: str | None = "auto", path: str = PATH,
+         url: str = URL):
+    headers = {}
+    if signature == "auto":
+        headers["X-Twilio-Signature"] = sign(form, url)
+    elif signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    return client.post(path, data=form, headers=headers)
+
+
+def messages(response) -> list[str]:
+    root = ET.fromstring(response.get_data(as_text=True))
+    assert root.tag == "Response"
+    return [m.text or "" for m in root.findall("Message")]
+
+
+def client_for(world, **settings):
+    services = world.services
+    if settings:
+        services = dataclasses.replace(services, settings=services.settings.replace(**settings))
+    return create_app(services=services).test_client()
+
+
+def footprint(world) -> tuple:
+    """Everything a request could change."""
+    with world.session() as s:
+        counts = tuple(s.scalar(select(func.count()).select_from(m))
+                       for m in (Code, InboundMessage, Payment, Customer))
+        opted = tuple(s.scalars(select(Customer.opted_out).order_by(Customer.id)))
+        langs = tuple(s.scalars(select(Customer.language).order_by(Customer.id)))
+    return counts + (opted, langs, world.emulator.store.history_page(1, 1001, 0, 1)[1])
+
+
+@pytest.fixture
+def w(sqlite_world):
+    sqlite_world.customer(AMINA, 1001)
+    sqlite_world.pay(1001, 7, "paid-1")
+    return sqlite_world
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One world for the tables of requests that must change nothing (SQLite)."""
+    directory = tmp_path_factory.mktemp("twilio")
+    world = build_world(sqlite_file_url(directory), directory)
+    world.customer(AMINA, 1001)
+    world.pay(1001, 7, "paid-1")
+    yield world
+    world.services.close()
+
+
+# -- accepted ---------------------------------------------------------------------------
+
+ACCEPTED = [
+    pytest.param(twilio_sms("CODE"), "code", id="CODE, the documented fields"),
+    pytest.param(twilio_sms("code", MessagingServiceSid="MG" + "2" * 32), "code",
+                 id="sent through a Messaging Service"),
+    pytest.param(twilio_sms("Code 1001", AddOns='{"status":"successful","results":{}}',
+                            ReferralNumMedia="0", SomeFieldTwilioAddsLater="x"), "code",
+                 id="extra and unknown fields are tolerated"),
+    pytest.param(twilio_sms("HELP", FromCity="NAIROBI", FromState="", FromZip="00100"),
+                 "help", id="help with sender location"),
+    pytest.param(twilio_sms("", NumMedia="1", MediaContentType0="image/jpeg",
+                            MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC/Messages/"
+                                      "MM1/Media/ME1"), "help", id="MMS photo without text"),
+    pytest.param(twilio_sms("Nataka CODE tafadhali 🙏", NumSegments="2"), "help",
+                 id="unicode chatter"),
+    pytest.param(twilio_sms("CODE", sender="+254799000000"), "not_registered",
+                 id="a number we do not know"),
+]
+
+
+@pytest.mark.parametrize("form, expect", ACCEPTED)
+def test_a_signed_twilio_message_gets_a_twiml_reply(w, form, expect):
+    response = post(client_for(w), form)
+    assert response.status_code == 200
+    assert response.mimetype == "text/xml"
+    (text,) = messages(response)
+    if expect == "code":
+        (code,) = _codes(w)
+        assert code.code in text and "7 days" in text
+        assert w.simulator(1001).enter(code.code).days == 7
+    else:
+        assert text == MESSAGES.render("en", expect)
+        assert _codes(w) == []
+
+
+def _codes(world) -> list[Code]:
+    with world.session() as s:
+        return list(s.scalars(select(Code).where(Code.state == "minted")))
+
+
+def test_stop_gets_an_empty_twiml_response(w):
+    response = post(client_for(w), twilio_sms("STOP"))
+    assert response.status_code == 200 and messages(response) == []
+
+
+def test_the_same_message_sid_again_returns_the_identical_reply_and_mints_nothing(w):
+    client = client_for(w)
+    first = post(client, twilio_sms("CODE", sid="SMrepeat"))
+    before = footprint(w)
+    w.pay(1001, 3, "paid-2")  # even with new credit, a redelivery does nothing new
+    again = post(client, twilio_sms("CODE", sid="SMrepeat"))
+    assert again.status_code == 200 and again.get_data() == first.get_data()
+    after = footprint(w)
+    assert after[0] == before[0] and after[-1] == before[-1]  # no code, no mint upstream
+
+
+def test_a_signed_url_with_a_query_string_is_checked_with_it(w):
+    client = client_for(w)
+    form = twilio_sms("HELP", sid="SMquery")
+    assert post(client, form, path=PATH + "?tenant=ke", url=URL + "?tenant=ke").status_code == 200
+    assert post(client, form, path=PATH + "?tenant=ke", url=URL).status_code == 403
+
+
+# -- refused ------------------------------------------------------------------------------
+
+OTHER_TOKEN = "not-the-auth-token"
+FORM = twilio_sms("CODE", sid="SMforged")
+STOP = twilio_sms("STOP", sid="SMforgedstop")
+REFUSED = [
+    # label, form, signature (or "auto" = signed correctly), settings, status
+    pytest.param(FORM, None, {}, 403, id="no signature header"),
+    pytest.param(FORM, "", {}, 403, id="empty signature header"),
+    pytest.param(FORM, "garbage", {}, 403, id="signature that is not base64"),
+    pytest.param(FORM, sign(FORM, token=OTHER_TOKEN), {}, 403, id="signed with another token"),
+    pytest.param(STOP, sign(STOP, token=OTHER_TOKEN), {}, 403, id="forged STOP"),
+    pytest.param(FORM, sign(FORM, url="http://bot.example.test" + PATH), {}, 403,
+                 id="signed for http, not https"),
+    pytest.param(FORM, sign(FORM, url="https://evil.example.test" + PATH), {}, 403,
+                 id="signed for another host"),
+    pytest.param(FORM, sign(FORM, url=SECRETS["public_base_url"] + "/webhooks/other"), {}, 403,
+                 id="signed for another path"),
+    pytest.param(FORM, sign(dict(FORM, Body="HELP")), {}, 403, id="body changed after signing"),
+    pytest.param(FORM, sign(dict(FORM, From="+254700000001")), {}, 403,
+                 id="sender changed after signing"),
+    pytest.param(FORM, "auto", {"twilio_auth_token": None}, 403,
+                 id="auth token unset: fail closed"),
+    pytest.param(FORM, "auto", {"public_base_url": None}, 403,
+                 id="public URL unset: fail closed"),
+    pytest.param(FORM, None, {"demo": True}, 403, id="demo with a token still needs a signature"),
+    pytest.param({k: v for k, v in FORM.items() if k != "MessageSid"}, "auto", {}, 400,
+                 id="signed but no MessageSid"),
+    pytest.param({k: v for k, v in FORM.items() if k != "From"}, "auto", {}, 400,
+                 id="signed but no From"),
+    pytest.param(dict(FORM, MessageSid="   "), "auto", {}, 400, id="signed but blank MessageSid"),
+    pytest.param({}, "auto", {}, 400, id="signed empty form"),
+]
+
+
+@pytest.mark.parametrize("form, signature, settings, status", REFUSED)
+def test_forged_unsigned_or_malformed_requests_are_refused_and_change_nothing(
+        shared, form, signature, settings, status):
+    before = footprint(shared)
+    response = post(client_for(shared, **settings), form, signature=signature)
+    assert response.status_code == status
+    assert footprint(shared) == before
+
+
+MALFORMED = [
+    pytest.param(dict(data="{not json", content_type="application/json"), id="JSON body"),
+    pytest.param(dict(data=b"\xff\xfe\x00garbage", content_type="application/x-www-form-urlencoded"),
+                 id="bytes that are not UTF-8"),
+    pytest.param(dict(data="MessageSid=SM1&From=%2B254712345678&Body=" + "A" * 20000,
+                      content_type="application/x-www-form-urlencoded"), id="huge body"),
+]
+
+
+@pytest.mark.parametrize("request_kwargs", MALFORMED)
+def test_malformed_bodies_never_get_a_5xx(shared, request_kwargs):
+    before = footprint(shared)
+    response = client_for(shared).post(PATH, headers={"X-Twilio-Signature": "x"},
+                                       **request_kwargs)
+    assert 400 <= response.status_code < 500
+    assert footprint(shared) == before
+
+
+def test_get_is_not_allowed(w):
+    assert client_for(w).get(PATH).status_code == 405
+
+
+def test_demo_without_a_token_accepts_unsigned_messages(w):
+    client = client_for(w, demo=True, twilio_auth_token=None)
+    response = post(client, twilio_sms("CODE", sid="SMdemo"), signature=None)
+    assert response.status_code == 200 and "7 days" in messages(response)[0]

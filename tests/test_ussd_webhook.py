@@ -1,0 +1,194 @@
+"""`POST /webhooks/ussd` over HTTP: a labelled table walking every menu path, then the edge.
+
+Each case is one agent's sessions as Africa's Talking drives them: every request carries the
+whole input path so far; NEW starts a new session. Every answer is checked: status 200,
+text/plain, "CON " or "END ", a screen of at most 160 GSM-7 characters.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.models import Code
+from tests.test_agent_menu import (
+    ADMIN, ADMIN_PIN, AGENT, OTHER_OWNER, PIN, STRANGER, check_screen, populate,
+)
+from webhooks.app import create_app
+
+NEW = object()  # start a new session (the same phone)
+LOGIN = [("", "CON", "Enter your PIN"), (PIN, "CON", "1 Sell days")]
+ADMIN_LOGIN = [("", "CON", "Enter your PIN"), (ADMIN_PIN, "CON", "6 Reset code")]
+SELL_1001 = LOGIN + [("1", "CON", "Enter device ID or serial"),
+                     ("1001", "CON", "OVES001001\nEnter days")]
+MENU = ("CON", "1 Sell days\n2 Register customer\n3 Resend code\n4 Device status\n"
+               "5 Free code\n6 Reset code")
+
+CASES = {
+    # Who may use it.
+    "unknown phone: END and nothing else": (STRANGER, [
+        ("", "END", "This number is not registered as an agent.")]),
+    "PIN opens the menu, exactly as DESIGN.md says": (AGENT, [LOGIN[0], (PIN, *MENU)]),
+    "PIN of the wrong shape is re-asked": (AGENT, [LOGIN[0], ("12", "CON", "4 to 8 digits")]),
+    "wrong PIN, then the right one": (AGENT, [
+        LOGIN[0], ("1111", "CON", "Wrong PIN. 2 tries left"), (PIN, *MENU)]),
+    "three wrong PINs lock the agent, across sessions": (AGENT, [
+        LOGIN[0], ("1111", "CON", "2 tries left"), NEW, LOGIN[0],
+        ("2222", "CON", "1 tries left"), ("3333", "END", "Try again in 15 min"),
+        NEW, ("", "END", "Too many wrong PINs")]),
+    # The menu.
+    "menu: unknown choice is re-asked": (AGENT, LOGIN + [("9", "CON", "Choose 1 to 6")]),
+    "menu: 0 has nowhere to go back to": (AGENT, LOGIN + [("0", "CON", "Choose 1 to 6")]),
+    "menu: 00 stays on the menu": (AGENT, LOGIN + [("00", *MENU)]),
+    # 1 Sell days.
+    "sell: device, days, confirm, code": (AGENT, SELL_1001 + [
+        ("30", "CON", "Sell 30 days for OVES001001\nOwner +254*****678\n1 Confirm"),
+        ("1", "END", "Code for OVES001001, 30 days:\n*0")]),
+    "sell: by serial, lower case": (AGENT, LOGIN + [
+        ("1", "CON", "Enter device"), ("oves001001", "CON", "Enter days")]),
+    "sell: unknown device is re-asked": (AGENT, LOGIN + [
+        ("1", "CON", "Enter device"), ("9999", "CON", "Device not found.\nEnter device")]),
+    "sell: a device of another distributor is unknown": (AGENT, LOGIN + [
+        ("1", "CON", "Enter device"), ("1101", "CON", "Device not found.")]),
+    "sell: a device without owner is refused": (AGENT, LOGIN + [
+        ("1", "CON", "Enter device"), ("1002", "CON", "OVES001002 has no owner.")]),
+    "sell: days out of range are re-asked": (AGENT, SELL_1001 + [
+        ("1096", "CON", "1 to 1095"), ("2.5", "CON", "1 to 1095"),
+        ("", "CON", "1 to 1095"), ("1095", "CON", "Sell 1095 days")]),
+    "sell: 0 goes back from days to device": (AGENT, SELL_1001 + [
+        ("0", "CON", "Enter device"), ("0", *MENU)]),
+    "sell: 0 goes back from confirm to days": (AGENT, SELL_1001 + [
+        ("5", "CON", "Sell 5 days"), ("0", "CON", "Enter days"),
+        ("6", "CON", "Sell 6 days")]),
+    "sell: 00 goes home from confirm": (AGENT, SELL_1001 + [
+        ("5", "CON", "Sell 5 days"), ("00", *MENU), ("4", "CON", "Enter device")]),
+    "sell: only 1 confirms": (AGENT, SELL_1001 + [
+        ("5", "CON", "Sell 5 days"), ("2", "CON", "Press 1 to confirm.\nSell 5 days")]),
+    # 2 Register customer.
+    "register: a new customer on a device without owner": (AGENT, LOGIN + [
+        ("2", "CON", "Enter device"), ("1002", "CON", "OVES001002\nEnter the customer's"),
+        ("0712000111", "CON", "Enter the customer's name"),
+        ("Baraka", "CON", "Register OVES001002 to Baraka +254*****111?"),
+        ("1", "END", "OVES001002 is now registered to Baraka +254*****111.")]),
+    "register: bad phone and name are re-asked": (AGENT, LOGIN + [
+        ("2", "CON", "Enter device"), ("1002", "CON", "phone number"),
+        ("12345", "CON", "Not a valid phone number."), ("0712000111", "CON", "name"),
+        ("x", "CON", "2 to 40 letters"), ("0", "CON", "phone number")]),
+    "register: an owned device needs a transfer confirm": (AGENT, LOGIN + [
+        ("2", "CON", "Enter device"),
+        ("1001", "CON", "OVES001001 belongs to +254*****678.\n1 Register it to a new owner"),
+        ("3", "CON", "Press 1 to confirm."), ("1", "CON", "phone number"),
+        (OTHER_OWNER, "CON", "name"), ("Juma", "CON", "Register OVES001001 to Juma"),
+        ("1", "END", "now registered to Juma +254*****333")]),
+    # 3 Resend code and 4 Device status.
+    "resend: the stored code, sent again": (AGENT, LOGIN + [
+        ("3", "CON", "Enter device"), ("1003", "END", "Latest code for OVES001003 (")]),
+    "resend: no code yet": (AGENT, LOGIN + [
+        ("3", "CON", "Enter device"), ("1001", "END", "No code yet for OVES001001.")]),
+    "status: owner, credit, last code": (AGENT, LOGIN + [
+        ("4", "CON", "Enter device"), ("1003", "END", "OVES001003\nOwner: +254*****333\n")]),
+    "status: a device without owner": (AGENT, LOGIN + [
+        ("4", "CON", "Enter device"), ("1002", "END", "Owner: none\nCredit until: -")]),
+    # 5 Free code and 6 Reset code.
+    "free: a plain agent is refused": (AGENT, LOGIN + [
+        ("5", "END", "Only admin agents can make free and reset codes.")]),
+    "reset: a plain agent is refused": (AGENT, LOGIN + [("6", "END", "Only admin agents")]),
+    "free: admin confirms and gets the code": (ADMIN, ADMIN_LOGIN + [
+        ("5", "CON", "Enter device"), ("1001", "CON", "FREE code for OVES001001"),
+        ("1", "END", "Free code for OVES001001:\n*0")]),
+    "reset: admin, back from confirm, then confirms": (ADMIN, ADMIN_LOGIN + [
+        ("6", "CON", "Enter device"), ("1001", "CON", "RESET code for OVES001001"),
+        ("0", "CON", "Enter device"), ("1003", "CON", "RESET code for OVES001003"),
+        ("1", "END", "Reset code for OVES001003:\n*0")]),
+}
+
+
+@pytest.fixture
+def client(world):
+    populate(world)
+    return create_app(services=world.services).test_client()
+
+
+def post(client, **form):
+    fields = dict(sessionId="ATUid_test", serviceCode="*384*123#", phoneNumber=AGENT,
+                  networkCode="63902", text="")
+    fields.update(form)
+    response = client.post("/webhooks/ussd", data=fields)
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    body = response.get_data(as_text=True)
+    kind, _, screen = body.partition(" ")
+    assert kind in ("CON", "END"), body
+    check_screen(screen)
+    return kind, screen
+
+
+@pytest.mark.parametrize("label", list(CASES))
+def test_menu_paths(client, label):
+    phone, steps = CASES[label]
+    session, inputs, started = uuid.uuid4().hex, [], False
+    for step in steps:
+        if step is NEW:
+            session, inputs, started = uuid.uuid4().hex, [], False
+            continue
+        value, want_kind, want_text = step
+        if started:
+            inputs.append(value)
+        else:
+            assert value == "", "a session starts with an empty text"
+            started = True
+        kind, screen = post(client, sessionId=session, phoneNumber=phone,
+                            text="*".join(inputs))
+        assert (kind, want_text in screen) == (want_kind, True), (label, value, screen)
+
+
+def test_a_repeated_request_is_answered_the_same_and_mints_nothing(client, world):
+    path = f"{PIN}*1*1001*3*1"
+    first = post(client, sessionId="ATUid_repeat", text=path)
+    with world.session() as s:
+        codes = s.scalar(select(func.count()).select_from(Code))
+    assert post(client, sessionId="ATUid_repeat", text=path) == first
+    with world.session() as s:
+        assert s.scalar(select(func.count()).select_from(Code)) == codes
+
+
+@pytest.mark.parametrize("missing", ["sessionId", "serviceCode", "phoneNumber"])
+def test_a_missing_field_ends_politely_with_200(client, missing):
+    fields = dict(sessionId="s1", serviceCode="*384*123#", phoneNumber=AGENT, text="")
+    del fields[missing]
+    response = client.post("/webhooks/ussd", data=fields)
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "END Incomplete request. Please dial again."
+
+
+def test_a_missing_text_is_the_first_request(client):
+    response = client.post("/webhooks/ussd", data=dict(
+        sessionId="s2", serviceCode="*384*123#", phoneNumber=AGENT))
+    assert response.get_data(as_text=True).startswith("CON ")
+
+
+def test_national_phone_numbers_are_normalised(client):
+    assert post(client, sessionId="s3", phoneNumber="0700000101")[0] == "CON"
+    assert post(client, sessionId="s4", phoneNumber="254700000101")[0] == "CON"
+
+
+def test_service_codes_can_be_restricted(world):
+    populate(world)
+    world.services.settings = world.services.settings.replace(
+        ussd_service_codes=("*384*123#",))
+    client = create_app(services=world.services).test_client()
+    assert post(client, sessionId="s5", serviceCode="*384*123#")[0] == "CON"
+    assert post(client, sessionId="s6", serviceCode="*999#") == \
+        ("END", "This service code is not served here.")
+
+
+def test_a_crash_is_an_end_screen(client, monkeypatch):
+    from bot import agent_menu
+
+    def boom(*args):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(agent_menu, "_replay", boom)
+    kind, screen = post(client, sessionId="s7", text=PIN)
+    assert kind == "END" and "went wrong" in screen

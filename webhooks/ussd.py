@@ -1,0 +1,53 @@
+"""USSD (Africa's Talking): `POST /webhooks/ussd` → `text/plain` "CON …" or "END …".
+
+Guard (the configured service codes), parse the form into an Inbound, hand it to the agent
+menu, render the Reply. The answer is always a 200 that starts with CON or END: the gateway
+kills the agent's session on a 4xx or on a body without the prefix, so even a bad request
+gets an END screen.
+
+USSD requests carry no signature. Keep the callback URL unguessable and let only the
+gateway's addresses reach it (firewall or proxy allow-list); agents still need their PIN.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from bot import agent_menu
+from bot.inbox import Inbound, Reply
+from bot.service import process
+
+bp = Blueprint("ussd", __name__)
+REQUIRED = ("sessionId", "serviceCode", "phoneNumber")
+
+
+@bp.post("/webhooks/ussd")
+def receive() -> Response:
+    services = current_app.extensions["ovbot"]
+    refusal = guard(services.settings, request.form)
+    inbound = parse(request.form) if refusal is None else None
+    if inbound is None:
+        say, language = services.core.messages.render, services.settings.default_language
+        return render(Reply.say(say(language, refusal or "ussd_bad_request")))
+    return render(process(services, inbound, respond=agent_menu.respond))
+
+
+def guard(settings, form) -> str | None:
+    """The message key to end with when this service code is not ours; None when it is."""
+    codes = settings.ussd_service_codes
+    if codes and form.get("serviceCode", "").strip() not in codes:
+        return "ussd_wrong_service"
+    return None
+
+
+def parse(form) -> Inbound | None:
+    """An Inbound for the menu; None when a required field is missing."""
+    if any(not form.get(name, "").strip() for name in REQUIRED):
+        return None
+    session, text = form["sessionId"].strip(), form.get("text", "").strip()
+    return Inbound(channel="ussd", provider_id=agent_menu.provider_id(session, text),
+                   sender=form["phoneNumber"].strip(), text=text)
+
+
+def render(reply: Reply) -> Response:
+    prefix = "END" if reply.end or not reply.texts else "CON"
+    return Response(f"{prefix} {reply.text}".rstrip(), status=200, mimetype="text/plain")
