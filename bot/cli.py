@@ -281,14 +281,18 @@ def serve(c: _Context, host: str, port: int) -> None:
 def demo(c: _Context, host: str, port: int) -> None:
     """Seed a demo database on the embedded emulator and serve it; prints what to try."""
     from bot import demo as demo_data
-    from webhooks.app import create_app
+    from webhooks.app import create_app, embed_worker
 
     if not c.settings.uses_emulator:
         raise click.ClickException("the demo runs on the embedded emulator: unset OMNIVOLTAIC_API_URL")
-    c._settings = c.settings.replace(demo=True)
+    # The demo's webhooks take unsigned requests (so the printed curl lines work) and its
+    # pushes go to the log: no secret from the environment applies.
+    c._settings = c.settings.replace(demo=True, twilio_auth_token=None, public_base_url=None,
+                                     telegram_secret_token=None, payments_secret=None)
     services = c.services
     demo_data.seed(services)
     app = create_app(services=services)
+    embed_worker(services)
     click.echo(demo_data.instructions(f"http://{host}:{port}"))
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 

@@ -59,7 +59,7 @@ def instructions(base_url: str) -> str:
     lines = [
         f"OVES token bot demo on {base_url} (embedded Omnivoltaic emulator; webhooks unsigned)",
         "",
-        "Customers (devices, paid days waiting for a code):",
+        "Customers (each has paid days: their codes are minted and pushed at start, see the log):",
         *(f"  {c.phone}  {c.name} [{c.language}]  devices {', '.join(map(str, c.product_ids))}"
           f"  {c.paid_days} days paid" for c in CUSTOMERS),
         f"Agent (admin): {AGENT_PHONE}  PIN {AGENT_PIN}",

@@ -35,7 +35,7 @@ def configure(level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     if level > logging.DEBUG:  # one line per request is the client's job, not httpx's
-        for noisy in ("httpx", "alembic", "werkzeug"):
+        for noisy in ("httpx", "alembic", "werkzeug", "twilio.http_client"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

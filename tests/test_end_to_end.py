@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -138,21 +139,20 @@ def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(world, 
 
 def test_a_mint_that_timed_out_reaches_the_device_once_by_sms(tmp_path):
     world = build_world(sqlite_file_url(tmp_path), tmp_path, grace=timedelta(seconds=60),
-                        timeout=0.5)
+                        timeout=1.0)
     try:
+        world.simulator(1001)  # the item's chain is built now, untimed
         world.customer(AMINA, 1001)
         phone = Sms(create_app(services=world.services))
         world.pay(1001, 2, "warm")
         (warm,) = codes_in(phone.send("CODE", 1))
         world.pay(1001, 5, "pay")
-        world.emulator.mint_then_timeout(1, delay=1.5)
+        world.emulator.mint_then_timeout(1, delay=4)
         pending = phone.send("CODE", 2)
         assert codes_in(pending) == [] and "confirming" in pending
-        deadline = 50
-        while upstream_count(world) < 2 and deadline:
-            import time
+        deadline = time.monotonic() + 5
+        while upstream_count(world) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-            deadline -= 1
         later = phone.send("CODE", 3)
         (adopted,) = codes_in(later)
         assert "No new payment" in later and upstream_count(world) == 2

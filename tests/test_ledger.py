@@ -363,10 +363,14 @@ def test_concurrent_deliveries_of_one_request_mint_once(world):
 
 # -- never lose a minted code --------------------------------------------------------------
 
+LOST = 0.5  # the timeout of the call whose answer is lost (the ledger's per-call timeout)
+
+
 @pytest.fixture
 def slow_world(database_url, tmp_path):
-    """A world whose API calls time out after 0.5 s (and whose grace is a realistic minute)."""
-    world = build_world(database_url, tmp_path, grace=timedelta(seconds=60), timeout=0.5)
+    """A world whose grace is a realistic minute, its item chains ready (built once)."""
+    world = build_world(database_url, tmp_path, grace=timedelta(seconds=60))
+    world.simulator(1001), world.simulator(1002)  # builds checkpoints, untimed
     yield world
     world.services.close()
 
@@ -381,11 +385,11 @@ def test_mint_then_timeout_adopts_the_code_from_the_history_and_mints_only_what_
         slow_world):
     w = slow_world
     w.pay(1001, 3, "p1")
-    mint(w, 1001, "warm")  # the first mint of an item builds its checkpoints: not timed here
+    mint(w, 1001, "warm")  # an earlier code, so the lost one is not the first
     w.pay(1001, 5, "p2")
-    w.emulator.mint_then_timeout(1, delay=1.5)
+    w.emulator.mint_then_timeout(1, delay=3)
     with pytest.raises(MintPending):
-        mint(w, 1001, "lost")
+        mint(w, 1001, "lost", timeout=LOST)
     lost = code_rows(w, 1001)[-1]
     assert (lost.state, lost.days, lost.code) == ("unknown", 5, None)
     assert unspent(w, 1001) == 0  # the 5 days stay reserved: nobody may mint them again
@@ -414,9 +418,9 @@ def test_after_a_timeout_with_nothing_new_the_adopted_code_is_the_latest(slow_wo
     w.pay(1002, 1, "warm")
     mint(w, 1002, "warm")
     w.pay(1002, 4, "p")
-    w.emulator.mint_then_timeout(1, delay=1.5)
+    w.emulator.mint_then_timeout(1, delay=3)
     with pytest.raises(MintPending):
-        mint(w, 1002, "lost")
+        mint(w, 1002, "lost", timeout=LOST)
     wait_for_upstream(w, 1002, 2)
     assert mint(w, 1002, "later").codes == ()
     with w.session() as s:

@@ -22,7 +22,10 @@ def create_app(settings: Settings | None = None, services: "wiring.Services | No
         settings = Settings.from_env()
         settings.require_for_production()
     settings = settings or services.settings
-    services = services or wiring.build(settings)
+    if services is None:
+        services = wiring.build(settings)
+        if settings.database_url.startswith("sqlite"):  # the embedded default: no worker
+            embed_worker(services)
     app = Flask(__name__)
     app.extensions["ovbot"] = services
     for module in CHANNELS:
@@ -39,3 +42,11 @@ def create_app(settings: Settings | None = None, services: "wiring.Services | No
         return {"status": "ok"}
 
     return app
+
+
+def embed_worker(services: "wiring.Services") -> None:
+    """Drain the outbox and settle deferred codes in this process, after each commit."""
+    from bot.senders import build_senders
+    from bot.worker import install_embedded_drain
+
+    install_embedded_drain(services, build_senders(services.settings), background=True)
