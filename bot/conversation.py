@@ -146,6 +146,8 @@ def status(turn: Turn, device) -> Reply:
     latest = ledger.latest_code(turn.session, device)
     values = dict(device=ref, unredeemed=ledger.unspent_days(turn.session, device),
                   last_date=_date(latest.minted_at) if latest else "-")
+    if device.credit_until is None and values["unredeemed"] == 0:
+        return Reply.say(turn.say("no_code_yet", device=ref))
     if device.credit_until and device.credit_until > now:
         left = -(-(device.credit_until - now).total_seconds() // 86400)
         return Reply.say(turn.say("status_active", days_left=int(left),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -56,6 +57,9 @@ def build(settings: Settings, *, http: httpx.Client | None = None) -> Services:
     http = http or omnivoltaic_http(settings)
     username, password = settings.omnivoltaic_credentials
     client = OmnivoltaicClient(http, username, password, timeout=settings.omnivoltaic_timeout)
-    core = Core(ledger=Ledger(client), messages=Messages.load(), settings=settings)
+    # An attempt not seen in the history is released only after the grace: it must outlast
+    # any call still in flight, or the same days could be minted twice.
+    grace = timedelta(seconds=max(60.0, 3 * settings.omnivoltaic_timeout))
+    core = Core(ledger=Ledger(client, grace=grace), messages=Messages.load(), settings=settings)
     return Services(settings=settings, engine=engine, sessions=db.make_sessionmaker(engine),
                     http=http, omnivoltaic=client, core=core)

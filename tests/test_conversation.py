@@ -87,7 +87,8 @@ def test_code_mints_what_was_paid_and_says_the_days_and_the_new_credit_until(w):
     (code,) = codes_of(w, 1001)
     assert reply.texts == (en("code_minted", device="1001", code=code.code, days=7,
                               until=day(w.device(1001).credit_until)),)
-    assert reply.text.startswith("New code for 1001: *0") and "\n7 days, credit until" in reply.text
+    assert reply.text.startswith("New code for 1001: *0")
+    assert "\n7 days, credit until" in reply.text
     assert w.simulator(1001).enter(CODE_RE.search(reply.text).group()).days == 7
 
 
@@ -301,7 +302,7 @@ def test_stop_from_an_unknown_sender_gets_no_reply(w):
     assert send(w, "STOP", sender=STRANGER).texts == ()
 
 
-# -- help, language, opt-out -----------------------------------------------------------------------
+# -- help, language, opt-out ------------------------------------------------------------
 
 HELP_TEXTS = [
     pytest.param("HELP", id="help"),

@@ -103,7 +103,9 @@ def upstream_count(world) -> int:
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
-def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(world, channel):
+def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(
+        world, channel, caplog):
+    caplog.set_level(logging.DEBUG)
     world.customer(AMINA, 1001)
     phone = channel(create_app(services=world.services))
     phone.start()
@@ -135,6 +137,7 @@ def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(world, 
     assert device.days_credited == 19
     assert (code_rows(world), upstream_count(world)) == (2, 2)
     assert device.enter(code1).outcome == "rejected"  # an old code cannot be reused
+    assert "712345678" not in caplog.text  # no phone number in the logs, even unformatted
 
 
 def test_a_mint_that_timed_out_reaches_the_device_once_by_sms(tmp_path):

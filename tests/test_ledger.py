@@ -213,6 +213,32 @@ def test_an_amount_for_a_device_without_a_price_is_refused(world):
     assert count(world, Payment) == 0
 
 
+def test_an_unmatched_amount_is_converted_when_it_is_given_its_device(world):
+    with world.session() as s:
+        unmatched = world.ledger.record_payment(s, reference="mpesa-1", device=None,
+                                                amount=Decimal("260"), source="webhook",
+                                                product_ref="OVES00XXXX").payment
+        assert (unmatched.days, unmatched.device_id) == (0, None)
+    with world.session() as s:
+        payment = s.scalar(select(Payment))
+        world.ledger.assign_payment(s, payment, device_row(s, 1001))
+    assert (world.device(1001).balance, unspent(world, 1001)) == (Decimal("10"), 5)
+    with world.session() as s, pytest.raises(InvalidPayment):
+        world.ledger.assign_payment(s, s.scalar(select(Payment)), device_row(s, 1002))
+    assert unspent(world, 1002) == 0
+
+
+def test_an_unmatched_amount_worth_too_many_days_is_not_assigned(world):
+    with world.session() as s:
+        world.ledger.record_payment(s, reference="big", device=None,
+                                    amount=Decimal("500000"), source="webhook")
+    with world.session() as s, pytest.raises(InvalidPayment):  # 10000 days at 50 a day
+        world.ledger.assign_payment(s, s.scalar(select(Payment)), device_row(s, 1001))
+    with world.session() as s:
+        assert s.scalar(select(Payment)).device_id is None
+    assert (world.device(1001).balance, unspent(world, 1001)) == (Decimal("0"), 0)
+
+
 # -- minting ------------------------------------------------------------------------------
 
 def test_a_mint_turns_the_unspent_days_into_one_code_and_links_the_payments(world):
@@ -356,6 +382,7 @@ def test_concurrent_deliveries_of_one_request_mint_once(world):
         t.start()
     for t in threads:
         t.join(60)
+    assert len(outcomes) == THREADS  # no delivery failed in another way
     assert len(upstream(world, 1001)) == 1 and count(world, Code) == 1
     (code,) = code_rows(world, 1001)
     assert set(outcomes) <= {(code.code,), "pending"} and (code.code,) in outcomes
@@ -515,7 +542,7 @@ def test_429_on_the_mint_is_service_unavailable_and_nothing_is_spent(world):
     assert upstream_days(world, 1001) == 5
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [500, 503])
 def test_5xx_on_the_mint_is_reconciled_before_the_days_are_minted_again(world, status):
     """A 5xx may have half-done the mint: the attempt is `unknown`, never blindly retried."""
     world.pay(1001, 5, "p")

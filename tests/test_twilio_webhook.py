@@ -205,7 +205,8 @@ def test_forged_unsigned_or_malformed_requests_are_refused_and_change_nothing(
 
 MALFORMED = [
     pytest.param(dict(data="{not json", content_type="application/json"), id="JSON body"),
-    pytest.param(dict(data=b"\xff\xfe\x00garbage", content_type="application/x-www-form-urlencoded"),
+    pytest.param(dict(data=b"\xff\xfe\x00garbage",
+                      content_type="application/x-www-form-urlencoded"),
                  id="bytes that are not UTF-8"),
     pytest.param(dict(data="MessageSid=SM1&From=%2B254712345678&Body=" + "A" * 20000,
                       content_type="application/x-www-form-urlencoded"), id="huge body"),
