@@ -4,7 +4,8 @@ The loop drains one batch at a time (at once again while batches come back full)
 `sweep_every` seconds sweeps: devices with an open mint attempt are reconciled from the
 code history and any code adopted is pushed to the owner (no one has seen it); with
 MINT_ON_PAYMENT, paid days left unminted (the API was down, or a mint was refused) are
-minted and pushed.  Each device has its own transaction; an error is logged and skipped.
+minted and pushed; and payment codes whose push a crash lost are pushed.  Each device has
+its own transaction; an error is logged and skipped.
 
 Run workers at scale (PostgreSQL: any number, on any machine).  Without one — the demo,
 and the embedded default on SQLite — the app factory calls `install_embedded_drain`:
@@ -27,7 +28,7 @@ from sqlalchemy import func, select
 from bot import db, outbox
 from bot.delivery import drain, pending_and_failed
 from bot.ledger import OPEN, LedgerError, MintPending
-from bot.models import Code, Device, Payment, utcnow
+from bot.models import Code, Customer, Device, OutboxMessage, Payment, utcnow
 from bot.phones import mask
 from bot.senders import build_senders, close_senders
 from bot.settings import ConfigError
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 30.0  # seconds
 RETRY_FAILED_MINT_AFTER = timedelta(minutes=5)
+# Codes minted for payments are pushed to the owner (customers' own CODE gets a reply).
+PUSHED_CHANNELS = ("payments", "cli", "system", "ussd")
+PUSH_SETTLE, PUSH_HORIZON = timedelta(minutes=2), timedelta(days=1)
 
 
 def sweep(services) -> Counter:
@@ -51,7 +55,32 @@ def sweep(services) -> Counter:
         _one_device(services, device_id, _settle, "adopted", counts)
     for device_id in sorted(unminted - open_ids):
         _one_device(services, device_id, _mint, "minted", counts)
+    with db.transaction(services.sessions) as session:
+        if pushed := _push_unsent(services, session):
+            counts["pushed"] += pushed
     return counts
+
+
+def _push_unsent(services, session) -> int:
+    """Queue pushes for codes minted for a payment whose push never committed.
+
+    The ledger commits a code before the caller's transaction commits its push; a crash
+    in between would leave the owner without it. Only codes old enough that the request
+    which minted them has surely finished, and young enough to still matter.
+    """
+    now = utcnow()
+    orphans = session.scalars(select(Code).join(Device, Device.id == Code.device_id)
+                              .join(Customer, Customer.id == Device.owner_id).where(
+        Code.state == "minted", Code.kind == "days", Code.channel.in_(PUSHED_CHANNELS),
+        Code.minted_at < now - PUSH_SETTLE, Code.minted_at > now - PUSH_HORIZON,
+        Customer.opted_out.is_(False),
+        ~select(OutboxMessage.id).where(OutboxMessage.code_id == Code.id).exists())
+        .order_by(Code.device_id, Code.id)).all()
+    queued = 0
+    for code in orphans:
+        queued += len(outbox.notify_codes(session, services.core.messages,
+                                          session.get(Device, code.device_id), [code]))
+    return queued
 
 
 def _one_device(services, device_id: int, work, label: str, counts: Counter) -> None:

@@ -181,3 +181,31 @@ def test_worker_refuses_an_unmigrated_database(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     result = CliRunner().invoke(main, ["outbox"])
     assert result.exit_code != 0 and "ovbot db upgrade" in result.output
+
+
+def test_sweep_pushes_a_payment_code_whose_push_was_lost_in_a_crash(world):
+    world.customer(PHONE, 1001)
+    with world.session() as s:  # the ledger commits the code; the push never commits
+        device = s.scalar(select(Device).where(Device.product_id == 1001))
+        world.ledger.record_payment(s, reference="pay-1", device=device, days=4, source="webhook")
+        [code] = world.ledger.mint_days(s, device, request_key="payment:pay-1",
+                                        channel="payments").codes
+        s.rollback()
+    assert worker.sweep(world.services) == {}  # too young: its request may still push it
+    with world.session() as s:
+        s.get(Code, code.id).minted_at -= worker.PUSH_SETTLE * 2
+    assert worker.sweep(world.services) == {"pushed": 1}
+    [body] = outbox_bodies(world)
+    assert code.code in body and "4 days" in body
+    assert worker.sweep(world.services) == {}  # pushed once, never again
+
+
+def test_sweep_does_not_push_codes_customers_got_as_a_reply(world):
+    world.customer(PHONE, 1001)
+    world.pay(1001, 3, "ref-1")
+    with world.session() as s:
+        device = s.scalar(select(Device).where(Device.product_id == 1001))
+        [code] = world.ledger.mint_days(s, device, request_key="sms:SM1", channel="sms").codes
+        s.get(Code, code.id).minted_at -= worker.PUSH_SETTLE * 2
+    assert worker.sweep(world.services) == {}
+    assert outbox_bodies(world) == []
