@@ -156,24 +156,34 @@ class Ledger:
 
     def mint_days(self, session: Session, device: Device, *, request_key: str, channel: str,
                   requested_by: str | None = None, timeout: float | None = None) -> MintResult:
-        """Mint every paid day not yet in a code (several codes above 1095 days)."""
+        """Mint every paid day not yet in a code (several codes above 1095 days).
+
+        The result also holds, first, any code this request adopted from the history while
+        reconciling: nobody has seen those yet, and they must be entered first.
+        """
         served = self._served(session, request_key)
         if served is not None:
             return served
-        self.reconcile(session, device)
+        adopted = self.reconcile(session, device)
         device = self._lock(session, device.id)
         served = self._served(session, request_key)  # a duplicate delivery got here first
         if served is not None:
             return served
         unspent = self.unspent_days(session, device)
         if unspent <= 0:
-            return MintResult((), new=True)
+            return MintResult(adopted, new=True)
         chunks = [min(MAX_DAYS, unspent - start) for start in range(0, unspent, MAX_DAYS)]
         attempts = [self._reserve(session, device, "days", days, f"{request_key}:{i}",
                                   channel, requested_by) for i, days in enumerate(chunks)]
         self._link_payments(session, device, attempts[-1])
         session.commit()  # the attempts are on disk before the API can mint anything
-        return self._call_all(session, device, attempts, timeout)
+        try:
+            minted = self._call_all(session, device, attempts, timeout).codes
+        except LedgerError:
+            if not adopted:
+                raise
+            minted = ()  # the new days wait for the next request; the adopted code goes out
+        return MintResult(adopted + minted, new=True)
 
     def mint_special(self, session: Session, device: Device, kind: str, *, request_key: str,
                      channel: str, requested_by: str | None = None,
@@ -296,8 +306,10 @@ class Ledger:
 
     # -- reconciliation ---------------------------------------------------------------
 
-    def reconcile(self, session: Session, device: Device) -> None:
+    def reconcile(self, session: Session, device: Device) -> tuple[Code, ...]:
         """Settle open attempts from the code history before anything new is minted.
+
+        Returns the codes adopted from the history, in the order they must be entered.
 
         Holds the device's lock while it reads the history, so two requests never adopt
         the same history row; this path is rare (only after a timeout or a crash).
@@ -307,7 +319,7 @@ class Ledger:
                                                    Code.state.in_(OPEN)).order_by(Code.id)
                                 .execution_options(populate_existing=True)).all()
         if not open_:
-            return
+            return ()
         now = self.clock()
         if any(c.state == "pending" and now - c.created_at < self.grace for c in open_):
             raise MintPending(f"a code for device {device.product_id} is being minted")
@@ -321,7 +333,7 @@ class Ledger:
             Code.device_id == device.id)) or 0
         candidates = sorted((r for r in history if r.code not in known and r.index > last),
                             key=lambda r: r.index)
-        waiting = False
+        waiting, adopted = False, []
         for attempt in open_:
             match = next((r for r in candidates if r.kind == attempt.kind
                           and (attempt.kind != "days" or r.days == attempt.days)), None)
@@ -330,6 +342,7 @@ class Ledger:
                 log.info("reconciled mint %s for device %s from history index %s",
                          attempt.id, device.product_id, match.index)
                 self._apply(device, attempt, match.code, None, match.index)
+                adopted.append(attempt)
             elif now - attempt.created_at >= self.grace:
                 log.info("mint %s for device %s is not in the history; credit released",
                          attempt.id, device.product_id)
@@ -339,6 +352,7 @@ class Ledger:
         session.commit()
         if waiting:
             raise MintPending(f"a code for device {device.product_id} is being confirmed")
+        return tuple(adopted)
 
     @staticmethod
     def _lock(session: Session, device_id: int) -> Device:

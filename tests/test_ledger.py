@@ -428,7 +428,8 @@ def test_mint_then_timeout_adopts_the_code_from_the_history_and_mints_only_what_
     assert in_history["code_days"] == "5"
     w.pay(1001, 2, "p3")
     result = mint(w, 1001, "later")
-    assert [c.days for c in result.codes] == [2]  # only what is new is minted
+    # the adopted code first (nobody has seen it), then only what is new
+    assert [c.days for c in result.codes] == [5, 2]
     adopted = next(c for c in code_rows(w, 1001) if c.id == lost.id)
     assert adopted.state == "minted"
     assert adopted.code == format_upstream(in_history)  # the very code the API minted
@@ -449,7 +450,7 @@ def test_after_a_timeout_with_nothing_new_the_adopted_code_is_the_latest(slow_wo
     with pytest.raises(MintPending):
         mint(w, 1002, "lost", timeout=LOST)
     wait_for_upstream(w, 1002, 2)
-    assert mint(w, 1002, "later").codes == ()
+    assert [c.days for c in mint(w, 1002, "later").codes] == [4]  # adopted, nothing new
     with w.session() as s:
         latest = w.ledger.latest_code(s, device_row(s, 1002))
     assert (latest.days, latest.code) == (4, format_upstream(upstream(w, 1002)[-1]))
@@ -462,8 +463,9 @@ def test_a_crash_after_the_api_minted_is_adopted_from_the_history(world):
     minted = world.services.omnivoltaic.days_code(1001, 6)  # what the dead process got
     insert_attempt(world, 1001, days=6, created_at=datetime.now(timezone.utc)
                    - timedelta(minutes=5))
-    assert mint(world, 1001, "next").codes == ()
+    (adopted,) = mint(world, 1001, "next").codes
     (row,) = code_rows(world, 1001)
+    assert adopted.id == row.id
     assert (row.state, row.code, row.upstream_index) == ("minted", minted.code, 1)
     assert len(upstream(world, 1001)) == 1
     assert world.simulator(1001).enter(row.code).days == 6
@@ -503,10 +505,10 @@ def test_a_call_settled_by_someone_else_meanwhile_is_not_applied_twice(tmp_path,
         slow = threading.Thread(target=lambda: answered.append(mint(w, 1001, "slow")))
         slow.start()
         wait_for_upstream(w, 1001, 2)
-        assert mint(w, 1001, "impatient").codes == ()  # adopts the slow one's code
+        (taken,) = mint(w, 1001, "impatient").codes  # adopts the slow one's code
         slow.join(10)
         adopted = code_rows(w, 1001)[-1]
-        assert [c.code for c in answered[0].codes] == [adopted.code]
+        assert [c.code for c in answered[0].codes] == [adopted.code] == [taken.code]
         assert w.device(1001).credit_until - before <= timedelta(days=9, seconds=5)
         assert [c.state for c in code_rows(w, 1001)] == ["minted", "minted"]
         assert len(upstream(w, 1001)) == 2
