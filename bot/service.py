@@ -30,10 +30,22 @@ def process(services, inbound: Inbound,
     except Exception:  # noqa: BLE001 - the customer must get an answer
         log.exception("%s message %s from %s failed", inbound.channel, inbound.provider_id,
                       mask(inbound.sender))
-        messages, lang = services.core.messages, services.settings.default_language
-        return Reply.say(messages.render(lang, "error_try_again"))
+        return Reply.say(services.core.messages.render(_language(services, inbound),
+                                                        "error_try_again"))
     after_commit(services)
     return reply
+
+
+def _language(services, inbound: Inbound) -> str:
+    """The sender's language if the database still answers; the default otherwise."""
+    from bot import conversation
+
+    try:
+        with services.sessions() as session:
+            customer = conversation.identify(services.core, session, inbound)
+            return customer.language if customer else services.settings.default_language
+    except Exception:  # noqa: BLE001 - already answering an error: never raise here
+        return services.settings.default_language
 
 
 def after_commit(services) -> None:

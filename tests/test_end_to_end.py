@@ -210,3 +210,14 @@ def test_a_crash_in_the_core_is_a_200_with_the_polite_reply_over_telegram(broken
     assert response.status_code == 200
     assert response.get_json() == {"method": "sendMessage", "chat_id": TELEGRAM_USER,
                                    "text": POLITE}
+
+
+def test_the_polite_reply_comes_in_the_senders_language(sqlite_world):
+    def broken(core, session, inbound):
+        raise RuntimeError("boom")
+
+    sqlite_world.customer(AMINA, 1001, language="fr")
+    inbound = Inbound(channel="sms", provider_id="SMcrash-fr", sender=AMINA, text="CODE")
+    reply = process(sqlite_world.services, inbound, respond=broken)
+    assert reply.texts == (MESSAGES.render("fr", "error_try_again"),)
+    assert reply.texts != (POLITE,)
