@@ -26,6 +26,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_emulator.py
+	$(BIN)/python scripts/bench_requests.py
 
 clean:
 	rm -rf $(VENV) instance/*.db
