@@ -199,7 +199,10 @@ def stop(turn: Turn) -> Reply:
 
 
 def start(turn: Turn) -> Reply:
-    turn.customer.opted_out = False
+    """START opts back in to pushes; on Telegram, /start from a linked chat shows help."""
+    was_out, turn.customer.opted_out = turn.customer.opted_out, False
+    if turn.inbound.channel == "telegram" and not was_out:
+        return help_(turn)
     return Reply.say(turn.say("opted_in"))
 
 

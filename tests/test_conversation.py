@@ -358,3 +358,26 @@ def test_the_channel_used_last_is_remembered(w):
     w.customer(AMINA, 1001)
     send(w, "HELP")
     assert customer(w, AMINA).last_channel == "sms"
+
+
+def test_start_from_a_linked_telegram_chat_shows_help_and_opts_back_in(sqlite_world):
+    from bot.inbox import Inbound
+    from bot.models import Customer, TelegramLink
+    from bot.service import process
+
+    w = sqlite_world
+    customer_id = w.customer("+254712345678", 1001)
+    with w.session() as s:
+        s.add(TelegramLink(customer_id=customer_id, telegram_user_id=4242, chat_id=4242))
+
+    def start(update_id: int):
+        return process(w.services, Inbound(channel="telegram", provider_id=str(update_id),
+                                           sender="4242", text="/start", chat_id=4242))
+
+    help_text = w.services.core.messages.render("en", "help")
+    assert start(1).texts == (help_text,)
+    with w.session() as s:
+        s.get(Customer, customer_id).opted_out = True
+    assert start(2).texts == (w.services.core.messages.render("en", "opted_in"),)
+    with w.session() as s:
+        assert s.get(Customer, customer_id).opted_out is False
