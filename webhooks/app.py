@@ -10,6 +10,7 @@ from bot import logs, wiring
 from bot.settings import Settings
 from webhooks import payments, telegram, twilio, ussd
 
+MAX_BODY = 64 * 1024
 CHANNELS = [twilio, telegram, payments, ussd]
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None, services: "wiring.Services | No
         if settings.database_url.startswith("sqlite"):  # the embedded default: no worker
             embed_worker(services)
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # providers send a few KB; refuse floods
     app.extensions["ovbot"] = services
     for module in CHANNELS:
         app.register_blueprint(module.bp)
