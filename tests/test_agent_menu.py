@@ -320,29 +320,112 @@ def test_the_pin_never_reaches_a_log_nor_the_inbound_table(w, caplog, monkeypatc
 LONG = dict(device="TEST2503000017AB", owner="+254*****678", phone="+254*****678",
             name="N" * 40, days=1095, left=1095, code="*024 413 975 593 119 504 641#",
             codes="\n".join(["*024 413 975 593 119 504 641#"] * 2), count=99,
-            date="2029-12-31", until="unlocked for ever", minutes=1440)
+            date="2029-12-31", until="2029-12-31", minutes=1440)
 MESSAGES = Messages.load()
+LANGUAGES = ("en", "fr", "sw")
 USSD_KEYS = sorted(k for k in MESSAGES.templates["en"] if k.startswith("ussd_"))
 HINTS = [k for k in USSD_KEYS if k.startswith("ussd_hint_")]
 SENT_AFTER = ("ussd_sold", "ussd_resent", "ussd_sold_too_many")  # + "\nSent to ..."
 
 
+def long_values(lang: str) -> dict:
+    """LONG, with the longest of the words the menu itself puts into {until} and {owner}."""
+    def longest(*texts):
+        return max(texts, key=len)
+    return dict(LONG,
+                until=longest(LONG["until"], MESSAGES.render(lang, "ussd_state_free"),
+                              MESSAGES.render(lang, "ussd_state_locked")),
+                owner=longest(LONG["owner"], MESSAGES.render(lang, "ussd_no_owner")))
+
+
+@pytest.mark.parametrize("lang", ["fr", "sw"])
+def test_every_ussd_key_is_translated(lang):
+    """No screen of the menu falls back to English in French or Swahili."""
+    assert [k for k in USSD_KEYS if k not in MESSAGES.templates[lang]] == []
+
+
 @pytest.mark.parametrize("key", USSD_KEYS)
-def test_every_ussd_template_is_gsm7_and_fits_a_screen(key):
-    text = MESSAGES.render("en", key, **LONG)
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_ussd_template_is_gsm7_and_fits_a_screen(lang, key):
+    text = MESSAGES.render(lang, key, **long_values(lang))
     if key in SENT_AFTER:
-        text += "\n" + MESSAGES.render("en", "ussd_sent")
+        text += "\n" + MESSAGES.render(lang, "ussd_sent")
     check_screen(text)
 
 
 @pytest.mark.parametrize("hint", [None, *HINTS])
 @pytest.mark.parametrize("screen", sorted(screens.SCREENS))
-def test_every_screen_fits_with_any_hint(screen, hint):
-    core = SimpleNamespace(messages=MESSAGES, settings=Settings())
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_screen_fits_with_any_hint(lang, screen, hint):
+    # The menu speaks the deployment's default language (settings.default_language).
+    core = SimpleNamespace(messages=MESSAGES, settings=Settings(default_language=lang))
     ctx = menu_state.Ctx(core, session=None, agent=None, session_id="s")
     device = SimpleNamespace(oem_serial=LONG["device"], product_id=1,
                              owner=SimpleNamespace(phone="+254712345678"))
-    state = menu_state.State(screen, dict(device=device, days=1095, kind="reset",
-                                       name=LONG["name"], phone="+254712345678"))
-    retry = menu_state.Retry(hint, LONG) if hint else None
-    check_screen(screens.render(ctx, state, retry))
+    retry = menu_state.Retry(hint, long_values(lang)) if hint else None
+    for kind in ("free", "reset"):  # the two confirms of special_confirm
+        state = menu_state.State(screen, dict(device=device, days=1095, kind=kind,
+                                           name=LONG["name"], phone="+254712345678"))
+        text = screens.render(ctx, state, retry)
+        check_screen(text)
+        if screens.SCREENS[screen].nav:
+            assert text.endswith("\n" + MESSAGES.render(lang, "ussd_nav"))
+        if hint:
+            assert text.startswith(MESSAGES.render(lang, hint, **long_values(lang)) + "\n")
+
+
+# -- the menu in French and Swahili ---------------------------------------------------
+
+@pytest.fixture
+def world_in(database_url, tmp_path):
+    """`world_in(lang)`: a populated world whose default language (the menu's) is `lang`."""
+    from tests.harness import build_world
+
+    made = []
+
+    def build(lang):
+        made.append(populate(build_world(database_url, tmp_path, default_language=lang)))
+        return made[-1]
+    yield build
+    for world in made:
+        world.services.close()
+
+
+@pytest.mark.parametrize("lang, sold, sent", [
+    pytest.param("fr", "Code pour OVES001001, 30 jours:\n*", "Envoyé au client.", id="fr"),
+    pytest.param("sw", "Msimbo wa OVES001001, siku 30:\n*", "Imetumwa kwa mteja.", id="sw"),
+])
+def test_a_sale_in_the_default_language(world_in, lang, sold, sent):
+    w = world_in(lang)
+    dial = Dial(w, AGENT)  # every screen is checked: at most 160 GSM-7 characters
+    assert dial.send().text == MESSAGES.render(lang, "ussd_pin")
+    assert dial.send(PIN).text == MESSAGES.render(lang, "ussd_menu")
+    dial.send("1", "1001", "30")
+    done = dial.send("1")
+    assert done.end and done.text.startswith(sold) and done.text.endswith(sent)
+    assert w.simulator(1001).enter(code_in(done.text)).days == 30
+    with w.session() as s:  # the owner's SMS stays in the owner's language
+        owner = s.scalar(select(Customer).where(Customer.phone == OWNER))
+        body = s.scalar(select(OutboxMessage.body).where(
+            OutboxMessage.customer_id == owner.id))
+    assert owner.language == "en" and body.startswith("New code for")
+
+
+@pytest.mark.parametrize("lang", ["fr", "sw"])
+def test_register_in_the_default_language(world_in, lang):
+    w = world_in(lang)
+    reply = Dial(w, AGENT).send("", PIN, "2", "OVES001002", "0712 000 111", "Baraka", "1")
+    assert reply.end and reply.text == MESSAGES.render(
+        lang, "ussd_registered", device="OVES001002", name="Baraka", phone="+254*****111")
+    with w.session() as s:
+        assert s.get(Customer, w.device(1002).owner_id).language == lang
+
+
+@pytest.mark.parametrize("lang", ["fr", "sw"])
+def test_refusals_in_the_default_language(world_in, lang):
+    w = world_in(lang)
+    assert Dial(w, STRANGER).send().text == MESSAGES.render(lang, "ussd_unknown_agent")
+    assert Dial(w, AGENT).send("", PIN, "5").text == MESSAGES.render(lang, "ussd_admin_only")
+    dial = Dial(w, AGENT)
+    dial.send("", "1111", "2222")
+    assert dial.send("3333").text == MESSAGES.render(lang, "ussd_locked", minutes=15)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bot.models import Code
 from tests.test_agent_menu import (
-    ADMIN, ADMIN_PIN, AGENT, OTHER_OWNER, PIN, STRANGER, check_screen, populate,
+    ADMIN, ADMIN_PIN, AGENT, MESSAGES, OTHER_OWNER, PIN, STRANGER, check_screen, populate,
 )
 from webhooks.app import create_app
 
@@ -124,8 +124,8 @@ def post(client, **form):
     return kind, screen
 
 
-@pytest.mark.parametrize("label", list(CASES))
-def test_menu_paths(client, label):
+def walk(client, label):
+    """Play one case of CASES; yield (value, want_kind, want_text, kind, screen) per step."""
     phone, steps = CASES[label]
     session, inputs, started = uuid.uuid4().hex, [], False
     for step in steps:
@@ -140,7 +140,46 @@ def test_menu_paths(client, label):
             started = True
         kind, screen = post(client, sessionId=session, phoneNumber=phone,
                             text="*".join(inputs))
+        yield value, want_kind, want_text, kind, screen
+
+
+@pytest.mark.parametrize("label", list(CASES))
+def test_menu_paths(client, label):
+    for value, want_kind, want_text, kind, screen in walk(client, label):
         assert (kind, want_text in screen) == (want_kind, True), (label, value, screen)
+
+
+@pytest.fixture
+def client_in(database_url, tmp_path, lang):
+    """A client on a populated world whose default language (the menu's) is `lang`."""
+    from tests.harness import build_world
+
+    world = populate(build_world(database_url, tmp_path, default_language=lang))
+    yield create_app(services=world.services).test_client()
+    world.services.close()
+
+
+@pytest.mark.parametrize("label", list(CASES))
+@pytest.mark.parametrize("lang", ["fr", "sw"])
+def test_menu_paths_in_french_and_swahili(client_in, lang, label):
+    """The same walks with DEFAULT_LANGUAGE=fr or sw: the same CON/END at every step,
+    every real screen at most 160 GSM-7 characters (post checks), and no English left."""
+    english = {MESSAGES.render("en", key) for key in ("ussd_nav", "ussd_menu", "ussd_pin")}
+    for value, want_kind, want_text, kind, screen in walk(client_in, label):
+        assert kind == want_kind, (label, value, screen)
+        assert want_text not in screen, (label, value, screen)
+        assert not any(text in screen for text in english), (label, value, screen)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_refusals_before_the_menu_in_every_language(client_in, lang):
+    form = dict(sessionId="s8", serviceCode="*384*123#", phoneNumber=AGENT, text="")
+    response = client_in.post("/webhooks/ussd", data=dict(form, sessionId=""))
+    assert response.get_data(as_text=True) == "END " + MESSAGES.render(lang, "ussd_bad_request")
+    services = client_in.application.extensions["ovbot"]
+    services.settings = services.settings.replace(ussd_service_codes=("*384*123#",))
+    assert post(client_in, **dict(form, serviceCode="*999#")) == \
+        ("END", MESSAGES.render(lang, "ussd_wrong_service"))
 
 
 def test_a_repeated_request_is_answered_the_same_and_mints_nothing(client, world):
