@@ -7,7 +7,6 @@ derive from it, so a replayed confirm returns the same code and mints nothing.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Callable
 
 from sqlalchemy import select
@@ -16,6 +15,7 @@ from bot import devices, outbox
 from bot.agent_menu_state import Ctx, State, label
 from bot.inbox import Reply
 from bot.ledger import MintPending, Refused, ServiceUnavailable
+from bot.messages import format_date
 from bot.models import Code, Customer, Device, OutboxMessage
 from bot.phones import mask
 
@@ -102,12 +102,12 @@ def resend(ctx: Ctx, state: State) -> Reply:
     if latest is None:
         return end(ctx.say("ussd_no_code", device=label(device)))
     text = ctx.say("ussd_resent", device=label(device), code=latest.code,
-                   date=_date(latest.minted_at))
+                   date=format_date(latest.minted_at))
     owner = device.owner
     if owner is not None:
         body = ctx.core.messages.render(owner.language, "code_resent", code=latest.code,
                                         device=devices.reference(ctx.session, device),
-                                        date=_date(latest.minted_at))
+                                        date=format_date(latest.minted_at))
         if outbox.enqueue(ctx.session, owner, body, code_id=latest.id) is not None:
             text += "\n" + ctx.say("ussd_sent")
     return end(text)
@@ -119,8 +119,8 @@ def status(ctx: Ctx, state: State) -> Reply:
     until = {"free": "ussd_state_free", "locked": "ussd_state_locked"}.get(device.state)
     owner = mask(device.owner.phone) if device.owner else ctx.say("ussd_no_owner")
     return end(ctx.say("ussd_status", device=label(device), owner=owner,
-                       until=ctx.say(until) if until else _date(device.credit_until),
-                       date=_date(latest.minted_at) if latest else "-"))
+                       until=ctx.say(until) if until else format_date(device.credit_until),
+                       date=format_date(latest.minted_at) if latest else "-"))
 
 
 def special(ctx: Ctx, state: State) -> Reply:
@@ -155,7 +155,3 @@ ACTIONS: dict[str, Callable[[Ctx, State], Reply]] = {
     "sell": sell, "register": register, "resend": resend, "status": status,
     "special": special, "admin_only": admin_only, "locked": locked,
 }
-
-
-def _date(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d") if value else "-"

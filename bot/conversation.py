@@ -18,7 +18,7 @@ from bot import commands, devices, telegram_link
 from bot.commands import Command
 from bot.inbox import Inbound, Reply
 from bot.ledger import Ledger, MintPending, Refused, ServiceUnavailable
-from bot.messages import Messages
+from bot.messages import Messages, format_date
 from bot.models import Code, Customer, utcnow
 from bot.phones import try_normalise
 from bot.settings import Settings
@@ -111,7 +111,7 @@ def code(turn: Turn, device) -> Reply:
     if latest is None:
         return Reply.say(turn.say("no_code_yet", device=ref))
     return Reply.say(turn.say("code_latest", code=latest.code, device=ref,
-                              date=_date(latest.minted_at)))
+                              date=format_date(latest.minted_at)))
 
 
 def minted_reply(say: Callable[..., str], ref: str, codes: tuple[Code, ...]) -> Reply:
@@ -119,7 +119,7 @@ def minted_reply(say: Callable[..., str], ref: str, codes: tuple[Code, ...]) -> 
     if len(codes) == 1:
         c = codes[0]
         return Reply.say(say("code_minted", code=c.code, device=ref, days=c.days,
-                             until=_date(c.credit_until_after)))
+                             until=format_date(c.credit_until_after)))
     return Reply.say(say("codes_minted_many", count=len(codes), device=ref),
                      *(say("code_part", index=i, count=len(codes), code=c.code, days=c.days)
                        for i, c in enumerate(codes, start=1)))
@@ -132,7 +132,7 @@ def resend(turn: Turn, device) -> Reply:
     if latest is None:
         return Reply.say(turn.say("no_code_yet", device=ref))
     return Reply.say(turn.say("code_resent", code=latest.code, device=ref,
-                              date=_date(latest.minted_at)))
+                              date=format_date(latest.minted_at)))
 
 
 @_with_device
@@ -145,14 +145,14 @@ def status(turn: Turn, device) -> Reply:
     ledger, now = turn.core.ledger, turn.core.clock()
     latest = ledger.latest_code(turn.session, device)
     values = dict(device=ref, unredeemed=ledger.unspent_days(turn.session, device),
-                  last_date=_date(latest.minted_at) if latest else "-")
+                  last_date=format_date(latest.minted_at) if latest else "-")
     if device.credit_until is None and values["unredeemed"] == 0:
         return Reply.say(turn.say("no_code_yet", device=ref))
     if device.credit_until and device.credit_until > now:
         left = -(-(device.credit_until - now).total_seconds() // 86400)
         return Reply.say(turn.say("status_active", days_left=int(left),
-                                  until=_date(device.credit_until), **values))
-    return Reply.say(turn.say("status_expired", until=_date(device.credit_until), **values))
+                                  until=format_date(device.credit_until), **values))
+    return Reply.say(turn.say("status_expired", until=format_date(device.credit_until), **values))
 
 
 @_with_device
@@ -167,7 +167,7 @@ def history(turn: Turn, device) -> Reply:
     for c in codes:
         key = {"days": "history_line", "free": "history_line_free"}.get(c.kind,
                                                                        "history_line_reset")
-        lines.append(turn.say(key, date=_date(c.minted_at), days=c.days, code=c.code))
+        lines.append(turn.say(key, date=format_date(c.minted_at), days=c.days, code=c.code))
     return Reply.say("\n".join(lines))
 
 
@@ -218,7 +218,3 @@ HANDLERS: dict[str, Callable[[Turn], Reply]] = {
     commands.START: start,
     commands.UNKNOWN: help_,
 }
-
-
-def _date(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d") if value else "-"

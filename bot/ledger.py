@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation, ROUND_FLOOR
 
 from sqlalchemy import func, select
@@ -93,7 +93,7 @@ class Ledger:
         if (days is None) == (amount is None):
             raise InvalidPayment("give either days or amount")
         if amount is not None:
-            amount = _money(amount)
+            amount = money(amount)
         if device is not None:
             device = self._lock(session, device.id)
         balance = None
@@ -360,7 +360,7 @@ class Ledger:
                                .with_for_update().execution_options(populate_existing=True)).one()
 
 
-def _money(value) -> Decimal:
+def money(value) -> Decimal:
     """A positive amount in whole cents, at most MAX_AMOUNT; InvalidPayment otherwise."""
     try:
         amount = None if isinstance(value, bool) else Decimal(value)

@@ -95,3 +95,8 @@ class Messages:
     def render(self, lang: str | None, key: str, **values: object) -> str:
         """`key` in `lang` with `values` filled in.  A missing value is a KeyError."""
         return self.template(lang, key).format(**values)
+
+
+def format_date(value) -> str:
+    """A date as replies show it: ISO, the same in every language; "-" for none."""
+    return value.strftime("%Y-%m-%d") if value else "-"

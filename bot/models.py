@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger, CheckConstraint, DateTime, ForeignKey, Index, MetaData, Numeric, String,
-    Text, UniqueConstraint, false, text,
+    Text, UniqueConstraint, false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator

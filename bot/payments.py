@@ -9,22 +9,21 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import devices, outbox, phones
 from bot.ledger import (
-    MAX_AMOUNT, MAX_PAYMENT_DAYS, LedgerError, InvalidPayment, MintPending, Refused,
-    ServiceUnavailable,
+    MAX_PAYMENT_DAYS, InvalidPayment, LedgerError, MintPending, Refused, ServiceUnavailable,
+    money,
 )
 from bot.models import Device, Payment
 
 log = logging.getLogger(__name__)
 MAX_REFERENCE = 128
 MAX_PRODUCT_REF = 64  # the longest serial the devices table holds
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -84,15 +83,11 @@ def parse(payload: object, region: str) -> PaymentIn:
 def _amount(value: object) -> Decimal:
     """A positive amount in whole cents, from a JSON number or a numeric string."""
     try:
-        amount = None if isinstance(value, bool) or not isinstance(value, (int, float, str)) \
-            else Decimal(str(value))
-    except InvalidOperation:
-        amount = None
-    if amount is None or not amount.is_finite() or not 0 < amount <= MAX_AMOUNT \
-            or amount % CENT:
-        raise BadPayment("amount", f"must be a positive number of at most {MAX_AMOUNT}, "
-                                   "in whole cents")
-    return amount
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InvalidPayment("amount must be a number")
+        return money(str(value))
+    except InvalidPayment as exc:
+        raise BadPayment("amount", str(exc)) from None
 
 
 def receive(core, session: Session, payload: object) -> Answer:

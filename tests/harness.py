@@ -5,6 +5,7 @@ customers and payments and to feed codes to device simulators.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -61,6 +62,16 @@ class World:
     def device(self, product_id: int) -> Device:
         with self.session() as s:
             return s.scalar(select(Device).where(Device.product_id == product_id))
+
+    def client(self, **settings):
+        """A test client of the web app on these services, with settings changed if given."""
+        from webhooks.app import create_app
+
+        services = self.services
+        if settings:
+            services = dataclasses.replace(services,
+                                           settings=services.settings.replace(**settings))
+        return create_app(services=services).test_client()
 
     def simulator(self, product_id: int) -> Simulator:
         """The physical device: provisioned with its chain's top, kept across calls."""

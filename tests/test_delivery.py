@@ -13,7 +13,7 @@ from bot import db, delivery, outbox
 from bot.delivery import LEASE, claim, drain, pending_and_failed
 from bot.models import Customer, OutboxMessage, TelegramLink, utcnow
 from bot.senders import NotSent, OutcomeUnknown, SendResult, Undeliverable, Unsubscribed
-from tests.test_senders import FakeTwilioHttp, twilio_sender
+from tests.test_senders import twilio_sender
 
 PHONE = "+254712345678"
 

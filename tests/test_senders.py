@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import parse_qs
 
 import httpx
 import pytest

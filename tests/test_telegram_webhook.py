@@ -7,7 +7,6 @@ when the webhook was set with `secret_token`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 
 import pytest
@@ -17,7 +16,6 @@ from bot.messages import Messages
 from bot.models import Code, InboundMessage, TelegramLink
 from tests.conftest import sqlite_file_url
 from tests.harness import SECRETS, build_world
-from webhooks.app import create_app
 
 PATH = "/webhooks/telegram"
 HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -62,13 +60,6 @@ def post(client, update, secret: str | None = SECRETS["telegram_secret_token"], 
     return client.post(PATH, json=update, headers=headers)
 
 
-def client_for(world, **settings):
-    services = world.services
-    if settings:
-        services = dataclasses.replace(services, settings=services.settings.replace(**settings))
-    return create_app(services=services).test_client()
-
-
 def footprint(world) -> tuple:
     with world.session() as s:
         counts = tuple(s.scalar(select(func.count()).select_from(m))
@@ -96,7 +87,7 @@ def w(sqlite_world):
 
 @pytest.fixture
 def client(w):
-    return client_for(w)
+    return w.client()
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +123,7 @@ UNLINKED = ["/code", "code", "STATUS 1001", "/devices", "hello"]
 def test_an_unlinked_user_learns_only_how_to_share_a_contact(shared, text):
     before = footprint(shared)
     update = text_update(50 + UNLINKED.index(text), text, user=STRANGER)
-    assert post(client_for(shared), update).get_json() == ask_for_contact(STRANGER["id"])
+    assert post(shared.client(), update).get_json() == ask_for_contact(STRANGER["id"])
     assert footprint(shared)[:2] == before[:2] and footprint(shared)[-1] == before[-1]
 
 
@@ -267,7 +258,7 @@ IGNORED = [
 
 @pytest.mark.parametrize("update", IGNORED)
 def test_updates_we_do_not_handle_get_an_empty_200_and_change_nothing(shared, update):
-    client = client_for(shared)
+    client = shared.client()
     linked(client)
     before = footprint(shared)
     response = post(client, update)
@@ -336,13 +327,13 @@ def test_forged_or_malformed_updates_are_refused_and_change_nothing(
         shared, update, raw, secret, settings, status):
     secret = SECRETS["telegram_secret_token"] if secret == "ok" else secret
     before = footprint(shared)
-    response = post(client_for(shared, **settings), update, secret=secret, raw=raw)
+    response = post(shared.client(**settings), update, secret=secret, raw=raw)
     assert response.status_code == status
     assert footprint(shared) == before
 
 
 def test_demo_without_a_secret_accepts_updates(w):
-    client = client_for(w, demo=True, telegram_secret_token=None)
+    client = w.client(demo=True, telegram_secret_token=None)
     assert post(client, text_update(30, "/start"), secret=None).get_json() == \
         ask_for_contact(USER["id"])
 

@@ -7,7 +7,6 @@ RequestValidator computes the signatures here).
 """
 from __future__ import annotations
 
-import dataclasses
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -18,7 +17,6 @@ from bot.messages import Messages
 from bot.models import Code, Customer, InboundMessage, Payment
 from tests.conftest import sqlite_file_url
 from tests.harness import SECRETS, build_world
-from webhooks.app import create_app
 
 PATH = "/webhooks/twilio/sms"
 URL = SECRETS["public_base_url"] + PATH
@@ -58,13 +56,6 @@ def messages(response) -> list[str]:
     root = ET.fromstring(response.get_data(as_text=True))
     assert root.tag == "Response"
     return [m.text or "" for m in root.findall("Message")]
-
-
-def client_for(world, **settings):
-    services = world.services
-    if settings:
-        services = dataclasses.replace(services, settings=services.settings.replace(**settings))
-    return create_app(services=services).test_client()
 
 
 def footprint(world) -> tuple:
@@ -118,7 +109,7 @@ ACCEPTED = [
 
 @pytest.mark.parametrize("form, expect", ACCEPTED)
 def test_a_signed_twilio_message_gets_a_twiml_reply(w, form, expect):
-    response = post(client_for(w), form)
+    response = post(w.client(), form)
     assert response.status_code == 200
     assert response.mimetype == "text/xml"
     (text,) = messages(response)
@@ -137,12 +128,12 @@ def _codes(world) -> list[Code]:
 
 
 def test_stop_gets_an_empty_twiml_response(w):
-    response = post(client_for(w), twilio_sms("STOP"))
+    response = post(w.client(), twilio_sms("STOP"))
     assert response.status_code == 200 and messages(response) == []
 
 
 def test_the_same_message_sid_again_returns_the_identical_reply_and_mints_nothing(w):
-    client = client_for(w)
+    client = w.client()
     first = post(client, twilio_sms("CODE", sid="SMrepeat"))
     before = footprint(w)
     w.pay(1001, 3, "paid-2")  # even with new credit, a redelivery does nothing new
@@ -153,7 +144,7 @@ def test_the_same_message_sid_again_returns_the_identical_reply_and_mints_nothin
 
 
 def test_a_signed_url_with_a_query_string_is_checked_with_it(w):
-    client = client_for(w)
+    client = w.client()
     form = twilio_sms("HELP", sid="SMquery")
     assert post(client, form, path=PATH + "?tenant=ke", url=URL + "?tenant=ke").status_code == 200
     assert post(client, form, path=PATH + "?tenant=ke", url=URL).status_code == 403
@@ -198,7 +189,7 @@ REFUSED = [
 def test_forged_unsigned_or_malformed_requests_are_refused_and_change_nothing(
         shared, form, signature, settings, status):
     before = footprint(shared)
-    response = post(client_for(shared, **settings), form, signature=signature)
+    response = post(shared.client(**settings), form, signature=signature)
     assert response.status_code == status
     assert footprint(shared) == before
 
@@ -216,17 +207,17 @@ MALFORMED = [
 @pytest.mark.parametrize("request_kwargs", MALFORMED)
 def test_malformed_bodies_never_get_a_5xx(shared, request_kwargs):
     before = footprint(shared)
-    response = client_for(shared).post(PATH, headers={"X-Twilio-Signature": "x"},
+    response = shared.client().post(PATH, headers={"X-Twilio-Signature": "x"},
                                        **request_kwargs)
     assert 400 <= response.status_code < 500
     assert footprint(shared) == before
 
 
 def test_get_is_not_allowed(w):
-    assert client_for(w).get(PATH).status_code == 405
+    assert w.client().get(PATH).status_code == 405
 
 
 def test_demo_without_a_token_accepts_unsigned_messages(w):
-    client = client_for(w, demo=True, twilio_auth_token=None)
+    client = w.client(demo=True, twilio_auth_token=None)
     response = post(client, twilio_sms("CODE", sid="SMdemo"), signature=None)
     assert response.status_code == 200 and "7 days" in messages(response)[0]

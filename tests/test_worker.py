@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot import db, worker
+from bot import worker
 from bot.cli import main
 from bot.ledger import MintPending
 from bot.models import Code, Device, OutboxMessage, Payment
