@@ -14,12 +14,14 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import devices, outbox, phones
+from bot.ledger import devices
+from bot.outbox import queue as outbox
+from bot.text import phones
 from bot.ledger import (
     MAX_PAYMENT_DAYS, InvalidPayment, LedgerError, MintPending, Refused, ServiceUnavailable,
     money,
 )
-from bot.models import Device, Payment
+from bot.storage.models import Device, Payment
 
 log = logging.getLogger(__name__)
 MAX_REFERENCE = 128

@@ -7,9 +7,10 @@ from typing import Callable
 
 from sqlalchemy.orm import Session
 
-from bot import db, inbox
-from bot.inbox import Inbound, Reply
-from bot.phones import mask
+from bot.storage import db
+from bot import inbound as inbox
+from bot.inbound import Inbound, Reply
+from bot.text.phones import mask
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def process(services, inbound: Inbound,
     The provider gets a 200 either way: a 500 would make it retry into a half-done state,
     while a repeat of the same message is answered from the stored reply.
     """
-    from bot import conversation
+    from bot.customers import conversation
 
     respond = respond or conversation.respond
     try:
@@ -38,7 +39,7 @@ def process(services, inbound: Inbound,
 
 def _language(services, inbound: Inbound) -> str:
     """The sender's language if the database still answers; the default otherwise."""
-    from bot import conversation
+    from bot.customers import conversation
 
     try:
         with services.sessions() as session:

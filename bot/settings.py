@@ -14,6 +14,8 @@ from typing import Mapping
 
 import phonenumbers
 
+from bot.domain import LANGUAGES
+
 DEMO_USERNAME = "demo@example.com"
 DEMO_PASSWORD = "demo"
 
@@ -135,8 +137,9 @@ class Settings:
 
     def check(self) -> None:
         """Reject settings that cannot work, naming each one."""
-        if self.default_language not in {"en", "fr", "sw"}:
-            raise ConfigError(f"DEFAULT_LANGUAGE must be en, fr or sw, got {self.default_language!r}")
+        if self.default_language not in LANGUAGES:
+            raise ConfigError(f"DEFAULT_LANGUAGE must be one of {', '.join(LANGUAGES)}, "
+                              f"got {self.default_language!r}")
         if self.default_region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError("DEFAULT_REGION must be a two-letter region code such as KE, "
                               f"got {self.default_region!r}")

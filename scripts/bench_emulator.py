@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bot.omnivoltaic import acp1
-from bot.omnivoltaic.emulator import create_emulator
+from bot.omnivoltaic.emulator.app import create_emulator
 
 
 class HashCounter:

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bot import db
+from bot.storage import db
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

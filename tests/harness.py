@@ -12,11 +12,12 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select
 
-from bot import db, wiring
-from bot.fleet import sync_devices
+from bot.storage import db
+from bot import bootstrap as wiring
+from bot.ledger.fleet import sync_devices
 from bot.ledger import Ledger
-from bot.models import Customer, Device
-from bot.omnivoltaic.emulator import EmulatorTransport, create_emulator
+from bot.storage.models import Customer, Device
+from bot.omnivoltaic.emulator.app import EmulatorTransport, create_emulator
 from bot.omnivoltaic.simulator import Device as Simulator
 from bot.settings import Settings
 

@@ -15,14 +15,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot import agent_menu, agent_menu_actions, gsm7
-from bot import agent_menu_screens as screens
-from bot import agent_menu_state as menu_state
-from bot.agents import add_agent
-from bot.inbox import Inbound
-from bot.messages import Messages
+from bot.agents import menu as agent_menu
+from bot.agents import actions as agent_menu_actions
+from bot.text import gsm7
+from bot.agents import screens
+from bot.agents import state as menu_state
+from bot.agents.pins import add_agent
+from bot.inbound import Inbound
+from bot.text.templates import Messages
 from bot.settings import Settings
-from bot.models import (
+from bot.storage.models import (
     Agent, Code, Customer, Device, InboundMessage, OutboxMessage, Payment,
 )
 from bot.service import process

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from bot.agents import InvalidAgent, add_agent, hash_pin, verify_pin
-from bot.models import Agent, utcnow
+from bot.agents.pins import InvalidAgent, add_agent, hash_pin, verify_pin
+from bot.storage.models import Agent, utcnow
 
 PHONE = "+254700000100"
 

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 from sqlalchemy import text
 
-from bot import db
+from bot.storage import db
 
 from webhooks.app import MAX_BODY, create_app
 

@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot import db, demo
-from bot.agents import verify_pin
-from bot.cli import main
-from bot.models import Agent, Code, Customer, Device, Payment
+from bot.storage import db
+from bot.cli import demo
+from bot.agents.pins import verify_pin
+from bot.cli.main import main
+from bot.storage.models import Agent, Code, Customer, Device, Payment
 from tests.test_settings import variables_read
 
 CODE = re.compile(r"\*\d{3}(?: \d{3}){6}#")

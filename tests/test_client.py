@@ -456,7 +456,7 @@ def test_neither_password_nor_token_is_logged(api, client, caplog):
 
 @pytest.fixture
 def emulator_app(tmp_path):
-    from bot.omnivoltaic.emulator import create_emulator
+    from bot.omnivoltaic.emulator.app import create_emulator
 
     return create_emulator(str(tmp_path / "emu.db"), "seed")
 
@@ -467,7 +467,7 @@ def emulated(emulator_app):
 
 
 def connect(app, timeout: float = 2.0) -> OmnivoltaicClient:
-    from bot.omnivoltaic.emulator import EmulatorTransport
+    from bot.omnivoltaic.emulator.app import EmulatorTransport
 
     http = httpx.Client(transport=EmulatorTransport(app), base_url="http://emulator")
     return OmnivoltaicClient(http, "demo@example.com", "demo", timeout=timeout,

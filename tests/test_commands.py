@@ -1,8 +1,8 @@
 """The customer command parser: a labelled table of what customers really type."""
 import pytest
 
-from bot import commands
-from bot.commands import (
+from bot.customers import commands
+from bot.customers.commands import (
     CODE, DEVICES, HELP, HISTORY, KEYWORDS, LANG, RESEND, START, STATUS, STOP, UNKNOWN,
     Command, parse,
 )

@@ -6,8 +6,8 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from bot.console import Chat, run
-from bot.models import InboundMessage
+from bot.cli.chat import Chat, run
+from bot.storage.models import InboundMessage
 from webhooks.app import create_app
 
 CODE = re.compile(r"\*\d{3}(?: \d{3}){6}#")

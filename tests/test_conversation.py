@@ -13,9 +13,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from bot.inbox import Inbound
-from bot.messages import Messages
-from bot.models import Code, Customer, Device, utcnow
+from bot.inbound import Inbound
+from bot.text.templates import Messages
+from bot.storage.models import Code, Customer, Device, utcnow
 from bot.service import process
 from tests.conftest import sqlite_file_url
 from tests.harness import build_world
@@ -361,8 +361,8 @@ def test_the_channel_used_last_is_remembered(w):
 
 
 def test_start_from_a_linked_telegram_chat_shows_help_and_opts_back_in(sqlite_world):
-    from bot.inbox import Inbound
-    from bot.models import Customer, TelegramLink
+    from bot.inbound import Inbound
+    from bot.storage.models import Customer, TelegramLink
     from bot.service import process
 
     w = sqlite_world

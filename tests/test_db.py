@@ -12,8 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
-from bot import db
-from bot.models import Base, Customer, Device
+from bot.storage import db
+from bot.storage.models import Base, Customer, Device
 
 TABLES = {"customers", "telegram_links", "devices", "agents", "codes", "payments",
           "inbound_messages", "outbox"}

@@ -9,10 +9,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot import db, delivery, outbox
-from bot.delivery import LEASE, claim, drain, pending_and_failed
-from bot.models import Customer, OutboxMessage, TelegramLink, utcnow
-from bot.senders import NotSent, OutcomeUnknown, SendResult, Undeliverable, Unsubscribed
+from bot.storage import db
+from bot.outbox import delivery
+from bot.outbox import queue as outbox
+from bot.outbox.delivery import LEASE, claim, drain, pending_and_failed
+from bot.storage.models import Customer, OutboxMessage, TelegramLink, utcnow
+from bot.outbox.senders import NotSent, OutcomeUnknown, SendResult, Undeliverable, Unsubscribed
 from tests.test_senders import twilio_sender
 
 PHONE = "+254712345678"
@@ -217,7 +219,7 @@ def test_a_channel_without_a_sender_waits_and_is_reported_once(
         Session, caplog, monkeypatch):  # noqa: N803
     monkeypatch.setattr(delivery, "_warned", set())
     [message] = queue(Session, "by telegram", telegram_chat=987654321)
-    with caplog.at_level(logging.WARNING, logger="bot.delivery"):
+    with caplog.at_level(logging.WARNING, logger="bot.outbox.delivery"):
         for _ in range(3):
             assert drain(Session, {"sms": FakeSender()}).total == 0
     assert [r.getMessage() for r in caplog.records] == [
@@ -229,7 +231,7 @@ def test_a_channel_without_a_sender_waits_and_is_reported_once(
 
 def test_logs_mask_the_recipient(Session, caplog):  # noqa: N803
     queue(Session, "code")
-    with caplog.at_level(logging.INFO, logger="bot.delivery"):
+    with caplog.at_level(logging.INFO, logger="bot.outbox.delivery"):
         drain(Session, {"sms": FakeSender(Unsubscribed(f"21610 for {PHONE}"))})
     assert caplog.records and PHONE not in caplog.text and "+254*****678" in caplog.text
 

@@ -5,10 +5,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot import demo
-from bot.agents import verify_pin
-from bot.models import Agent, Customer, Device, Payment, utcnow
-from bot.phones import normalise
+from bot.cli import demo
+from bot.agents.pins import verify_pin
+from bot.storage.models import Agent, Customer, Device, Payment, utcnow
+from bot.text.phones import normalise
 
 
 def snapshot(world) -> dict:

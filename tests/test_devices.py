@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot import devices
-from bot.devices import Ambiguous
-from bot.models import Customer, Device
+from bot.ledger import devices
+from bot.ledger.devices import Ambiguous
+from bot.storage.models import Customer, Device
 
 
 def fleet(*serials, start: int = 1001) -> list[Device]:

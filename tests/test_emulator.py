@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bot.omnivoltaic import acp1
-from bot.omnivoltaic.emulator import EmulatorTransport, create_emulator
+from bot.omnivoltaic.emulator.app import EmulatorTransport, create_emulator
 from bot.omnivoltaic.simulator import Device, Entry
 
 SEED = "test-seed"
@@ -461,7 +461,7 @@ def test_transport_is_thread_safe(app):
 # -- several processes, one state file ----------------------------------------------------
 CHILD = textwrap.dedent("""
     import json, sys
-    from bot.omnivoltaic.emulator import create_emulator
+    from bot.omnivoltaic.emulator.app import create_emulator
     client = create_emulator(sys.argv[1], sys.argv[2]).test_client()
     token = client.post("/user/login", json={"username": "demo@example.com",
                                              "password": "demo"}).get_json()["accessToken"]

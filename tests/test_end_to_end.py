@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from bot import db
-from bot.inbox import Inbound
-from bot.logs import MaskingFormatter
-from bot.messages import Messages
-from bot.models import Code, InboundMessage
+from bot.storage import db
+from bot.inbound import Inbound
+from bot.text.logs import MaskingFormatter
+from bot.text.templates import Messages
+from bot.storage.models import Code, InboundMessage
 from bot.service import process
 from tests.conftest import sqlite_file_url
 from tests.harness import SECRETS, build_world

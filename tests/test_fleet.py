@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from bot import db
-from bot.fleet import sync_devices
-from bot.models import Customer, Device, utcnow
+from bot.storage import db
+from bot.ledger.fleet import sync_devices
+from bot.storage.models import Customer, Device, utcnow
 from bot.omnivoltaic.client import Item, OmnivoltaicError
 
 

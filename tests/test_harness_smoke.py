@@ -1,4 +1,4 @@
-from bot.inbox import Inbound
+from bot.inbound import Inbound
 from bot.service import process
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from bot import inbox
-from bot.inbox import Inbound, Reply
-from bot.models import InboundMessage
+from bot import inbound as inbox
+from bot.inbound import Inbound, Reply
+from bot.storage.models import InboundMessage
 
 
 class Responder:

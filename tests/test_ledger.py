@@ -16,10 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bot.domain import MAX_CODE_DAYS
 from bot.ledger import (
-    MAX_DAYS, InvalidPayment, Ledger, MintPending, Refused, ServiceUnavailable,
+    InvalidPayment, Ledger, MintPending, Refused, ServiceUnavailable,
 )
-from bot.models import Code, Device, Payment
+from bot.storage.models import Code, Device, Payment
 from bot.omnivoltaic import acp1
 from bot.omnivoltaic.client import OmnivoltaicClient
 from tests.conftest import BACKENDS, postgres_schema_url, sqlite_file_url
@@ -281,7 +282,7 @@ def test_more_than_1095_days_are_minted_as_several_codes_the_device_accepts_in_o
     world.pay(1001, 2000, "big-1")
     world.pay(1001, 500, "big-2")
     result = mint(world, 1001, "big")
-    assert [c.days for c in result.codes] == [MAX_DAYS, MAX_DAYS, 310]
+    assert [c.days for c in result.codes] == [MAX_CODE_DAYS, MAX_CODE_DAYS, 310]
     assert [c.upstream_index for c in result.codes] == [1, 2, 3]
     entries = enter_in_order(world, 1001)
     assert [(e.outcome, e.days) for e in entries] == [("days", 1095), ("days", 1095),

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from bot import logs
-from bot.logs import MaskingFormatter, scrub
+from bot.text import logs
+from bot.text.logs import MaskingFormatter, scrub
 
 MASKED = {
     "E.164": ("from +254712345678 ok", "from +254*****678 ok"),
@@ -37,7 +37,7 @@ def test_masks_phone_numbers(label):
 
 
 KEPT = {
-    "asctime": "2026-11-26 11:22:23,717 INFO bot.cli: started",
+    "asctime": "2026-11-26 11:22:23,717 INFO bot.cli.main: started",
     "ISO timestamp": "at 2026-01-05T09:12:13.123456+00:00",
     "ISO date and time": "at 2026-01-05 09:12:13",
     "product id": "device 1001 paid 30 days",

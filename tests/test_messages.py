@@ -4,8 +4,8 @@ Also the tests of bot/gsm7.py, which exists for this promise.
 """
 import pytest
 
-from bot import gsm7
-from bot.messages import Messages, MessagesError, placeholders
+from bot.text import gsm7
+from bot.text.templates import Messages, MessagesError, placeholders
 
 # The contract with the conversation code: every key and the placeholders it takes.
 KEYS = {

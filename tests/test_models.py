@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import CheckConstraint, delete, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from bot.models import (
+from bot.storage.models import (
     Agent, Base, Code, Customer, Device, InboundMessage, OutboxMessage, Payment,
     TelegramLink, utcnow,
 )

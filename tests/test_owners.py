@@ -6,8 +6,8 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from bot.models import Customer, Device
-from bot.owners import import_owners
+from bot.storage.models import Customer, Device
+from bot.ledger.owners import import_owners
 
 PRODUCTS = (1001, 1002, 1003, 1004, 1005)
 

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from bot import payments
-from bot.inbox import Inbound
+from bot.inbound import Inbound
 from bot.ledger import LedgerError
-from bot.models import Code, Device, OutboxMessage, Payment
+from bot.storage.models import Code, Device, OutboxMessage, Payment
 from bot.payments import BadPayment, PaymentIn
 from bot.service import process
 from tests.harness import build_world
@@ -456,7 +456,7 @@ def test_an_assignment_that_cannot_be_done_says_why_and_changes_nothing(world, r
 @pytest.fixture
 def ovbot(world, database_url, tmp_path):
     """Run `ovbot ...` against the world's database and emulator state."""
-    from bot.cli import main
+    from bot.cli.main import main
 
     env = {"DATABASE_URL": database_url, "OMNIVOLTAIC_API_URL": None,
            "OMNIVOLTAIC_USERNAME": None, "OMNIVOLTAIC_PASSWORD": None,

@@ -12,7 +12,7 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from bot.models import Code, Device, OutboxMessage, Payment
+from bot.storage.models import Code, Device, OutboxMessage, Payment
 from tests.harness import SECRETS
 from webhooks.app import create_app
 from webhooks.payments import sign

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from bot.phones import InvalidPhone, mask, normalise, try_normalise
+from bot.text.phones import InvalidPhone, mask, normalise, try_normalise
 
 VALID = [
     # label, raw, region, expected

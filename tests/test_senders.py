@@ -19,7 +19,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from bot.senders import (
+from bot.outbox.senders import (
     LogSender, NotSent, OutcomeUnknown, TelegramSender, TwilioSmsSender, Undeliverable,
     Unsubscribed, build_senders,
 )

@@ -12,8 +12,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from bot.messages import Messages
-from bot.models import Code, InboundMessage, TelegramLink
+from bot.text.templates import Messages
+from bot.storage.models import Code, InboundMessage, TelegramLink
 from tests.conftest import sqlite_file_url
 from tests.harness import SECRETS, build_world
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from bot.messages import Messages
-from bot.models import Code, Customer, InboundMessage, Payment
+from bot.text.templates import Messages
+from bot.storage.models import Code, Customer, InboundMessage, Payment
 from tests.conftest import sqlite_file_url
 from tests.harness import SECRETS, build_world
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from bot.models import Code
+from bot.storage.models import Code
 from tests.test_agent_menu import (
     ADMIN, ADMIN_PIN, AGENT, MESSAGES, OTHER_OWNER, PIN, STRANGER, check_screen, populate,
 )
@@ -223,7 +223,7 @@ def test_service_codes_can_be_restricted(world):
 
 
 def test_a_crash_is_an_end_screen(client, monkeypatch):
-    from bot import agent_menu
+    from bot.agents import menu as agent_menu
 
     def boom(*args):
         raise RuntimeError("bug")

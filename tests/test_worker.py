@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot import worker
-from bot.cli import main
+from bot.outbox import worker
+from bot.cli.main import main
 from bot.ledger import MintPending
-from bot.models import Code, Device, OutboxMessage, Payment
+from bot.storage.models import Code, Device, OutboxMessage, Payment
 from bot.service import after_commit
 from tests.harness import build_world
 from tests.test_delivery import FakeSender, queue, rows

@@ -6,7 +6,8 @@ import logging
 from flask import Flask
 from sqlalchemy import text
 
-from bot import logs, wiring
+from bot.text import logs
+from bot import bootstrap as wiring
 from bot.settings import Settings
 from webhooks import payments, telegram, twilio, ussd
 
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, services: "wiring.Services | No
 
 def embed_worker(services: "wiring.Services") -> None:
     """Drain the outbox and settle deferred codes in this process, after each commit."""
-    from bot.senders import build_senders
-    from bot.worker import install_embedded_drain
+    from bot.outbox.senders import build_senders
+    from bot.outbox.worker import install_embedded_drain
 
     install_embedded_drain(services, build_senders(services.settings), background=True)

@@ -11,7 +11,8 @@ import json
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from bot import db, payments
+from bot.storage import db
+from bot import payments
 from bot.service import after_commit
 
 bp = Blueprint("payments", __name__)

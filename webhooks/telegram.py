@@ -11,7 +11,7 @@ import hmac
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from telegram import Update
 
-from bot.inbox import Inbound, Reply
+from bot.inbound import Inbound, Reply
 from bot.service import process
 
 bp = Blueprint("telegram", __name__)

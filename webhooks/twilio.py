@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.inbox import Inbound, Reply
+from bot.inbound import Inbound, Reply
 from bot.service import process
 
 bp = Blueprint("twilio", __name__)

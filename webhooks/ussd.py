@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from bot import agent_menu
-from bot.inbox import Inbound, Reply
+from bot.agents import menu as agent_menu
+from bot.inbound import Inbound, Reply
 from bot.service import process
 
 bp = Blueprint("ussd", __name__)

@@ -11,8 +11,10 @@ import re
 import struct
 from typing import Sequence
 
+from bot.domain import MAX_CODE_DAYS
+
 CHAIN_LENGTH = 100_000
-MAX_DAYS = 1095
+MAX_DAYS = MAX_CODE_DAYS
 FREE_JUMP = 1096
 RESET_JUMP = 2192
 CHECKPOINT_EVERY = 1000

@@ -28,7 +28,9 @@ from typing import Any
 
 import httpx
 
-from .types import (
+from bot.domain import MAX_CODE_DAYS
+
+from bot.omnivoltaic.types import (
     HistoryRow, Item, ItemPage, MintedCode,
     history_row_from_api, item_from_api, minted_code_from_api,
 )
@@ -78,7 +80,7 @@ class OutcomeUnknown(OmnivoltaicError):
 # Failures raised before any byte of the request left us: a mint that hit one did nothing.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
              httpx.UnsupportedProtocol, httpx.InvalidURL)
-MAX_DAYS, MAX_LIMIT = 1095, 100
+MAX_DAYS, MAX_LIMIT = MAX_CODE_DAYS, 100
 
 
 class OmnivoltaicClient:

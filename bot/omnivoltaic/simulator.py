@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import acp1
+from bot.omnivoltaic import acp1
 
 OUTCOMES = ("days", "free", "reset", "rejected")
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from .acp1 import parse_code
+from bot.omnivoltaic.acp1 import parse_code
 
 CodeKind = Literal["days", "free", "reset"]
 

@@ -1,0 +1,158 @@
+"""What the agent menu does when a session ends: each action returns the END screen.
+
+Actions run only for the last input of a path (bot/agent_menu.py makes sure), and every
+write is idempotent on the USSD session: the payment reference and the mint request keys
+derive from it, so a replayed confirm returns the same code and mints nothing.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from sqlalchemy import select
+
+from bot.ledger import devices
+from bot.outbox import queue as outbox
+from bot.agents.state import Ctx, State, label
+from bot.inbound import Reply
+from bot.ledger import MintPending, Refused, ServiceUnavailable
+from bot.text.templates import format_date
+from bot.storage.models import Code, Customer, Device, OutboxMessage
+from bot.text.phones import mask
+
+log = logging.getLogger(__name__)
+SCREEN_SIZE = 160
+
+
+def end(text: str) -> Reply:
+    return Reply.say(text, end=True)
+
+
+def sell(ctx: Ctx, state: State) -> Reply:
+    device, days = state.data["device"], state.data["days"]
+    ledger, values = ctx.core.ledger, dict(device=label(device), days=days)
+    ledger.record_payment(ctx.session, reference=ctx.reference, device=device, days=days,
+                          source="agent", agent_id=ctx.agent.id, phone=device.owner.phone)
+    try:
+        result = ledger.mint_days(ctx.session, device, request_key=f"{ctx.reference}:sell",
+                                  channel="ussd", requested_by=ctx.agent.phone,
+                                  timeout=ctx.settings.ussd_mint_budget)
+    except MintPending:
+        return end(ctx.say("ussd_sold_pending", **values))
+    except ServiceUnavailable as exc:
+        log.warning("USSD sale for device %s: %s", device.product_id, exc)
+        return end(ctx.say("ussd_sold_unavailable", **values))
+    except Refused as exc:
+        log.error("USSD sale for device %s refused upstream: %s", device.product_id, exc)
+        return end(ctx.say("ussd_sold_refused", **values))
+    if not result.codes:
+        if not result.new:  # a retry of a session whose mint had failed
+            return end(ctx.say("ussd_sold_unavailable", **values))
+        # A concurrent request minted these days first: its code holds them.
+        latest = ledger.latest_code(ctx.session, device)
+        if latest is None:
+            return end(ctx.say("ussd_sold_pending", **values))
+        return end(_sold_screen(ctx, device, (latest,), sent=False))
+    return end(_sold_screen(ctx, device, result.codes, _push(ctx, device, result.codes)))
+
+
+def _push(ctx: Ctx, device: Device, codes: tuple[Code, ...]) -> bool:
+    """Queue the codes for the owner, unless already queued (a retry after a crash)."""
+    queued = set(ctx.session.scalars(select(OutboxMessage.code_id).where(
+        OutboxMessage.code_id.in_([c.id for c in codes]))))
+    fresh = [c for c in codes if c.id not in queued]
+    if fresh:
+        return bool(outbox.notify_codes(ctx.session, ctx.core.messages, device, fresh))
+    return bool(queued)
+
+
+def _sold_screen(ctx: Ctx, device: Device, codes: tuple[Code, ...], sent: bool) -> str:
+    if len(codes) == 1:
+        text = ctx.say("ussd_sold", device=label(device), days=codes[0].days,
+                       code=codes[0].code)
+    else:
+        text = ctx.say("ussd_sold_many", device=label(device), count=len(codes),
+                       codes="\n".join(c.code for c in codes))
+    if sent:
+        text += "\n" + ctx.say("ussd_sent")
+    if len(text) > SCREEN_SIZE:  # four codes or more: they went out by message
+        text = ctx.say("ussd_sold_too_many", device=label(device), count=len(codes))
+        if sent:
+            text += "\n" + ctx.say("ussd_sent")
+    return text
+
+
+def register(ctx: Ctx, state: State) -> Reply:
+    device, phone, name = state.data["device"], state.data["phone"], state.data["name"]
+    customer = ctx.session.scalar(select(Customer).where(Customer.phone == phone))
+    if customer is None:
+        customer = Customer(phone=phone, language=ctx.settings.default_language)
+        ctx.session.add(customer)
+    customer.name = name
+    ctx.session.flush()
+    device.owner = customer
+    ctx.session.flush()
+    log.info("agent %s registered device %s to customer %s", ctx.agent.id,
+             device.product_id, customer.id)
+    return end(ctx.say("ussd_registered", device=label(device), name=name, phone=mask(phone)))
+
+
+def resend(ctx: Ctx, state: State) -> Reply:
+    device = state.data["device"]
+    latest = ctx.core.ledger.latest_code(ctx.session, device)
+    if latest is None:
+        return end(ctx.say("ussd_no_code", device=label(device)))
+    text = ctx.say("ussd_resent", device=label(device), code=latest.code,
+                   date=format_date(latest.minted_at))
+    owner = device.owner
+    if owner is not None:
+        body = ctx.core.messages.render(owner.language, "code_resent", code=latest.code,
+                                        device=devices.reference(ctx.session, device),
+                                        date=format_date(latest.minted_at))
+        if outbox.enqueue(ctx.session, owner, body, code_id=latest.id) is not None:
+            text += "\n" + ctx.say("ussd_sent")
+    return end(text)
+
+
+def status(ctx: Ctx, state: State) -> Reply:
+    device = state.data["device"]
+    latest = ctx.core.ledger.latest_code(ctx.session, device)
+    until = {"free": "ussd_state_free", "locked": "ussd_state_locked"}.get(device.state)
+    owner = mask(device.owner.phone) if device.owner else ctx.say("ussd_no_owner")
+    return end(ctx.say("ussd_status", device=label(device), owner=owner,
+                       until=ctx.say(until) if until else format_date(device.credit_until),
+                       date=format_date(latest.minted_at) if latest else "-"))
+
+
+def special(ctx: Ctx, state: State) -> Reply:
+    device, kind = state.data["device"], state.data["kind"]
+    try:
+        result = ctx.core.ledger.mint_special(
+            ctx.session, device, kind, request_key=f"{ctx.reference}:{kind}", channel="ussd",
+            requested_by=ctx.agent.phone, timeout=ctx.settings.ussd_mint_budget)
+    except MintPending:
+        return end(ctx.say("ussd_special_pending"))
+    except ServiceUnavailable as exc:
+        log.warning("USSD %s code for device %s: %s", kind, device.product_id, exc)
+        return end(ctx.say("ussd_unavailable"))
+    except Refused as exc:
+        log.warning("USSD %s code for device %s refused: %s", kind, device.product_id, exc)
+        return end(ctx.say("ussd_special_refused"))
+    if not result.codes:  # a retry of a session whose mint had failed
+        return end(ctx.say("ussd_unavailable"))
+    log.info("agent %s made a %s code for device %s", ctx.agent.id, kind, device.product_id)
+    return end(ctx.say(f"ussd_{kind}_done", device=label(device), code=result.codes[0].code))
+
+
+def admin_only(ctx: Ctx, state: State) -> Reply:
+    return end(ctx.say("ussd_admin_only"))
+
+
+def locked(ctx: Ctx, state: State) -> Reply:
+    return end(ctx.say("ussd_locked", minutes=ctx.settings.agent_lock_minutes))
+
+
+ACTIONS: dict[str, Callable[[Ctx, State], Reply]] = {
+    "sell": sell, "register": register, "resend": resend, "status": status,
+    "special": special, "admin_only": admin_only, "locked": locked,
+}

@@ -1,0 +1,131 @@
+"""The agent USSD menu: `respond(core, session, inbound) -> Reply` (no Flask here).
+
+USSD gateways send the whole input path on every request ("1234*1*1001*30"), so the menu
+keeps no session state: it replays the path, screen by screen (bot/agent_menu_screens.py),
+against the database, and ends with the screen the last input leads to.  Only the last
+input may act (bot/agent_menu_actions.py); an action reached earlier in a path means the
+path is not one a gateway sends, and ends the session.
+
+Navigation: `0` goes back one step and `00` to the menu, on every screen after the PIN.
+No legitimate input is ever exactly `0` or `00` (days are 1..1095, PINs 4 to 8 digits,
+devices, phones and names are longer), so these keys are never ambiguous; `0` on the menu
+itself has nowhere to go and is re-asked.  The PIN screen has no navigation.
+
+PINs: the PIN is inside every later path, so it is verified on every request, but a
+wrong PIN counts as a failure only once: when it is the last input, or when its prefix
+of the path was never answered before (a crafted path cannot test PINs for free).  A
+correct fresh PIN resets the count; three failures lock the agent for
+`settings.agent_lock_minutes`.  The PIN is never logged, and the provider id stores a
+digest of the path, not the path (see `provider_id`).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.agents.actions import ACTIONS, end
+from bot.agents.screens import MENU, PIN, SCREENS, render
+from bot.agents.state import Ctx, Finish, Next, Retry, State
+from bot.agents.pins import verify_pin
+from bot.domain import is_pin
+from bot.inbound import Inbound, Reply
+from bot.storage.models import Agent, InboundMessage
+from bot.text.phones import mask, try_normalise
+
+log = logging.getLogger(__name__)
+
+BACK, HOME = "0", "00"
+MAX_PIN_FAILURES = 3
+
+
+def provider_id(session_id: str, text: str) -> str:
+    """The inbound id of one USSD request: the session plus a digest of the input path.
+
+    A digest, not the path itself, because the path holds the agent's PIN and provider
+    ids are stored and may be logged.
+    """
+    return f"{session_id}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+
+
+def session_id(inbound: Inbound) -> str:
+    return inbound.provider_id.rsplit(":", 1)[0]
+
+
+def respond(core, session: Session, inbound: Inbound) -> Reply:
+    language = core.settings.default_language
+    agent = _agent(core, session, inbound.sender)
+    if agent is None:
+        log.info("USSD from unknown number %s refused", mask(inbound.sender))
+        return end(core.messages.render(language, "ussd_unknown_agent"))
+    ctx = Ctx(core, session, agent, session_id(inbound))
+    if agent.locked_until is not None and agent.locked_until > core.clock():
+        minutes = -(-(agent.locked_until - core.clock()).total_seconds() // 60)
+        return end(ctx.say("ussd_locked", minutes=int(minutes)))
+    return _replay(ctx, inbound.text.split("*") if inbound.text else [])
+
+
+def _agent(core, session: Session, sender: str) -> Agent | None:
+    phone = try_normalise(sender, core.settings.default_region)
+    if phone is None:
+        return None
+    # Locked: one request per agent at a time keeps PIN counts and the daily cap exact.
+    return session.scalar(select(Agent).where(Agent.phone == phone).with_for_update())
+
+
+def _replay(ctx: Ctx, inputs: list[str]) -> Reply:
+    state, back, hint = State(PIN), [], None
+    for position, value in enumerate(inputs):
+        last, hint = position == len(inputs) - 1, None
+        if state.screen == PIN:
+            outcome = _pin(ctx, value, fresh=last or not _answered(ctx, inputs[:position + 1]))
+        elif value == HOME:
+            state, back = State(MENU), []
+            continue
+        elif value == BACK and back:
+            state = back.pop()
+            continue
+        else:
+            outcome = SCREENS[state.screen].step(ctx, state, value)
+        if isinstance(outcome, Next):
+            if state.screen != PIN:
+                back.append(state)
+            state = outcome.state
+        elif isinstance(outcome, Retry):
+            hint = outcome
+        elif last:
+            return ACTIONS[outcome.action](ctx, outcome.state)
+        else:
+            return end(ctx.say("ussd_session_over"))
+    return Reply.say(render(ctx, state, hint), end=False)
+
+
+def _pin(ctx: Ctx, value: str, fresh: bool) -> Next | Retry | Finish:
+    """Check one PIN entry; only a fresh entry changes the agent's failure count."""
+    if not is_pin(value):
+        return Retry("ussd_hint_pin_format")  # not a PIN at all: not a guess either
+    agent = ctx.agent
+    if verify_pin(value, agent.pin_hash):
+        if fresh:
+            agent.failed_attempts, agent.locked_until = 0, None
+        return Next(State(MENU))
+    if fresh:
+        agent.failed_attempts += 1
+        if agent.failed_attempts >= MAX_PIN_FAILURES:
+            agent.failed_attempts = 0
+            agent.locked_until = ctx.core.clock() + timedelta(
+                minutes=ctx.settings.agent_lock_minutes)
+            log.warning("agent %s locked after %d wrong PINs", agent.id, MAX_PIN_FAILURES)
+            return Finish("locked", State(PIN))
+    return Retry("ussd_hint_pin_wrong", {"left": MAX_PIN_FAILURES - agent.failed_attempts})
+
+
+def _answered(ctx: Ctx, path: list[str]) -> bool:
+    """Whether the request for this prefix of the path was answered before."""
+    return ctx.session.scalar(select(InboundMessage.id).where(
+        InboundMessage.channel == "ussd",
+        InboundMessage.provider_id == provider_id(ctx.session_id, "*".join(path)))) is not None

@@ -1,0 +1,64 @@
+"""Agents: creating them and checking their PINs (stored as salted scrypt hashes)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.domain import AGENT_ROLES, PIN_RULE, is_pin
+from bot.storage.models import Agent
+
+MAX_NAME = 200
+_N, _R, _P = 2**14, 8, 1
+_DKLEN = 32
+
+
+class InvalidAgent(ValueError):
+    pass
+
+
+def hash_pin(pin: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_DKLEN)
+    return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_pin(pin: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt" or len(digest) != 2 * _DKLEN:  # a shorter digest is weaker
+            return False
+        candidate = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt),
+                                   n=int(n), r=int(r), p=int(p), dklen=_DKLEN)
+    except (ValueError, TypeError, AttributeError):  # garbage stored, or no PIN at all
+        return False
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+def add_agent(session: Session, phone: str, name: str, pin: str, role: str = "agent"
+              ) -> tuple[Agent, bool]:
+    """Create or update the agent with this (already normalised) phone; returns (agent, created)."""
+    if not is_pin(pin):
+        raise InvalidAgent(PIN_RULE)
+    if role not in AGENT_ROLES:
+        raise InvalidAgent(f"role must be one of {', '.join(AGENT_ROLES)}")
+    if not name.strip():
+        raise InvalidAgent("name must not be empty")
+    if len(name.strip()) > MAX_NAME:
+        raise InvalidAgent(f"name must be at most {MAX_NAME} characters")
+    agent = session.scalar(select(Agent).where(Agent.phone == phone))
+    created = agent is None
+    if created:
+        agent = Agent(phone=phone)
+        session.add(agent)
+    agent.name = name.strip()
+    agent.role = role
+    agent.pin_hash = hash_pin(pin)
+    agent.failed_attempts = 0
+    agent.locked_until = None
+    session.flush()
+    return agent, created

@@ -1,0 +1,84 @@
+"""The agent menu's vocabulary: the request context, the state of a path, step outcomes.
+
+A step of bot/agent_menu_screens.py returns `Next` (go to a new screen), `Retry` (the same
+screen again, with a hint) or `Finish` (a named action of bot/agent_menu_actions.py,
+which ends the session).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from sqlalchemy.orm import Session
+
+from bot.storage.models import Agent, Device
+from bot.text.phones import mask
+
+if TYPE_CHECKING:
+    from bot.customers.conversation import Core
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """One request: the core, the open session, the logged-in agent, the USSD session id."""
+
+    core: Core
+    session: Session
+    agent: Agent
+    session_id: str
+
+    @property
+    def settings(self):
+        return self.core.settings
+
+    @property
+    def reference(self) -> str:
+        """The payment reference (and mint key prefix) of this USSD session."""
+        return f"ussd:{self.session_id}"
+
+    def say(self, key: str, **values) -> str:
+        return self.core.messages.render(self.settings.default_language, key, **values)
+
+
+@dataclass(frozen=True)
+class State:
+    screen: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to(self, screen: str, **values) -> "Next":
+        return Next(State(screen, {**self.data, **values}))
+
+
+@dataclass(frozen=True)
+class Next:
+    state: State
+
+
+@dataclass(frozen=True)
+class Retry:
+    key: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finish:
+    action: str
+    state: State
+
+
+Outcome = Next | Retry | Finish
+
+
+@dataclass(frozen=True)
+class Screen:
+    prompt: Callable[[Ctx, State], str]
+    step: Callable[[Ctx, State, str], Outcome] | None
+    nav: bool = True  # shows "0 Back 00 Menu"
+
+
+def label(device: Device) -> str:
+    return device.oem_serial or str(device.product_id)
+
+
+def owner_phone(device: Device) -> str:
+    return mask(device.owner.phone) if device.owner is not None else ""

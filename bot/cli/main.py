@@ -1,0 +1,382 @@
+"""`ovbot`: the operator's command line. Like the app factory, it is a composition root."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from bot.domain import AGENT_ROLES
+from bot.settings import ConfigError, Settings
+
+
+class _Context:
+    """Builds settings and services on first use, so `--help` needs no configuration."""
+
+    def __init__(self):
+        self._settings: Settings | None = None
+        self._services = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = Settings.from_env()
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+    @property
+    def services(self):
+        if self._services is None:
+            from bot import bootstrap as wiring
+
+            self._services = wiring.build(self.settings)
+        return self._services
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+
+
+pass_ctx = click.make_pass_decorator(_Context)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """OVES token bot: codes for pay-as-you-go solar devices by SMS, Telegram and USSD."""
+    from bot.text import logs
+
+    logs.configure(logging.DEBUG if verbose else logging.INFO)
+    ctx.obj = _Context()
+    ctx.call_on_close(ctx.obj.close)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@pass_ctx
+def db_upgrade(c: _Context) -> None:
+    """Run the Alembic migrations to head."""
+    from bot.storage import db
+
+    engine = db.make_engine(c.settings.database_url)
+    try:
+        db.upgrade(engine)
+        click.echo(f"database at revision {db.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@pass_ctx
+def emulator(c: _Context, host: str, port: int) -> None:
+    """Serve the Omnivoltaic API emulator on its own."""
+    from bot.omnivoltaic.emulator.app import create_emulator
+
+    s = c.settings
+    app = create_emulator(s.omnivoltaic_emulator_state, s.omnivoltaic_emulator_seed)
+    click.echo(f"Omnivoltaic emulator on http://{host}:{port} (state {s.omnivoltaic_emulator_state});"
+               " log in as demo@example.com / demo")
+    app.run(host=host, port=port, threaded=True)
+
+
+@main.command("sync-devices")
+@pass_ctx
+def sync_devices(c: _Context) -> None:
+    """Page through the distributor's assigned items into the devices table."""
+    from bot.storage import db
+    from bot.ledger.fleet import sync_devices as sync
+    from bot.omnivoltaic.client import OmnivoltaicError
+
+    services = c.services
+    db.upgrade(services.engine)
+    try:
+        with db.transaction(services.sessions) as session:
+            report = sync(session, services.omnivoltaic, progress=_progress("devices synced"))
+    except OmnivoltaicError as exc:
+        raise click.ClickException(f"sync failed, nothing changed: {exc}") from None
+    click.echo(f"\r{report.total} devices synced ({report.created} new, {report.updated} updated)")
+
+
+def _progress(label: str):
+    def show(count: int) -> None:
+        if count % 50 == 0:
+            click.echo(f"\r{count} {label}...", nl=False, err=True)
+    return show
+
+
+@main.command("import-owners")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@pass_ctx
+def import_owners(c: _Context, file) -> None:
+    """Import owners from FILE.csv: product_id,customer_phone,customer_name[,language]."""
+    from bot.storage import db
+    from bot.ledger.owners import import_owners as run_import
+
+    services = c.services
+    db.upgrade(services.engine)
+    try:
+        with db.transaction(services.sessions) as session:
+            report = run_import(session, file, c.settings.default_region,
+                                c.settings.default_language)
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file.name} is not UTF-8 text ({exc.reason} at byte "
+                                   f"{exc.start}); save it as CSV UTF-8. Nothing imported."
+                                   ) from None
+    for line, reason in report.errors:
+        click.echo(f"line {line}: {reason}", err=True)
+    click.echo(f"{report.imported} imported, {report.unchanged} unchanged, "
+               f"{len(report.errors)} bad rows")
+    if report.errors:
+        sys.exit(1)
+
+
+@main.group("agent")
+def agent_group() -> None:
+    """Field agents."""
+
+
+@agent_group.command("add")
+@click.argument("phone")
+@click.option("--name", required=True)
+@click.option("--pin", required=True, help="4 to 8 digits; stored hashed.")
+@click.option("--role", type=click.Choice(AGENT_ROLES), default="agent", show_default=True)
+@pass_ctx
+def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
+    """Create or update an agent."""
+    from bot.storage import db
+    from bot.agents.pins import InvalidAgent, add_agent
+    from bot.text.phones import InvalidPhone, mask, normalise
+
+    try:
+        e164 = normalise(phone, c.settings.default_region)
+    except InvalidPhone as exc:
+        raise click.BadParameter(str(exc), param_hint="PHONE") from None
+    engine = db.make_engine(c.settings.database_url)
+    try:
+        db.upgrade(engine)
+        with db.transaction(db.make_sessionmaker(engine)) as session:
+            _, created = add_agent(session, e164, name, pin, role)
+    except InvalidAgent as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    click.echo(f"{'created' if created else 'updated'} {role} {name} ({mask(e164)})")
+
+
+@main.command()
+@click.argument("product_id")
+@click.argument("days", type=click.IntRange(min=1))
+@click.option("--reference", required=True, help="Unique per payment: a repeat changes nothing.")
+@pass_ctx
+def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
+    """Record a payment of DAYS days for PRODUCT_ID (product id or serial)."""
+    from bot.storage import db
+    from bot.ledger import devices
+    from bot import payments
+    from bot.ledger import InvalidPayment
+
+    services = c.services
+    db.upgrade(services.engine)
+    with db.transaction(services.sessions) as session:
+        device = devices.find(session, product_id)
+        if device is None:
+            raise click.BadParameter(f"no device {product_id} (run `ovbot sync-devices`?)",
+                                     param_hint="PRODUCT_ID")
+        try:
+            result = services.core.ledger.record_payment(
+                session, reference=reference, device=device, days=days, source="cli")
+        except InvalidPayment as exc:
+            raise click.BadParameter(str(exc), param_hint="DAYS") from None
+        if not result.created:
+            click.echo(f"payment {reference} was already recorded "
+                       f"({result.payment.days} days); nothing changed")
+            return
+        answer = payments.settle(services.core, session, result.payment, channel="cli")
+    _after_commit(services)
+    click.echo(f"recorded {days} days for device {device.product_id} ({reference}); "
+               f"code: {answer.body.get('code')}")
+
+
+def _after_commit(services) -> None:
+    from bot.service import after_commit
+
+    after_commit(services)
+
+
+@main.group("payments")
+def payments_group() -> None:
+    """Payments the payment systems sent."""
+
+
+@payments_group.command("unmatched")
+@pass_ctx
+def payments_unmatched(c: _Context) -> None:
+    """List payments for devices we did not know."""
+    from bot.storage import db
+    from bot import payments
+    from bot.text.phones import mask
+
+    services = c.services
+    with db.transaction(services.sessions) as session:
+        rows = payments.unmatched(session)
+        for p in rows:
+            what = f"{p.amount} (amount)" if p.amount is not None else f"{p.days} days"
+            click.echo(f"{p.reference}\t{p.product_ref}\t{what}\t{mask(p.phone or '')}\t"
+                       f"{p.created_at:%Y-%m-%d %H:%M}")
+    click.echo(f"{len(rows)} unmatched payment(s)")
+
+
+@payments_group.command("assign")
+@click.argument("reference")
+@click.argument("product_id")
+@pass_ctx
+def payments_assign(c: _Context, reference: str, product_id: str) -> None:
+    """Give the unmatched payment REFERENCE its device; its code then goes out."""
+    from bot.storage import db
+    from bot import payments
+    from bot.ledger import LedgerError
+
+    services = c.services
+    try:
+        with db.transaction(services.sessions) as session:
+            answer = payments.assign(services.core, session, reference, product_id)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    _after_commit(services)
+    click.echo(f"assigned {reference} to device {answer.body.get('product_id')}: "
+               f"{answer.body.get('days')} days, code {answer.body.get('code')}")
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_ctx
+def serve(c: _Context, host: str, port: int) -> None:
+    """The production server: gunicorn with config/gunicorn.conf.py."""
+    import os
+    from pathlib import Path
+
+    from bot.storage import db
+
+    try:
+        c.settings.require_for_production()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    engine = db.make_engine(c.settings.database_url)
+    db.upgrade(engine)
+    engine.dispose()
+    conf = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf),
+                               "--bind", f"{host}:{port}", "webhooks.app:create_app()"])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@pass_ctx
+def demo(c: _Context, host: str, port: int) -> None:
+    """Seed a demo database on the embedded emulator and serve it; prints what to try."""
+    from bot.cli import demo as demo_data
+    from webhooks.app import create_app, embed_worker
+
+    if not c.settings.uses_emulator:
+        raise click.ClickException("the demo runs on the embedded emulator: unset OMNIVOLTAIC_API_URL")
+    # The demo's webhooks take unsigned requests (so the printed curl lines work) and its
+    # pushes go to the log: no secret from the environment applies.
+    c._settings = c.settings.replace(demo=True, twilio_auth_token=None, public_base_url=None,
+                                     telegram_secret_token=None, payments_secret=None)
+    services = c.services
+    demo_data.seed(services)
+    app = create_app(services=services)
+    embed_worker(services)
+    click.echo(demo_data.instructions(f"http://{host}:{port}"))
+    app.run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--from", "phone", required=True, help="The customer's phone number.")
+@click.option("--channel", type=click.Choice(["sms", "telegram"]), default="sms",
+              show_default=True)
+@pass_ctx
+def chat(c: _Context, phone: str, channel: str) -> None:
+    """Type messages as PHONE through the real webhook stack; prints the replies."""
+    from bot.cli import chat as console
+    from bot.storage import db
+    from bot.text.phones import InvalidPhone, normalise
+    from webhooks.app import create_app
+
+    try:
+        phone = normalise(phone, c.settings.default_region)
+    except InvalidPhone as exc:
+        raise click.BadParameter(str(exc), param_hint="--from") from None
+    s = c.settings
+    c._settings = s.replace(  # local secrets, so every request is really signed and checked
+        twilio_auth_token=s.twilio_auth_token or "console-twilio-token",
+        public_base_url=s.public_base_url or "http://console.invalid",
+        telegram_secret_token=s.telegram_secret_token or "console-telegram-secret")
+    db.upgrade(c.services.engine)
+    app = create_app(services=c.services)
+    session = console.Chat(app.test_client(), c.settings, phone, channel)
+    click.echo(f"Chatting as {phone} over {channel}; /quit to leave"
+               + (", /contact to share your number" if channel == "telegram" else "") + ".")
+    interactive = sys.stdin.isatty()
+
+    def lines():
+        while True:
+            try:
+                yield input("you> ") if interactive else next(sys.stdin)
+            except (EOFError, StopIteration, KeyboardInterrupt):
+                return
+
+    console.run(session, lines(), click.echo)
+
+
+@main.group("telegram")
+def telegram_group() -> None:
+    """Telegram bot set-up."""
+
+
+@telegram_group.command("set-webhook")
+@click.argument("url")
+@pass_ctx
+def telegram_set_webhook(c: _Context, url: str) -> None:
+    """Register URL (…/webhooks/telegram) with Telegram, with the secret token."""
+    import asyncio
+
+    from telegram import Bot
+    from telegram.error import TelegramError
+
+    try:
+        c.settings.require("TELEGRAM_BOT_TOKEN", "TELEGRAM_SECRET_TOKEN")
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not url.startswith("https://"):
+        raise click.BadParameter("Telegram only calls https URLs", param_hint="URL")
+
+    async def register() -> bool:
+        async with Bot(c.settings.telegram_bot_token) as bot:
+            return await bot.set_webhook(url, secret_token=c.settings.telegram_secret_token,
+                                         allowed_updates=["message"])
+
+    try:
+        ok = asyncio.run(register())
+    except TelegramError as exc:
+        raise click.ClickException(f"Telegram refused: {exc}") from None
+    click.echo(f"webhook set to {url}" if ok else "Telegram did not confirm the webhook")
+
+
+from bot.outbox.worker import outbox_command, worker_command  # noqa: E402 - needs `main` defined
+main.add_command(worker_command)
+main.add_command(outbox_command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

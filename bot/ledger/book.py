@@ -1,0 +1,378 @@
+"""The ledger: payments in, codes out, and never a code lost (OMNIVOLTAIC.md section 2).
+
+Paid days not yet in a code are `paid - reserved`, where reserved counts every days code
+that is not known to have failed. A mint goes in three steps:
+
+1. under the device's row lock, reserve the days in a `pending` code row and COMMIT it;
+2. call the API with no transaction open;
+3. record the outcome and commit: `minted` (credit moves), `failed` (surely not minted:
+   the days are free again) or `unknown` (timed out after sending).
+
+Step 1 is the one place the core commits on the edge's session: the attempt must be on
+disk before the API can mint, or a crash would lose the code. An `unknown` (or a stale
+`pending`) attempt is reconciled from the API's code history before anything new is
+minted for that device; while that cannot be done, nothing new is minted.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation, ROUND_FLOOR
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.domain import MAX_CODE_DAYS
+from bot.storage.models import Code, Device, Payment, utcnow
+from bot.omnivoltaic import client as api
+
+log = logging.getLogger(__name__)
+
+MAX_PAYMENT_DAYS = 3650  # ten years: anything above is a typo or abuse
+MAX_AMOUNT = Decimal("10000000")
+CENT = Decimal("0.01")
+OPEN = ("pending", "unknown")
+
+
+class LedgerError(Exception):
+    """Base of what the ledger refuses; the message is for operators, not customers."""
+
+
+class ServiceUnavailable(LedgerError):
+    """The API could not be reached; nothing was spent."""
+
+
+class MintPending(LedgerError):
+    """A mint for this device is in flight or awaiting reconciliation; try again soon."""
+
+
+class Refused(LedgerError):
+    """The API refused (allowance used up, chain exhausted, device not ours)."""
+
+
+class InvalidPayment(LedgerError, ValueError):
+    """A payment that cannot be recorded as given."""
+
+
+@dataclass(frozen=True)
+class MintResult:
+    codes: tuple[Code, ...]
+    new: bool  # False when the request key had already been served
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    payment: Payment
+    created: bool
+
+
+class Ledger:
+    def __init__(self, client: api.OmnivoltaicClient, *, grace: timedelta = timedelta(seconds=60),
+                 clock=utcnow):
+        self.client = client
+        self.grace = grace  # how long an unseen attempt may still be in flight upstream
+        self.clock = clock
+
+    # -- payments ---------------------------------------------------------------------
+
+    def record_payment(self, session: Session, *, reference: str, device: Device | None,
+                       days: int | None = None, amount: Decimal | None = None,
+                       source: str, agent_id: int | None = None, phone: str | None = None,
+                       product_ref: str | None = None) -> PaymentResult:
+        """Record a payment once per reference; a repeat returns the first one unchanged.
+
+        Nothing is changed (not even the device's balance) unless the payment is recorded.
+        """
+        if not isinstance(reference, str) or not reference.strip():
+            raise InvalidPayment("a payment needs a reference")
+        existing = session.scalar(select(Payment).where(Payment.reference == reference))
+        if existing is not None:
+            return PaymentResult(existing, created=False)
+        if (days is None) == (amount is None):
+            raise InvalidPayment("give either days or amount")
+        if amount is not None:
+            amount = money(amount)
+        if device is not None:
+            device = self._lock(session, device.id)
+        balance = None
+        if amount is not None:
+            days, balance = self._convert(device, amount) if device is not None else (0, None)
+        if not isinstance(days, int) or isinstance(days, bool) or days < 0 \
+                or (amount is None and days == 0):
+            raise InvalidPayment("days must be a positive whole number")
+        _check_days(days)
+        if balance is not None:
+            device.balance = balance
+        payment = Payment(reference=reference, device_id=device.id if device else None,
+                          days=days, amount=amount, source=source, agent_id=agent_id,
+                          phone=phone, product_ref=product_ref)
+        try:
+            with session.begin_nested():
+                session.add(payment)
+        except IntegrityError:  # the same reference, recorded concurrently
+            first = session.scalar(select(Payment).where(Payment.reference == reference))
+            if first is None:  # not a duplicate reference: a real error
+                raise
+            return PaymentResult(first, created=False)
+        return PaymentResult(payment, created=True)
+
+    def assign_payment(self, session: Session, payment: Payment, device: Device) -> Payment:
+        """Give an unmatched payment its device (amounts convert at that device's price)."""
+        if payment.device_id is not None:
+            raise InvalidPayment(f"payment {payment.reference} already belongs to a device")
+        device = self._lock(session, device.id)
+        if payment.amount is not None:
+            days, balance = self._convert(device, Decimal(payment.amount))
+            _check_days(days)
+            payment.days, device.balance = days, balance
+        payment.device_id = device.id
+        session.flush()
+        return payment
+
+    @staticmethod
+    def _convert(device: Device, amount: Decimal) -> tuple[int, Decimal]:
+        """The whole days `amount` buys with the device's balance, and the new balance."""
+        if not device.value_per_day or device.value_per_day <= 0:
+            raise InvalidPayment(f"device {device.product_id} has no price per day")
+        total = Decimal(device.balance or 0) + amount
+        days = int((total / Decimal(device.value_per_day)).to_integral_value(ROUND_FLOOR))
+        return days, total - days * Decimal(device.value_per_day)
+
+    def unspent_days(self, session: Session, device: Device) -> int:
+        paid = session.scalar(select(func.coalesce(func.sum(Payment.days), 0))
+                              .where(Payment.device_id == device.id))
+        reserved = session.scalar(select(func.coalesce(func.sum(Code.days), 0)).where(
+            Code.device_id == device.id, Code.kind == "days", Code.state != "failed"))
+        return int(paid) - int(reserved)
+
+    # -- codes ------------------------------------------------------------------------
+
+    def latest_code(self, session: Session, device: Device) -> Code | None:
+        return session.scalar(select(Code).where(Code.device_id == device.id,
+                                                 Code.state == "minted")
+                              .order_by(Code.minted_at.desc(), Code.id.desc()).limit(1))
+
+    def mint_days(self, session: Session, device: Device, *, request_key: str, channel: str,
+                  requested_by: str | None = None, timeout: float | None = None) -> MintResult:
+        """Mint every paid day not yet in a code (several codes above 1095 days).
+
+        The result also holds, first, any code this request adopted from the history while
+        reconciling: nobody has seen those yet, and they must be entered first.
+        """
+        served = self._served(session, request_key)
+        if served is not None:
+            return served
+        adopted = self.reconcile(session, device)
+        device = self._lock(session, device.id)
+        served = self._served(session, request_key)  # a duplicate delivery got here first
+        if served is not None:
+            return served
+        unspent = self.unspent_days(session, device)
+        if unspent <= 0:
+            return MintResult(adopted, new=True)
+        chunks = [min(MAX_CODE_DAYS, unspent - start)
+                  for start in range(0, unspent, MAX_CODE_DAYS)]
+        attempts = [self._reserve(session, device, "days", days, f"{request_key}:{i}",
+                                  channel, requested_by) for i, days in enumerate(chunks)]
+        self._link_payments(session, device, attempts[-1])
+        session.commit()  # the attempts are on disk before the API can mint anything
+        try:
+            minted = self._call_all(session, device, attempts, timeout).codes
+        except LedgerError:
+            if not adopted:
+                raise
+            minted = ()  # the new days wait for the next request; the adopted code goes out
+        return MintResult(adopted + minted, new=True)
+
+    def mint_special(self, session: Session, device: Device, kind: str, *, request_key: str,
+                     channel: str, requested_by: str | None = None,
+                     timeout: float | None = None) -> MintResult:
+        """A free or reset code, through the same recorded path."""
+        if kind not in ("free", "reset"):
+            raise ValueError(f"not a special code kind: {kind}")
+        served = self._served(session, request_key)
+        if served is not None:
+            return served
+        self.reconcile(session, device)
+        device = self._lock(session, device.id)
+        served = self._served(session, request_key)
+        if served is not None:
+            return served
+        attempt = self._reserve(session, device, kind, None, f"{request_key}:0", channel,
+                                requested_by)
+        session.commit()
+        return self._call_all(session, device, [attempt], timeout)
+
+    def _served(self, session: Session, request_key: str) -> MintResult | None:
+        """The codes already made for this request key (`key:0`, `key:1`, ...), if any."""
+        codes = []
+        while (code := session.scalar(select(Code).where(
+                Code.request_key == f"{request_key}:{len(codes)}"))) is not None:
+            codes.append(code)
+        if not codes:
+            return None
+        if any(c.state in OPEN for c in codes):
+            raise MintPending(f"request {request_key} is still being confirmed")
+        return MintResult(tuple(c for c in codes if c.state == "minted"), new=False)
+
+    def _reserve(self, session, device, kind, days, key, channel, requested_by) -> Code:
+        code = Code(device_id=device.id, kind=kind, days=days, state="pending",
+                    request_key=key, channel=channel, requested_by=requested_by,
+                    created_at=self.clock())
+        session.add(code)
+        session.flush()
+        return code
+
+    def _link_payments(self, session: Session, device: Device, code: Code) -> None:
+        for payment in session.scalars(select(Payment).where(
+                Payment.device_id == device.id, Payment.code_id.is_(None))):
+            payment.code_id = code.id
+
+    def _call_all(self, session: Session, device: Device, attempts: list[Code],
+                  timeout: float | None) -> MintResult:
+        """Call the API for each committed attempt in order; stop at the first failure."""
+        minted: list[Code] = []
+        for position, attempt in enumerate(attempts):
+            try:
+                minted.append(self._call(session, device, attempt, timeout))
+            except LedgerError:
+                for never_sent in attempts[position + 1:]:
+                    self._fail(session, never_sent)
+                session.commit()
+                if not minted:
+                    raise
+                break
+        return MintResult(tuple(minted), new=True)
+
+    def _call(self, session: Session, device: Device, attempt: Code,
+              timeout: float | None) -> Code:
+        """Call the API for one committed attempt and record what happened."""
+        try:
+            if attempt.kind == "days":
+                minted = self.client.days_code(device.product_id, attempt.days, timeout=timeout)
+            elif attempt.kind == "free":
+                minted = self.client.free_code(device.product_id, timeout=timeout)
+            else:
+                minted = self.client.reset_code(device.product_id, timeout=timeout)
+        except api.OutcomeUnknown:
+            log.warning("mint %s for device %s: outcome unknown; will reconcile",
+                        attempt.id, device.product_id)
+            attempt.state = "unknown"
+            session.commit()
+            raise MintPending("the code service did not answer in time") from None
+        except api.OmnivoltaicError as exc:
+            self._fail(session, attempt)
+            session.commit()
+            if isinstance(exc, api.Rejected):
+                raise Refused(str(exc)) from exc
+            raise ServiceUnavailable(str(exc)) from exc
+        device = self._lock(session, device.id)
+        session.refresh(attempt)  # a reconciliation may have settled it while we waited
+        if attempt.state == "minted":  # adopted from the history: applied once already
+            if attempt.code != minted.code:
+                log.error("mint %s for device %s: answer %s differs from the adopted code",
+                          attempt.id, device.product_id, minted.otp_count)
+            session.commit()
+            return attempt
+        if attempt.state == "failed":
+            log.error("mint %s for device %s was released before its answer came; "
+                      "recording its code anyway", attempt.id, device.product_id)
+        self._apply(device, attempt, minted.code, minted.otp_hash, minted.otp_count)
+        session.commit()
+        return attempt
+
+    def _fail(self, session: Session, attempt: Code) -> None:
+        attempt.state = "failed"
+        for payment in session.scalars(select(Payment).where(Payment.code_id == attempt.id)):
+            payment.code_id = None
+
+    def _apply(self, device: Device, attempt: Code, code: str, otp_hash: str | None,
+               index: int | None) -> None:
+        now = self.clock()
+        attempt.code, attempt.otp_hash, attempt.otp_count = code, otp_hash, index
+        attempt.upstream_index = index
+        attempt.state, attempt.minted_at = "minted", now
+        if attempt.kind == "days":
+            start = max(now, device.credit_until or now)
+            device.credit_until = start + timedelta(days=attempt.days)
+            if device.state == "locked":
+                device.state = "payg"
+        elif attempt.kind == "free":
+            device.state = "free"
+        else:
+            device.state, device.credit_until = "locked", now
+        attempt.credit_until_after = device.credit_until
+
+    # -- reconciliation ---------------------------------------------------------------
+
+    def reconcile(self, session: Session, device: Device) -> tuple[Code, ...]:
+        """Settle open attempts from the code history before anything new is minted.
+
+        Returns the codes adopted from the history, in the order they must be entered.
+
+        Holds the device's lock while it reads the history, so two requests never adopt
+        the same history row; this path is rare (only after a timeout or a crash).
+        """
+        device = self._lock(session, device.id)
+        open_ = session.scalars(select(Code).where(Code.device_id == device.id,
+                                                   Code.state.in_(OPEN)).order_by(Code.id)
+                                .execution_options(populate_existing=True)).all()
+        if not open_:
+            return ()
+        now = self.clock()
+        if any(c.state == "pending" and now - c.created_at < self.grace for c in open_):
+            raise MintPending(f"a code for device {device.product_id} is being minted")
+        try:
+            history = self.client.code_history(device.product_id, 0, 100)
+        except api.OmnivoltaicError as exc:
+            raise ServiceUnavailable(f"cannot read the code history: {exc}") from exc
+        known = set(session.scalars(select(Code.code).where(Code.device_id == device.id,
+                                                            Code.code.is_not(None))))
+        last = session.scalar(select(func.max(Code.upstream_index)).where(
+            Code.device_id == device.id)) or 0
+        candidates = sorted((r for r in history if r.code not in known and r.index > last),
+                            key=lambda r: r.index)
+        waiting, adopted = False, []
+        for attempt in open_:
+            match = next((r for r in candidates if r.kind == attempt.kind
+                          and (attempt.kind != "days" or r.days == attempt.days)), None)
+            if match is not None:
+                candidates.remove(match)
+                log.info("reconciled mint %s for device %s from history index %s",
+                         attempt.id, device.product_id, match.index)
+                self._apply(device, attempt, match.code, None, match.index)
+                adopted.append(attempt)
+            elif now - attempt.created_at >= self.grace:
+                log.info("mint %s for device %s is not in the history; credit released",
+                         attempt.id, device.product_id)
+                self._fail(session, attempt)
+            else:
+                waiting = True
+        session.commit()
+        if waiting:
+            raise MintPending(f"a code for device {device.product_id} is being confirmed")
+        return tuple(adopted)
+
+    @staticmethod
+    def _lock(session: Session, device_id: int) -> Device:
+        return session.scalars(select(Device).where(Device.id == device_id)
+                               .with_for_update().execution_options(populate_existing=True)).one()
+
+
+def money(value) -> Decimal:
+    """A positive amount in whole cents, at most MAX_AMOUNT; InvalidPayment otherwise."""
+    try:
+        amount = None if isinstance(value, bool) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        amount = None
+    if amount is None or not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT \
+            or amount % CENT:
+        raise InvalidPayment(f"amount must be above 0, at most {MAX_AMOUNT}, in whole cents")
+    return amount
+
+
+def _check_days(days: int) -> None:
+    if days > MAX_PAYMENT_DAYS:
+        raise InvalidPayment(f"more than {MAX_PAYMENT_DAYS} days in one payment")

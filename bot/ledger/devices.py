@@ -1,0 +1,85 @@
+"""Finding devices: by a customer's short reference, or by product id or serial (agents)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from bot.storage.models import Customer, Device
+
+MIN_REF = 4  # references are at least this many characters of the serial
+
+
+@dataclass(frozen=True)
+class Ambiguous:
+    refs: tuple[str, ...]
+
+
+def owned(session: Session, customer: Customer) -> list[Device]:
+    return list(session.scalars(select(Device).where(Device.owner_id == customer.id)
+                                .order_by(Device.product_id)))
+
+
+def references(devices: list[Device]) -> dict[int, str]:
+    """The shortest serial suffix (at least MIN_REF long) that tells each device apart.
+
+    A suffix that another device answers to (its serial ends with it, or it is that
+    device's product id or PAYG serial) is grown, so `resolve` finds this device with it.
+    """
+    serials = {d.id: (d.oem_serial or str(d.product_id)).upper() for d in devices}
+    refs = {}
+    for device in devices:
+        serial = serials[device.id]
+        others = [d for d in devices if d.id != device.id]
+        size = min(MIN_REF, len(serial))
+        while size < len(serial) and any(_answers_to(o, serials[o.id], serial[-size:])
+                                         for o in others):
+            size += 1
+        refs[device.id] = serial[-size:]
+    return refs
+
+
+def _answers_to(device: Device, serial: str, ref: str) -> bool:
+    return serial.endswith(ref) or ref in (str(device.product_id),
+                                           (device.payg_serial or "").upper())
+
+
+def reference(session: Session, device: Device) -> str:
+    if device.owner_id is None:
+        return device.oem_serial or str(device.product_id)
+    siblings = session.scalars(select(Device).where(Device.owner_id == device.owner_id)).all()
+    return references(list(siblings))[device.id]
+
+
+def resolve(devices: list[Device], ref: str | None) -> Device | Ambiguous | None:
+    """The one device `ref` names among `devices`; the only device when `ref` is None."""
+    if ref is None:
+        if len(devices) > 1:
+            refs = references(devices)
+            return Ambiguous(tuple(refs[d.id] for d in devices))
+        return devices[0] if devices else None
+    ref = ref.upper()
+    exact = [d for d in devices if ref in (str(d.product_id), (d.oem_serial or "").upper(),
+                                           (d.payg_serial or "").upper())]
+    if len(exact) == 1:
+        return exact[0]
+    by_suffix = [d for d in devices if len(ref) >= 3 and d.oem_serial
+                 and d.oem_serial.upper().endswith(ref)]
+    if len(by_suffix) == 1:
+        return by_suffix[0]
+    if len(by_suffix) > 1:
+        refs = references(devices)
+        return Ambiguous(tuple(refs[d.id] for d in by_suffix))
+    return None
+
+
+def find(session: Session, text: str) -> Device | None:
+    """A device of the fleet by product id or serial, as agents type it."""
+    text = (text or "").strip().upper()
+    if not text:
+        return None
+    clauses = [func.upper(Device.oem_serial) == text, func.upper(Device.payg_serial) == text]
+    if text.isdigit() and len(text) <= 9:
+        clauses.append(Device.product_id == int(text))
+    return session.scalars(select(Device).where(or_(*clauses)).limit(2)).first()

@@ -1,0 +1,316 @@
+"""The Omnivoltaic API, emulated: every endpoint of OMNIVOLTAIC.md section 3.
+
+`create_emulator(state_path, seed)` builds the Flask app; its state lives in one SQLite
+file (emulator_store) that any number of processes can share.  Provider field names
+(`productItemID`, `codeValue`, ...) stay in this module.  Routes under `/_emulator/` and the
+fault-injection methods are NOT part of the real API: they exist for the device simulator
+and for tests.  `EmulatorTransport` mounts the app in-process behind an httpx client.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import httpx
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from bot.omnivoltaic import acp1
+from bot.omnivoltaic.emulator.store import ApiError, EmulatorStore
+
+EXTENSION = "omnivoltaic_emulator"
+MAX_LIMIT = 100
+api = Blueprint("omnivoltaic_api", __name__)
+extras = Blueprint("omnivoltaic_emulator_extras", __name__, url_prefix="/_emulator")
+_PUBLIC = {"omnivoltaic_api.login", "omnivoltaic_api.graphql"}
+_INTEGER = re.compile(r"-?[0-9]{1,15}")  # bounded: SQLite integers are 64-bit
+
+
+class Emulator:
+    """The app's state (`store`) and its test-only fault switches; thread-safe."""
+
+    def __init__(self, store: EmulatorStore, token_ttl: float) -> None:
+        self.store, self.token_ttl = store, token_ttl
+        self._lock = threading.Lock()
+        self.clear_faults()
+
+    def set_latency(self, seconds: float) -> None:
+        """TEST ONLY: every API call waits this long first."""
+        with self._lock:
+            self._latency = max(0.0, float(seconds))
+
+    def fail_next(self, n: int, status: int) -> None:
+        """TEST ONLY: the next n API calls answer `status` and change nothing."""
+        if not 400 <= int(status) <= 599:
+            raise ValueError("an injected fault's status must be 4xx or 5xx")
+        with self._lock:
+            self._fail = (max(0, int(n)), int(status))
+
+    def mint_then_timeout(self, n: int = 1, delay: float = 5.0) -> None:
+        """TEST ONLY: the next n mints are made and recorded, then answer `delay` s late."""
+        with self._lock:
+            self._late_mints = (max(0, int(n)), max(0.0, float(delay)))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._latency, self._fail, self._late_mints = 0.0, (0, 0), (0, 0.0)
+
+    def faults(self) -> dict:
+        with self._lock:
+            return {"latency": self._latency,
+                    "fail_next": {"count": self._fail[0], "status": self._fail[1]},
+                    "mint_then_timeout": {"count": self._late_mints[0],
+                                          "delay": self._late_mints[1]}}
+
+    def before_call(self) -> int | None:
+        """Apply latency; the status to fail this call with, if a failure is armed."""
+        with self._lock:
+            latency, (count, status) = self._latency, self._fail
+            if count:
+                self._fail = (count - 1, status)
+        if latency:
+            time.sleep(latency)
+        return status if count else None
+
+    def after_mint(self) -> None:
+        with self._lock:
+            count, delay = self._late_mints
+            if count:
+                self._late_mints = (count - 1, delay)
+        if count:
+            time.sleep(delay)
+
+
+def create_emulator(state_path: str, seed: str, token_ttl: float = 3600.0) -> Flask:
+    """The emulator app on the state file `state_path` (created and seeded if new)."""
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    app.extensions[EXTENSION] = Emulator(EmulatorStore(state_path, seed), token_ttl)
+    app.register_blueprint(api)
+    app.register_blueprint(extras)
+    app.register_error_handler(ApiError, lambda e: (jsonify(message=e.message), e.status))
+    app.register_error_handler(HTTPException, lambda e: (jsonify(message=e.description), e.code))
+    return app
+
+
+def _emulator() -> Emulator:
+    return current_app.extensions[EXTENSION]
+
+
+# -- boundary checks ------------------------------------------------------------------
+def _path_int(text: str, name: str) -> int:
+    if not _INTEGER.fullmatch(text):
+        raise ApiError(400, f"{name} must be an integer")
+    return int(text)
+
+
+def _page(offset: str, limit: str) -> tuple[int, int]:
+    offset_n, limit_n = _path_int(offset, "offset"), _path_int(limit, "limit")
+    if offset_n < 0:
+        raise ApiError(400, "offset must not be negative")
+    if not 1 <= limit_n <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
+    return offset_n, limit_n
+
+
+def _body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _body_int(body: dict, name: str, low: int | None = None, high: int | None = None) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 10**15:
+        raise ApiError(400, f"{name} must be an integer")
+    if low is not None and not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _text_field(data: dict, name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, f"{name} is required")
+    return value
+
+
+@api.before_request
+def _guard():
+    status = _emulator().before_call()
+    if status is not None:
+        return jsonify(message="injected fault"), status
+    if request.endpoint in _PUBLIC:
+        return None
+    token = request.headers.get("Authorization", "").strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    g.distributor_id = _emulator().store.distributor_for(token) if token else None
+    if g.distributor_id is None:
+        return jsonify(message="missing, unknown or expired access token"), 401
+    return None
+
+
+# -- provider JSON --------------------------------------------------------------------
+def _item_json(row) -> dict:
+    return {"productItemID": row["product_id"], "productItemOEM_SN": row["oem_sn"],
+            "productItemPAYG_SN": row["payg_sn"], "lifeCycleStatus": "ASSIGNED",
+            "firmwareVersion": row["firmware"], "assignedItemsID": row["assignment_id"],
+            "distributorID": row["distributor_id"], "itemAssignDate": row["assigned_at"],
+            "valuePerDay": row["value_per_day"], "valueDays": row["days_total"],
+            "longevityDays": acp1.MAX_DAYS, "activateDate": row["activated_at"],
+            "deployNotes": "", "oemItemID": row["oem_item_id"],
+            "sellerItemID": row["seller_item_id"]}
+
+
+def _history_json(row) -> dict:
+    return {"codeHistoryID": row["id"], "otpGeneratorID": row["product_id"],
+            "codeIndex": row["code_index"], "codeValue": acp1.format_code(row["code_hex"]),
+            "codeDate": row["created_at"], "codeDays": row["code_days"]}
+
+
+def _mint(kind: str, days: int = 0):
+    body = _body()
+    product_id = _body_int(body, "productId")
+    if kind == "days":
+        days = _body_int(body, "days", 1, acp1.MAX_DAYS)
+    minted = _emulator().store.mint(g.distributor_id, product_id, kind, days)
+    _emulator().after_mint()
+    return {"message": "Succeed", "otpCount": minted.count,
+            "code": acp1.format_code(minted.value), "otpHash": minted.value}
+
+
+# -- the API --------------------------------------------------------------------------
+def _login_token(data: dict) -> str:
+    username, password = _text_field(data, "username"), _text_field(data, "password")
+    token = _emulator().store.login(username, password, _emulator().token_ttl)
+    if token is None:
+        raise ApiError(401, "wrong username or password")
+    return token
+
+
+@api.post("/user/login")
+def login():
+    return {"accessToken": _login_token(_body()), "user_role": "DISTRIBUTOR"}
+
+
+@api.post("/graphql")
+def graphql():
+    body = _body()
+    if "renewToken" not in str(body.get("query", "")):
+        raise ApiError(400, "only the renewToken mutation is emulated")
+    variables = body.get("variables")
+    token = _login_token(variables if isinstance(variables, dict) else {})
+    return {"data": {"renewToken": {"accessToken": token}}}
+
+
+@api.get("/oves/assignedItemsList/<offset>/<limit>")
+def assigned_items_list(offset: str, limit: str):
+    offset_n, limit_n = _page(offset, limit)
+    rows, total = _emulator().store.items_page(g.distributor_id, offset_n, limit_n)
+    return {"items": [_item_json(r) for r in rows], "total": total,
+            "offset": offset_n, "limit": limit_n}
+
+
+@api.get("/oves/assignedItems/<product_id>")
+def assigned_item(product_id: str):
+    row = _emulator().store.item(g.distributor_id, _path_int(product_id, "productId"))
+    return _item_json(row)
+
+
+@api.post("/otp/daysCode")
+def days_code():
+    return _mint("days")
+
+
+@api.post("/code/code/freecodeotp")
+def free_code():
+    return _mint("free")
+
+
+@api.post("/code/code/resetcode")
+def reset_code():
+    return _mint("reset")
+
+
+@api.get("/oves/codeHistoryList/<product_id>/<offset>/<limit>")
+def code_history_list(product_id: str, offset: str, limit: str):
+    offset_n, limit_n = _page(offset, limit)
+    rows, total = _emulator().store.history_page(
+        g.distributor_id, _path_int(product_id, "productId"), offset_n, limit_n)
+    return {"items": [_history_json(r) for r in rows], "total": total,
+            "offset": offset_n, "limit": limit_n}
+
+
+@api.get("/oves/codeHistory_Metadata")
+def code_history_metadata():
+    summary = _emulator().store.history_summary(g.distributor_id)
+    return {"distributorID": g.distributor_id, "itemCount": summary["items"],
+            "itemsWithCodes": summary["items_with_codes"], "codeCount": summary["codes"],
+            "lastCodeDate": summary["last_code_at"]}
+
+
+# -- NOT part of the real API: the device simulator's and the tests' back door ----------
+@extras.get("/items/<product_id>/top")
+def item_top(product_id: str):
+    product_id_n = _path_int(product_id, "productId")
+    return {"productId": product_id_n, "top": _emulator().store.top(product_id_n)}
+
+
+@extras.post("/faults")
+def set_faults():
+    body, emulator = _body(), _emulator()
+    try:
+        if "latency" in body:
+            emulator.set_latency(body["latency"])
+        if "fail_next" in body:
+            emulator.fail_next(body["fail_next"]["count"], body["fail_next"]["status"])
+        if "mint_then_timeout" in body:
+            late = body["mint_then_timeout"]
+            emulator.mint_then_timeout(late.get("count", 1), late.get("delay", 5.0))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ApiError(400, "faults: latency, fail_next{count,status}, "
+                            "mint_then_timeout{count,delay}") from None
+    return {"faults": emulator.faults()}
+
+
+@extras.delete("/faults")
+def clear_faults():
+    _emulator().clear_faults()
+    return {"faults": _emulator().faults()}
+
+
+class EmulatorTransport(httpx.WSGITransport):
+    """`httpx.WSGITransport` that honours the request's read timeout.
+
+    The app runs in a worker thread per request; if it has not answered within the read
+    timeout, `httpx.ReadTimeout` is raised while the thread finishes in the background
+    (so a code minted by a slow call is still recorded, as with a real server).
+    """
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        timeout = (request.extensions.get("timeout") or {}).get("read")
+        outcome: dict = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                response = httpx.WSGITransport.handle_request(self, request)
+                content = response.read()
+                outcome["response"] = httpx.Response(
+                    response.status_code, headers=response.headers, content=content)
+            except BaseException as exc:  # re-raised in the caller's thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="emulator-request", daemon=True).start()
+        if not done.wait(timeout):
+            raise httpx.ReadTimeout(f"emulator did not answer within {timeout}s",
+                                    request=request)
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["response"]

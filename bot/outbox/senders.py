@@ -1,0 +1,214 @@
+"""Senders: the seam between the outbox and the providers (Twilio SMS, Telegram).
+
+A sender has `channel` and `send(recipient, body) -> SendResult`; whatever goes wrong
+surfaces as one of the errors below, never as a provider or HTTP exception:
+
+    SendError
+     ├── NotSent          surely did not leave (refused connection, 429, 5xx): retry later
+     ├── Undeliverable    permanent for this message (bad number, bot blocked): do not retry
+     │    └── Unsubscribed   Twilio 21610: the recipient texted STOP
+     └── OutcomeUnknown   may have left (timeout after sending): do not resend
+
+Only what surely did not leave is retried: a message sent twice is a nuisance, but the
+rule is the same as for mints — when in doubt, stop, and let the customer ask (RESEND).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+
+from bot.text.phones import mask
+
+SEND_TIMEOUT = 15.0  # seconds; keep it below the outbox lease (bot/delivery.py)
+_TWILIO_RETRYABLE_CODES = {21611}  # the From number's queue is full
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_id: str
+
+
+class SendError(Exception):
+    """A message was not (known to be) delivered to the provider; the text is for operators."""
+
+
+class NotSent(SendError):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the provider asked us to wait, if it did
+
+
+class Undeliverable(SendError):
+    pass
+
+
+class Unsubscribed(Undeliverable):
+    pass
+
+
+class OutcomeUnknown(SendError):
+    pass
+
+
+class TwilioSmsSender:
+    channel = "sms"
+
+    def __init__(self, client, from_number: str):
+        self.client, self.from_number = client, from_number
+        # A Messaging Service SID (MG...) may stand in for the From number.
+        self._sender = ({"messaging_service_sid": from_number} if from_number.startswith("MG")
+                        else {"from_": from_number})
+
+    def send(self, recipient: str, body: str) -> SendResult:
+        from twilio.base.exceptions import TwilioException
+
+        try:
+            message = self.client.messages.create(to=recipient, body=body, **self._sender)
+        except TwilioException as exc:  # TwilioRestException, TwilioServiceException
+            raise _twilio_error(exc) from exc
+        except Exception as exc:  # noqa: BLE001 - the HTTP client's errors, and anything else
+            raise _connection_error(exc) from exc
+        return SendResult(str(message.sid))
+
+    def close(self) -> None:
+        pass
+
+
+def _twilio_error(exc) -> SendError:
+    status, code = getattr(exc, "status", None), getattr(exc, "code", None)
+    detail = getattr(exc, "msg", None) or exc.__class__.__name__
+    text = f"twilio HTTP {status} error {code}: {detail}"
+    if status is None:
+        return OutcomeUnknown(text)
+    if code == 21610:
+        return Unsubscribed(text)
+    if status in (401, 429) or status >= 500 or code in _TWILIO_RETRYABLE_CODES:
+        return NotSent(text)  # refused before the message was created; 401: fix the token
+    if 400 <= status < 500:
+        return Undeliverable(text)
+    return OutcomeUnknown(text)
+
+
+def _connection_error(exc: Exception) -> SendError:
+    """requests' errors: only a connection never made is surely not sent."""
+    from requests import exceptions as rex
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    text = f"twilio: {exc.__class__.__name__}: {exc}"
+    if isinstance(exc, (rex.ConnectTimeout, rex.SSLError, rex.ProxyError)):
+        return NotSent(text)
+    if isinstance(exc, rex.ConnectionError) and exc.args:
+        cause = exc.args[0]
+        if isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError):
+            return NotSent(text)
+    return OutcomeUnknown(text)  # read timeout, connection dropped after sending, ...
+
+
+class TelegramSender:
+    """python-telegram-bot is async: each sender runs its own event loop, one send at a time."""
+
+    channel = "telegram"
+
+    def __init__(self, bot):
+        self.bot = bot
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def send(self, recipient: str, body: str) -> SendResult:
+        from telegram.error import TelegramError
+
+        chat_id = int(recipient) if recipient.lstrip("-").isdigit() else recipient
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self.bot.initialize())  # getMe, once
+            except Exception as exc:  # noqa: BLE001 - nothing was sent yet
+                raise NotSent(f"telegram: cannot start the bot: {exc}") from exc
+            try:
+                message = self._loop.run_until_complete(
+                    self.bot.send_message(chat_id=chat_id, text=body))
+            except TelegramError as exc:
+                raise _telegram_error(exc) from exc
+            except Exception as exc:  # noqa: BLE001
+                raise OutcomeUnknown(f"telegram: {exc!r}") from exc
+        return SendResult(str(message.message_id))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is not None:
+                self._loop.run_until_complete(self.bot.shutdown())
+                self._loop.close()
+                self._loop = None
+
+
+def _telegram_error(exc) -> SendError:
+    import httpx
+    from telegram import error
+
+    text = f"telegram {exc.__class__.__name__}: {exc.message}"
+    if isinstance(exc, error.RetryAfter):
+        with warnings.catch_warnings():  # PTB 22 deprecates the int form
+            warnings.simplefilter("ignore")
+            wait = exc.retry_after
+        return NotSent(text, retry_after=wait.total_seconds()
+                       if isinstance(wait, timedelta) else float(wait))
+    if isinstance(exc, (error.Forbidden, error.BadRequest, error.ChatMigrated)):
+        return Undeliverable(text)  # blocked by the user, chat not found, ...
+    if isinstance(exc, error.InvalidToken):
+        return NotSent(text)  # configuration: fix the token, the message waits
+    if isinstance(exc, error.NetworkError):  # TimedOut is one too
+        cause = exc.__cause__
+        if cause is None:  # Telegram answered with an error status (5xx, 429 without hint)
+            return NotSent(text)
+        if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            return NotSent(text)
+    return OutcomeUnknown(text)  # read timeout, dropped connection, unreadable answer
+
+
+class LogSender:
+    """The demo's sender: prints what would be sent, the phone masked."""
+
+    def __init__(self, channel: str, write=print):
+        self.channel, self.write, self._count = channel, write, 0
+        self._lock = threading.Lock()
+
+    def send(self, recipient: str, body: str) -> SendResult:
+        with self._lock:
+            self._count += 1
+            number = self._count
+        self.write(f"[{self.channel} to {mask(recipient)}] {body}")
+        return SendResult(f"log-{self.channel}-{number}")
+
+    def close(self) -> None:
+        pass
+
+
+def build_senders(settings) -> dict[str, object]:
+    """A sender per channel whose credentials are set; log senders in the demo."""
+    if settings.demo:
+        return {channel: LogSender(channel) for channel in ("sms", "telegram")}
+    senders: dict[str, object] = {}
+    if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from_number:
+        from twilio.http.http_client import TwilioHttpClient
+        from twilio.rest import Client
+
+        client = Client(settings.twilio_account_sid, settings.twilio_auth_token,
+                        http_client=TwilioHttpClient(timeout=SEND_TIMEOUT))
+        senders["sms"] = TwilioSmsSender(client, settings.twilio_from_number)
+    if settings.telegram_bot_token:
+        from telegram import Bot
+        from telegram.request import HTTPXRequest
+
+        request = HTTPXRequest(connect_timeout=5.0, read_timeout=SEND_TIMEOUT,
+                               write_timeout=SEND_TIMEOUT)
+        senders["telegram"] = TelegramSender(Bot(settings.telegram_bot_token, request=request))
+    return senders
+
+
+def close_senders(senders: dict) -> None:
+    for sender in senders.values():
+        sender.close()

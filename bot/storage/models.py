@@ -1,0 +1,284 @@
+"""The tables, as SQLAlchemy 2.0 typed models.
+
+The rules of DESIGN.md section 3 that a database can keep are kept here, in the schema:
+unique references make payments, mints and inbound messages idempotent; CHECK constraints
+keep codes coherent (a minted code always has its value); foreign keys are enforced on
+SQLite too (bot/db.py turns them on).  Every datetime is timezone-aware UTC: `utcnow()`
+makes them, and `UTCDateTime` refuses naive values and reads back UTC on every backend.
+
+The schema itself is created by the Alembic migrations in bot/migrations, never by
+`create_all`; a test proves the migrations and these models agree.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (
+    BigInteger, CheckConstraint, DateTime, ForeignKey, Index, MetaData, Numeric, String,
+    Text, UniqueConstraint, false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from bot.domain import AGENT_ROLES, LANGUAGES, MAX_CODE_DAYS
+
+# The allowed values of the text columns that act as enums (each is a CHECK constraint).
+CUSTOMER_CHANNELS = ("sms", "telegram")
+DEVICE_STATES = ("payg", "free", "locked")
+CODE_KINDS = ("days", "free", "reset")
+# pending: attempt recorded before the API call; minted: we hold the code;
+# unknown: outcome unknown, reconcile from the code history before minting again;
+# failed: surely not minted.
+CODE_STATES = ("pending", "minted", "unknown", "failed")
+CODE_CHANNELS = ("sms", "telegram", "ussd", "payments", "cli", "system")
+PAYMENT_SOURCES = ("agent", "webhook", "cli", "demo")
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
+
+MONEY = Numeric(12, 2)
+
+# Stable constraint names, the same on SQLite and PostgreSQL (and in the migrations).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC: the only kind of datetime the models take."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime, stored as UTC, read back as UTC on every backend.
+
+    SQLite has no time zones: values are stored as UTC text and tagged UTC when read.
+    Naive datetimes are refused, so a local time can never pass for UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: use an aware one, e.g. utcnow()")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def one_of(column: str, values: tuple[str, ...], name: str | None = None) -> CheckConstraint:
+    """CHECK (column IN (...)), named `ck_<table>_<name or column>`."""
+    allowed = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=name or column)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        one_of("language", LANGUAGES),
+        one_of("last_channel", CUSTOMER_CHANNELS),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(32), unique=True)  # E.164
+    name: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str] = mapped_column(String(2), default="en", server_default="en")
+    opted_out: Mapped[bool] = mapped_column(default=False, server_default=false())
+    last_channel: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    devices: Mapped[list[Device]] = relationship(
+        back_populates="owner", order_by="Device.product_id", passive_deletes=True)
+    telegram_links: Mapped[list[TelegramLink]] = relationship(
+        back_populates="customer", passive_deletes=True)
+
+    def __repr__(self) -> str:
+        return f"<Customer {self.id} {self.phone}>"
+
+
+class TelegramLink(Base):
+    __tablename__ = "telegram_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    telegram_user_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    linked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="telegram_links")
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        one_of("state", DEVICE_STATES),
+        CheckConstraint("balance >= 0", name="balance_not_negative"),
+        Index("ix_devices_owner_id", "owner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(unique=True)  # the API's productItemID
+    oem_serial: Mapped[str | None] = mapped_column(String(64), unique=True)
+    payg_serial: Mapped[str | None] = mapped_column(String(64))
+    value_per_day: Mapped[Decimal | None] = mapped_column(MONEY)
+    lifecycle_status: Mapped[str | None] = mapped_column(String(64))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    credit_until: Mapped[datetime | None]
+    state: Mapped[str] = mapped_column(String(16), default="payg", server_default="payg")
+    # Money paid but worth less than a day, kept for the next payment.
+    balance: Mapped[Decimal] = mapped_column(MONEY, default=Decimal("0"), server_default="0")
+    synced_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[Customer | None] = relationship(back_populates="devices")
+
+    def __repr__(self) -> str:
+        return f"<Device {self.product_id}>"
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    __table_args__ = (
+        one_of("role", AGENT_ROLES),
+        CheckConstraint("failed_attempts >= 0", name="failed_attempts_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(32), unique=True)  # E.164
+    name: Mapped[str] = mapped_column(String(200))
+    pin_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")
+    failed_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.id} {self.phone} {self.role}>"
+
+
+class Code(Base):
+    """One mint of a code, recorded *before* the API call (OMNIVOLTAIC.md section 2)."""
+
+    __tablename__ = "codes"
+    __table_args__ = (
+        one_of("kind", CODE_KINDS),
+        one_of("state", CODE_STATES),
+        one_of("channel", CODE_CHANNELS),
+        CheckConstraint(
+            f"(kind = 'days' AND days IS NOT NULL AND days BETWEEN 1 AND {MAX_CODE_DAYS})"
+            " OR (kind <> 'days' AND days IS NULL)",
+            name="days_match_kind"),
+        CheckConstraint("state <> 'minted' OR code IS NOT NULL", name="minted_has_code"),
+        UniqueConstraint("device_id", "code"),
+        Index("ix_codes_device_id_created_at", "device_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    days: Mapped[int | None]
+    code: Mapped[str | None] = mapped_column(Text)  # as the API gives it; null until known
+    otp_hash: Mapped[str | None] = mapped_column(String(32))
+    otp_count: Mapped[int | None]
+    state: Mapped[str] = mapped_column(String(8), default="pending", server_default="pending")
+    request_key: Mapped[str] = mapped_column(Text, unique=True)  # one mint per request
+    requested_by: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(16))
+    upstream_index: Mapped[int | None]  # codeIndex in the API's code history
+    credit_until_after: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    minted_at: Mapped[datetime | None]
+
+    device: Mapped[Device] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Code {self.id} {self.kind} {self.days} {self.state}>"
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        one_of("source", PAYMENT_SOURCES),
+        CheckConstraint("days >= 0", name="days_not_negative"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        Index("ix_payments_device_id_code_id", "device_id", "code_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(Text, unique=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))  # null: unmatched
+    product_ref: Mapped[str | None] = mapped_column(Text)  # what the payer sent
+    days: Mapped[int]
+    amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    source: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    code_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))  # null: not in a code yet
+    response: Mapped[str | None] = mapped_column(Text)  # JSON answer, for an idempotent repeat
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    device: Mapped[Device | None] = relationship()
+    code: Mapped[Code | None] = relationship()
+    agent: Mapped[Agent | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Payment {self.reference} {self.days}d>"
+
+
+class InboundMessage(Base):
+    """A message already handled, by provider id: a repeat gets the stored reply."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("channel", "provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    provider_id: Mapped[str] = mapped_column(Text)
+    reply: Mapped[str | None] = mapped_column(Text)  # the rendered reply, JSON text
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxMessage(Base):
+    """A message to send later (by the worker), written in the same transaction as its cause."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        one_of("channel", CUSTOMER_CHANNELS),
+        one_of("status", OUTBOX_STATUSES),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(Text)  # phone number or chat id
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(Text)
+    code_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    customer: Mapped[Customer | None] = relationship()
+    code: Mapped[Code | None] = relationship()
