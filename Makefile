@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean bench
+.PHONY: demo test lint install clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,14 @@ demo: $(STAMP)
 	$(BIN)/ovbot demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
+
+# Lint, format, types and the import contracts (CONTRIBUTING.md); CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check bot webhooks tests scripts
+	$(BIN)/ruff format --check bot webhooks tests scripts
+	@echo "mypy: not yet"
+	@echo "import contracts: not yet"
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_emulator.py

@@ -3,6 +3,7 @@
 Settings, the schema's CHECK constraints, the parsers and the ledger all read these; a
 change here changes them all.
 """
+
 from __future__ import annotations
 
 import re

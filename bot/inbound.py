@@ -1,44 +1,61 @@
-"""The channel-neutral message types, and inbound idempotency.
+"""Inbound messages: the channel-neutral types, and answering each message once.
 
-Every edge turns its provider's payload into an `Inbound`, hands it to `handle()` inside
-one transaction, and renders the `Reply`. A repeat of a provider id gets the stored reply
-and causes nothing new.
+Every edge (webhooks/) parses its provider's payload into an `Inbound` and calls
+`process(deps, inbound, responder)` with the responder of its use case (the customer
+conversation or the agent menu); it renders the `Reply` it gets back.  `process` runs the
+responder in one transaction and stores the reply under the message's provider id, so a
+repeat of the same message gets the first answer and causes nothing new.
 """
+
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot.deps import Deps
+from bot.storage import db
 from bot.storage.models import InboundMessage
+from bot.text.phones import mask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SharedContact:
+    """Telegram only: a contact card the sender shared (the request_contact button)."""
+
+    phone: str
+    user_id: int | None  # whose contact it is; a contact typed in by hand has none
+    chat_id: int  # where it was shared, to push to later
 
 
 @dataclass(frozen=True)
 class Inbound:
     channel: str  # "sms" | "telegram" | "ussd"
-    provider_id: str  # MessageSid, update_id, sessionId + input path
+    provider_id: str  # MessageSid, update_id, sessionId + phone + input path
     sender: str  # E.164 phone (sms, ussd) or Telegram user id
     text: str = ""
-    chat_id: int | None = None  # Telegram
-    contact_phone: str | None = None  # Telegram: a shared contact's number
-    contact_user_id: int | None = None  # Telegram: whose contact it is
+    contact: SharedContact | None = None
 
 
 @dataclass(frozen=True)
 class Reply:
-    """What to answer; `texts` empty means no answer at all (e.g. after STOP)."""
+    """What to answer; `texts` empty means no answer at all."""
 
     texts: tuple[str, ...] = ()
     request_contact: str | None = None  # Telegram: label of a share-contact button
     end: bool = True  # USSD: END (True) or CON (False)
 
     @classmethod
-    def say(cls, *texts: str, **kwargs) -> "Reply":
-        return cls(texts=tuple(t for t in texts if t), **kwargs)
+    def say(cls, *texts: str, request_contact: str | None = None, end: bool = True) -> Reply:
+        return cls(texts=tuple(t for t in texts if t), request_contact=request_contact, end=end)
 
     @property
     def text(self) -> str:
@@ -48,23 +65,66 @@ class Reply:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, raw: str) -> "Reply":
-        data = json.loads(raw)
+    def from_json(cls, raw: str) -> Reply:
+        data: dict[str, Any] = json.loads(raw)
         data["texts"] = tuple(data["texts"])
         return cls(**data)
 
 
-def handle(session: Session, inbound: Inbound, respond: Callable[[Session, Inbound], Reply]
-           ) -> Reply:
-    """Answer `inbound` once: a repeat of its provider id gets the first answer back."""
+@dataclass(frozen=True)
+class Responder:
+    """A use case as the edge hands it to `process`."""
+
+    respond: Callable[[Deps, Session, Inbound], Reply]
+    # The sender's language, for the apology when `respond` failed.
+    language: Callable[[Deps, Session, Inbound], str]
+
+
+def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
+    """Answer `inbound` once, in one transaction; an unexpected error becomes a polite reply.
+
+    The provider gets a 200 either way: a 500 would make it retry into a half-done state,
+    while a repeat of the same message is answered from the stored reply.
+    """
+    try:
+        with db.transaction(deps.sessions) as session:
+            reply = answer_once(session, inbound, lambda s, i: responder.respond(deps, s, i))
+    except Exception:
+        log.exception(
+            "%s message %s from %s failed",
+            inbound.channel,
+            inbound.provider_id,
+            mask(inbound.sender),
+        )
+        return Reply.say(deps.say(_language(deps, inbound, responder), "error_try_again"))
+    deps.committed()
+    return reply
+
+
+def _language(deps: Deps, inbound: Inbound, responder: Responder) -> str:
+    """The sender's language if the database still answers; the default otherwise."""
+    try:
+        with deps.sessions() as session:
+            return responder.language(deps, session, inbound)
+    except Exception:  # noqa: BLE001 - already answering an error: never raise here
+        return deps.settings.default_language
+
+
+def answer_once(
+    session: Session, inbound: Inbound, respond: Callable[[Session, Inbound], Reply]
+) -> Reply:
+    """`respond` to `inbound`, unless its provider id was answered before: then that answer."""
     stored = _stored(session, inbound)
-    if stored is not None:
+    if stored is not None and stored.reply is not None:
         return Reply.from_json(stored.reply)
     reply = respond(session, inbound)
     try:
         with session.begin_nested():
-            session.add(InboundMessage(channel=inbound.channel, provider_id=inbound.provider_id,
-                                       reply=reply.to_json()))
+            session.add(
+                InboundMessage(
+                    channel=inbound.channel, provider_id=inbound.provider_id, reply=reply.to_json()
+                )
+            )
     except IntegrityError:  # a concurrent duplicate answered first: use its answer
         winner = _stored(session, inbound)
         return Reply.from_json(winner.reply) if winner and winner.reply else reply
@@ -72,6 +132,9 @@ def handle(session: Session, inbound: Inbound, respond: Callable[[Session, Inbou
 
 
 def _stored(session: Session, inbound: Inbound) -> InboundMessage | None:
-    return session.scalar(select(InboundMessage).where(
-        InboundMessage.channel == inbound.channel,
-        InboundMessage.provider_id == inbound.provider_id))
+    return session.scalar(
+        select(InboundMessage).where(
+            InboundMessage.channel == inbound.channel,
+            InboundMessage.provider_id == inbound.provider_id,
+        )
+    )

@@ -4,13 +4,14 @@
 factory and the CLI) call it once and hand it on.  Non-secrets have development
 defaults; secrets default to unset, and `require()` names every missing one at start-up.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import phonenumbers
 
@@ -84,7 +85,7 @@ class Settings:
     demo: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
         env = os.environ if env is None else env
         codes = _text(env, "USSD_SERVICE_CODES", "") or ""
         values = dict(
@@ -94,9 +95,11 @@ class Settings:
             omnivoltaic_password=_text(env, "OMNIVOLTAIC_PASSWORD"),
             omnivoltaic_timeout=_number(env, "OMNIVOLTAIC_TIMEOUT", cls.omnivoltaic_timeout),
             omnivoltaic_emulator_state=_text(
-                env, "OMNIVOLTAIC_EMULATOR_STATE", cls.omnivoltaic_emulator_state),
+                env, "OMNIVOLTAIC_EMULATOR_STATE", cls.omnivoltaic_emulator_state
+            ),
             omnivoltaic_emulator_seed=_text(
-                env, "OMNIVOLTAIC_EMULATOR_SEED", cls.omnivoltaic_emulator_seed),
+                env, "OMNIVOLTAIC_EMULATOR_SEED", cls.omnivoltaic_emulator_seed
+            ),
             public_base_url=_text(env, "PUBLIC_BASE_URL"),
             twilio_account_sid=_text(env, "TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN"),
@@ -109,7 +112,8 @@ class Settings:
             mint_on_payment=_flag(env, "MINT_ON_PAYMENT", cls.mint_on_payment),
             agent_lock_minutes=_number(env, "AGENT_LOCK_MINUTES", cls.agent_lock_minutes, int),
             agent_daily_days_cap=_number(
-                env, "AGENT_DAILY_DAYS_CAP", cls.agent_daily_days_cap, int),
+                env, "AGENT_DAILY_DAYS_CAP", cls.agent_daily_days_cap, int
+            ),
             ussd_mint_budget=_number(env, "USSD_MINT_BUDGET", cls.ussd_mint_budget),
             ussd_service_codes=tuple(c.strip() for c in codes.split(",") if c.strip()),
         )
@@ -118,7 +122,7 @@ class Settings:
         settings.check()
         return settings
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -138,17 +142,25 @@ class Settings:
     def check(self) -> None:
         """Reject settings that cannot work, naming each one."""
         if self.default_language not in LANGUAGES:
-            raise ConfigError(f"DEFAULT_LANGUAGE must be one of {', '.join(LANGUAGES)}, "
-                              f"got {self.default_language!r}")
+            raise ConfigError(
+                f"DEFAULT_LANGUAGE must be one of {', '.join(LANGUAGES)}, "
+                f"got {self.default_language!r}"
+            )
         if self.default_region not in phonenumbers.SUPPORTED_REGIONS:
-            raise ConfigError("DEFAULT_REGION must be a two-letter region code such as KE, "
-                              f"got {self.default_region!r}")
-        for name, value in (("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
-                            ("USSD_MINT_BUDGET", self.ussd_mint_budget)):
+            raise ConfigError(
+                "DEFAULT_REGION must be a two-letter region code such as KE, "
+                f"got {self.default_region!r}"
+            )
+        for name, value in (
+            ("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
+            ("USSD_MINT_BUDGET", self.ussd_mint_budget),
+        ):
             if not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value!r}")
-        for name, value in (("AGENT_LOCK_MINUTES", self.agent_lock_minutes),
-                            ("AGENT_DAILY_DAYS_CAP", self.agent_daily_days_cap)):
+        for name, value in (
+            ("AGENT_LOCK_MINUTES", self.agent_lock_minutes),
+            ("AGENT_DAILY_DAYS_CAP", self.agent_daily_days_cap),
+        ):
             if value < 0:
                 raise ConfigError(f"{name} must not be negative, got {value!r}")
 

@@ -3,6 +3,7 @@
 Usage: python scripts/bench_emulator.py [--mints N] [--items K]
 Prints the first-use cost (checkpoints) and median/p95 of later mints; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,14 +47,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_emulator(str(Path(tmp) / "state.db"), "bench-seed")
         client, counter = app.test_client(), HashCounter()
-        token = client.post("/user/login", json={"username": "demo@example.com",
-                                                 "password": "demo"}).get_json()["accessToken"]
+        token = client.post(
+            "/user/login", json={"username": "demo@example.com", "password": "demo"}
+        ).get_json()["accessToken"]
         headers = {"Authorization": token}
 
         def mint(product_id: int) -> tuple[float, int]:
             started = time.perf_counter()
-            reply = client.post("/otp/daysCode", headers=headers,
-                                json={"productId": product_id, "days": rng.randint(1, 30)})
+            reply = client.post(
+                "/otp/daysCode",
+                headers=headers,
+                json={"productId": product_id, "days": rng.randint(1, 30)},
+            )
             assert reply.status_code == 200, reply.get_json()
             return time.perf_counter() - started, counter.take()
 
@@ -63,12 +68,17 @@ def main() -> None:
     seconds = [t for t, _ in timed]
     hashes = [h for _, h in timed]
     first_ms = statistics.median(t for t, _ in first) * 1000
-    print(f"first mint per item (builds checkpoints): median {first_ms:.1f} ms,"
-          f" {first[0][1]} hashes")
-    print(f"later mints: n={len(timed)} median {statistics.median(seconds) * 1000:.2f} ms,"
-          f" p95 {percentile(seconds, 0.95) * 1000:.2f} ms, max {max(seconds) * 1000:.2f} ms")
-    print(f"hashes per mint: median {statistics.median(hashes):.0f}, max {max(hashes)},"
-          f" mean {statistics.mean(hashes):.0f}")
+    print(
+        f"first mint per item (builds checkpoints): median {first_ms:.1f} ms, {first[0][1]} hashes"
+    )
+    print(
+        f"later mints: n={len(timed)} median {statistics.median(seconds) * 1000:.2f} ms,"
+        f" p95 {percentile(seconds, 0.95) * 1000:.2f} ms, max {max(seconds) * 1000:.2f} ms"
+    )
+    print(
+        f"hashes per mint: median {statistics.median(hashes):.0f}, max {max(hashes)},"
+        f" mean {statistics.mean(hashes):.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Usage: python scripts/bench_requests.py [--requests N]
 Prints the median time of each path and its ratio to answering a repeat from the stored
 reply (the cheapest path), all measured in this one run; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ from pathlib import Path
 from twilio.request_validator import RequestValidator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.harness import SECRETS, build_world  # noqa: E402
-from webhooks.app import create_app  # noqa: E402
+from tests.harness import SECRETS, build_world
+from webhooks.app import create_app
 
 PHONE, PATH = "+254712345678", "/webhooks/twilio/sms"
 
@@ -41,9 +42,13 @@ def main() -> None:
     world = build_world(f"sqlite:///{directory / 'bench.db'}", directory)
     world.customer(PHONE, 1001)
     world.simulator(1001)  # build the item's chain once, outside the timings
-    client = create_app(services=world.services).test_client()
-    timings: dict[str, list[float]] = {"CODE, new payment (mints)": [], "RESEND": [],
-                                       "STATUS": [], "repeat of one MessageSid": []}
+    client = create_app(deps=world.services).test_client()
+    timings: dict[str, list[float]] = {
+        "CODE, new payment (mints)": [],
+        "RESEND": [],
+        "STATUS": [],
+        "repeat of one MessageSid": [],
+    }
     for i in range(n):
         world.pay(1001, 1, f"bench-{i}")
         timings["CODE, new payment (mints)"].append(sms(client, f"SMmint{i}", "CODE"))

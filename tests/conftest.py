@@ -10,12 +10,13 @@
 Each PostgreSQL test gets its own schema (named in the URL's search_path) and drops it
 afterwards, so test runs sharing one database do not trample on each other.
 """
+
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -73,17 +74,17 @@ def engine(database_url):
 
 
 @pytest.fixture
-def Session(engine):  # noqa: N802 - named like the factory it is
+def Session(engine):
     return db.make_sessionmaker(engine)
 
 
 @pytest.fixture
-def sessionmaker(Session):  # noqa: N803
+def sessionmaker(Session):
     return Session
 
 
 @pytest.fixture
-def session(Session):  # noqa: N803
+def session(Session):
     with Session() as session:
         yield session
 

@@ -1,4 +1,5 @@
 """ACP-1 hash chain: h64, walking, the decimal code form and checkpoints."""
+
 import hashlib
 
 import pytest
@@ -13,18 +14,32 @@ def test_vector_hex_to_code():
     assert acp1.format_code(VECTOR_HEX) == VECTOR_CODE
 
 
-@pytest.mark.parametrize("code", [
-    VECTOR_CODE, "*024413975593119504641#", "024 413 975 593 119 504 641",
-    " *024 413 975 593 119 504 641# "])
+@pytest.mark.parametrize(
+    "code",
+    [
+        VECTOR_CODE,
+        "*024413975593119504641#",
+        "024 413 975 593 119 504 641",
+        " *024 413 975 593 119 504 641# ",
+    ],
+)
 def test_vector_code_to_hex(code):
     assert acp1.parse_code(code) == VECTOR_HEX
 
 
-@pytest.mark.parametrize("bad", [
-    "", "hello", "*124 413 975 593 119 504 641#",  # first digit must be 0
-    "*024 413 975 593 119 504 64#", "*024 413 975 593 119 504 641 1#",  # 20 and 22 digits
-    "*099 999 999 990 000 000 000#",  # a half above 0xFFFFFFFF
-    "*024-413-975-593-119-504-641#", "**024413975593119504641#"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "hello",
+        "*124 413 975 593 119 504 641#",  # first digit must be 0
+        "*024 413 975 593 119 504 64#",
+        "*024 413 975 593 119 504 641 1#",  # 20 and 22 digits
+        "*099 999 999 990 000 000 000#",  # a half above 0xFFFFFFFF
+        "*024-413-975-593-119-504-641#",
+        "**024413975593119504641#",
+    ],
+)
 def test_parse_rejects_garbage(bad):
     with pytest.raises(ValueError):
         acp1.parse_code(bad)
@@ -38,7 +53,7 @@ def test_format_rejects_non_hex():
 
 def test_h64_folds_sha1_words():
     digest = hashlib.sha1(b"hello").hexdigest()
-    w = [int(digest[i:i + 8], 16) for i in range(0, 40, 8)]
+    w = [int(digest[i : i + 8], 16) for i in range(0, 40, 8)]
     assert acp1.h64("hello") == f"{w[0] ^ w[2] ^ w[4]:08X}{w[1] ^ w[3]:08X}"
 
 

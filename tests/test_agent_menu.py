@@ -4,30 +4,37 @@ The walk of every menu path over HTTP is in tests/test_ussd_webhook.py; here are
 behaviours behind it: codes that devices accept, idempotent confirms, PIN counting and the
 lock, the daily cap, a slow or failing code service, and what reaches the logs.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import uuid
-from types import SimpleNamespace
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
 
-from bot.agents import menu as agent_menu
 from bot.agents import actions as agent_menu_actions
-from bot.text import gsm7
+from bot.agents import menu as agent_menu
 from bot.agents import screens
 from bot.agents import state as menu_state
 from bot.agents.pins import add_agent
 from bot.inbound import Inbound
-from bot.text.templates import Messages
 from bot.settings import Settings
 from bot.storage.models import (
-    Agent, Code, Customer, Device, InboundMessage, OutboxMessage, Payment,
+    Agent,
+    Code,
+    Customer,
+    Device,
+    InboundMessage,
+    OutboxMessage,
+    Payment,
 )
-from bot.service import process
+from bot.text import gsm7
+from bot.text.templates import Messages
+from tests.harness import converse
 
 AGENT, ADMIN, STRANGER = "+254700000101", "+254700000102", "+254700000199"
 OWNER, OTHER_OWNER = "+254712345678", "+254722000333"
@@ -75,14 +82,18 @@ class Dial:
 
 
 def ussd(world, phone: str, session_id: str, text: str):
-    inbound = Inbound(channel="ussd", provider_id=agent_menu.provider_id(session_id, text),
-                      sender=phone, text=text)
-    return process(world.services, inbound, respond=agent_menu.respond)
+    inbound = Inbound(
+        channel="ussd",
+        provider_id=agent_menu.provider_id(session_id, text),
+        sender=phone,
+        text=text,
+    )
+    return converse(world.services, inbound, agent_menu.RESPONDER)
 
 
 def code_in(text: str) -> str:
     start = text.index("*")
-    return text[start:text.index("#", start) + 1]
+    return text[start : text.index("#", start) + 1]
 
 
 def count(world, model, *where) -> int:
@@ -101,6 +112,7 @@ def w(world):
 
 
 # -- selling days ---------------------------------------------------------------------
+
 
 def test_a_sale_gives_a_code_the_device_accepts_with_exactly_those_days(w):
     dial = Dial(w, AGENT)
@@ -123,11 +135,13 @@ def test_the_owner_gets_the_code_by_message_and_code_by_sms_returns_it(w):
     code = code_in(dial.send("", PIN, "1", "1001", "7", "1").text)
     with w.session() as s:
         owner = s.scalar(select(Customer).where(Customer.phone == OWNER))
-        bodies = s.scalars(select(OutboxMessage.body).where(
-            OutboxMessage.customer_id == owner.id)).all()
+        bodies = s.scalars(
+            select(OutboxMessage.body).where(OutboxMessage.customer_id == owner.id)
+        ).all()
     assert len(bodies) == 1 and code in bodies[0]
-    reply = process(w.services, Inbound(channel="sms", provider_id="SM-after-sale",
-                                        sender=OWNER, text="CODE"))
+    reply = converse(
+        w.services, Inbound(channel="sms", provider_id="SM-after-sale", sender=OWNER, text="CODE")
+    )
     assert reply.text.startswith("No new payment found. Latest code")
     assert code in reply.text
 
@@ -140,10 +154,12 @@ def test_a_replayed_confirm_mints_nothing_and_returns_the_same_code(w):
     assert again == first
     # Even answered afresh (the stored reply lost, e.g. a crash before commit):
     with w.session() as s:
-        inbound = Inbound(channel="ussd", provider_id="not-stored", sender=AGENT,
-                          text=dial.path())
-        fresh = agent_menu.respond(w.services.core, s, dataclasses.replace(
-            inbound, provider_id=agent_menu.provider_id(dial.id, "replayed")))
+        inbound = Inbound(channel="ussd", provider_id="not-stored", sender=AGENT, text=dial.path())
+        fresh = agent_menu.respond(
+            w.services,
+            s,
+            dataclasses.replace(inbound, provider_id=agent_menu.provider_id(dial.id, "replayed")),
+        )
     assert code_in(fresh.text) == code_in(first.text)
     assert (count(w, Code), count(w, OutboxMessage)) == (codes, sent)
     assert count(w, Payment, Payment.reference == f"ussd:{dial.id}") == 1
@@ -198,14 +214,18 @@ def test_only_the_last_input_acts(w):
 
 # -- the other flows ------------------------------------------------------------------
 
+
 def test_register_a_new_customer(w):
     reply = Dial(w, AGENT).send("", PIN, "2", "OVES001002", "0712 000 111", "Baraka", "1")
     assert reply.end and "OVES001002 is now registered to Baraka +254*****111" in reply.text
     device = w.device(1002)
     with w.session() as s:
         customer = s.get(Customer, device.owner_id)
-        assert (customer.phone, customer.name, customer.language) == \
-            ("+254712000111", "Baraka", "en")
+        assert (customer.phone, customer.name, customer.language) == (
+            "+254712000111",
+            "Baraka",
+            "en",
+        )
 
 
 def test_transfer_needs_an_explicit_confirm(w):
@@ -239,8 +259,7 @@ def test_status_shows_the_masked_owner_credit_and_last_code(w):
     assert f"Owner: +254*****333\nCredit until: {until}\nLast code: 20" in reply.text
 
 
-@pytest.mark.parametrize("choice, kind, outcome", [("5", "free", "free"),
-                                                    ("6", "reset", "reset")])
+@pytest.mark.parametrize("choice, kind, outcome", [("5", "free", "free"), ("6", "reset", "reset")])
 def test_admin_special_codes_work_on_the_device(w, choice, kind, outcome):
     reply = Dial(w, ADMIN).send("", ADMIN_PIN, choice, "1001", "1")
     assert reply.end and reply.text.startswith(f"{kind.capitalize()} code for OVES001001")
@@ -263,6 +282,7 @@ def test_a_refused_special_code_is_reported_plainly(w):
 
 # -- PINs -----------------------------------------------------------------------------
 
+
 def test_three_wrong_pins_lock_the_agent_for_the_configured_minutes(w):
     dial = Dial(w, AGENT)
     assert "2 tries left" in dial.send("", "1111").text
@@ -270,8 +290,8 @@ def test_three_wrong_pins_lock_the_agent_for_the_configured_minutes(w):
     locked = dial.send("3333")
     assert locked.end and "15 min" in locked.text
     assert Dial(w, AGENT).send().end  # even the first screen, even with the right PIN next
-    later = w.services.core.clock() + timedelta(minutes=15, seconds=1)
-    w.services.core = dataclasses.replace(w.services.core, clock=lambda: later)
+    later = w.services.clock() + timedelta(minutes=15, seconds=1)
+    w.services = dataclasses.replace(w.services, clock=lambda: later)
     assert "1 Sell days" in Dial(w, AGENT).send("", PIN).text
 
 
@@ -319,10 +339,20 @@ def test_the_pin_never_reaches_a_log_nor_the_inbound_table(w, caplog, monkeypatc
 
 # -- wording --------------------------------------------------------------------------
 # Worst cases: a 16-character serial, 40-character names, the longest numbers.
-LONG = dict(device="TEST2503000017AB", owner="+254*****678", phone="+254*****678",
-            name="N" * 40, days=1095, left=1095, code="*024 413 975 593 119 504 641#",
-            codes="\n".join(["*024 413 975 593 119 504 641#"] * 2), count=99,
-            date="2029-12-31", until="2029-12-31", minutes=1440)
+LONG = dict(
+    device="TEST2503000017AB",
+    owner="+254*****678",
+    phone="+254*****678",
+    name="N" * 40,
+    days=1095,
+    left=1095,
+    code="*024 413 975 593 119 504 641#",
+    codes="\n".join(["*024 413 975 593 119 504 641#"] * 2),
+    count=99,
+    date="2029-12-31",
+    until="2029-12-31",
+    minutes=1440,
+)
 MESSAGES = Messages.load()
 LANGUAGES = ("en", "fr", "sw")
 USSD_KEYS = sorted(k for k in MESSAGES.templates["en"] if k.startswith("ussd_"))
@@ -332,12 +362,19 @@ SENT_AFTER = ("ussd_sold", "ussd_resent", "ussd_sold_too_many")  # + "\nSent to 
 
 def long_values(lang: str) -> dict:
     """LONG, with the longest of the words the menu itself puts into {until} and {owner}."""
+
     def longest(*texts):
         return max(texts, key=len)
-    return dict(LONG,
-                until=longest(LONG["until"], MESSAGES.render(lang, "ussd_state_free"),
-                              MESSAGES.render(lang, "ussd_state_locked")),
-                owner=longest(LONG["owner"], MESSAGES.render(lang, "ussd_no_owner")))
+
+    return dict(
+        LONG,
+        until=longest(
+            LONG["until"],
+            MESSAGES.render(lang, "ussd_state_free"),
+            MESSAGES.render(lang, "ussd_state_locked"),
+        ),
+        owner=longest(LONG["owner"], MESSAGES.render(lang, "ussd_no_owner")),
+    )
 
 
 @pytest.mark.parametrize("lang", ["fr", "sw"])
@@ -360,14 +397,17 @@ def test_every_ussd_template_is_gsm7_and_fits_a_screen(lang, key):
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_every_screen_fits_with_any_hint(lang, screen, hint):
     # The menu speaks the deployment's default language (settings.default_language).
-    core = SimpleNamespace(messages=MESSAGES, settings=Settings(default_language=lang))
-    ctx = menu_state.Ctx(core, session=None, agent=None, session_id="s")
-    device = SimpleNamespace(oem_serial=LONG["device"], product_id=1,
-                             owner=SimpleNamespace(phone="+254712345678"))
+    deps = SimpleNamespace(say=MESSAGES.render, settings=Settings(default_language=lang))
+    ctx = menu_state.Ctx(deps, session=None, agent=None, session_id="s")
+    device = SimpleNamespace(
+        oem_serial=LONG["device"], product_id=1, owner=SimpleNamespace(phone="+254712345678")
+    )
     retry = menu_state.Retry(hint, long_values(lang)) if hint else None
     for kind in ("free", "reset"):  # the two confirms of special_confirm
-        state = menu_state.State(screen, dict(device=device, days=1095, kind=kind,
-                                           name=LONG["name"], phone="+254712345678"))
+        state = menu_state.State(
+            screen,
+            dict(device=device, days=1095, kind=kind, name=LONG["name"], phone="+254712345678"),
+        )
         text = screens.render(ctx, state, retry)
         check_screen(text)
         if screens.SCREENS[screen].nav:
@@ -377,6 +417,7 @@ def test_every_screen_fits_with_any_hint(lang, screen, hint):
 
 
 # -- the menu in French and Swahili ---------------------------------------------------
+
 
 @pytest.fixture
 def world_in(database_url, tmp_path):
@@ -388,15 +429,19 @@ def world_in(database_url, tmp_path):
     def build(lang):
         made.append(populate(build_world(database_url, tmp_path, default_language=lang)))
         return made[-1]
+
     yield build
     for world in made:
         world.services.close()
 
 
-@pytest.mark.parametrize("lang, sold, sent", [
-    pytest.param("fr", "Code pour OVES001001, 30 jours:\n*", "Envoyé au client.", id="fr"),
-    pytest.param("sw", "Msimbo wa OVES001001, siku 30:\n*", "Imetumwa kwa mteja.", id="sw"),
-])
+@pytest.mark.parametrize(
+    "lang, sold, sent",
+    [
+        pytest.param("fr", "Code pour OVES001001, 30 jours:\n*", "Envoyé au client.", id="fr"),
+        pytest.param("sw", "Msimbo wa OVES001001, siku 30:\n*", "Imetumwa kwa mteja.", id="sw"),
+    ],
+)
 def test_a_sale_in_the_default_language(world_in, lang, sold, sent):
     w = world_in(lang)
     dial = Dial(w, AGENT)  # every screen is checked: at most 160 GSM-7 characters
@@ -408,8 +453,7 @@ def test_a_sale_in_the_default_language(world_in, lang, sold, sent):
     assert w.simulator(1001).enter(code_in(done.text)).days == 30
     with w.session() as s:  # the owner's SMS stays in the owner's language
         owner = s.scalar(select(Customer).where(Customer.phone == OWNER))
-        body = s.scalar(select(OutboxMessage.body).where(
-            OutboxMessage.customer_id == owner.id))
+        body = s.scalar(select(OutboxMessage.body).where(OutboxMessage.customer_id == owner.id))
     assert owner.language == "en" and body.startswith("New code for")
 
 
@@ -418,7 +462,8 @@ def test_register_in_the_default_language(world_in, lang):
     w = world_in(lang)
     reply = Dial(w, AGENT).send("", PIN, "2", "OVES001002", "0712 000 111", "Baraka", "1")
     assert reply.end and reply.text == MESSAGES.render(
-        lang, "ussd_registered", device="OVES001002", name="Baraka", phone="+254*****111")
+        lang, "ussd_registered", device="OVES001002", name="Baraka", phone="+254*****111"
+    )
     with w.session() as s:
         assert s.get(Customer, w.device(1002).owner_id).language == lang
 

@@ -1,4 +1,5 @@
 """Agents: create or update by phone; PINs stored as salted hashes."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -28,24 +29,27 @@ GOOD = hash_pin("4821")
 _, _n, _r, _p, _salt, _digest = GOOD.split("$")
 
 
-@pytest.mark.parametrize("stored", [
-    "",
-    "4821",
-    "garbage",
-    "$$$$$",
-    GOOD.replace("scrypt", "bcrypt", 1),
-    f"scrypt${_n}${_r}${_p}${_salt}",  # a field short
-    f"scrypt${_n}${_r}${_p}${_salt}${_digest}$extra",
-    f"scrypt$abc${_r}${_p}${_salt}${_digest}",
-    f"scrypt$0${_r}${_p}${_salt}${_digest}",
-    f"scrypt$1000${_r}${_p}${_salt}${_digest}",  # n not a power of two
-    f"scrypt${2**30}${_r}${_p}${_salt}${_digest}",  # more memory than allowed
-    f"scrypt${_n}${_r}${_p}$nothex${_digest}",
-    f"scrypt${_n}${_r}${_p}${_salt}$",
-    f"scrypt${_n}${_r}${_p}${_salt}${_digest[:-2]}",
-    f"scrypt${_n}${_r}${_p}${_salt}$zz{_digest[2:]}",
-    None,
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("4821", id="the PIN itself"),
+        pytest.param("garbage", id="garbage"),
+        pytest.param("$$$$$", id="separators only"),
+        pytest.param(GOOD.replace("scrypt", "bcrypt", 1), id="another scheme"),
+        pytest.param(f"scrypt${_n}${_r}${_p}${_salt}", id="a field short"),
+        pytest.param(f"scrypt${_n}${_r}${_p}${_salt}${_digest}$extra", id="a field too many"),
+        pytest.param(f"scrypt$abc${_r}${_p}${_salt}${_digest}", id="n not a number"),
+        pytest.param(f"scrypt$0${_r}${_p}${_salt}${_digest}", id="n zero"),
+        pytest.param(f"scrypt$1000${_r}${_p}${_salt}${_digest}", id="n not a power of two"),
+        pytest.param(f"scrypt${2**30}${_r}${_p}${_salt}${_digest}", id="more memory than allowed"),
+        pytest.param(f"scrypt${_n}${_r}${_p}$nothex${_digest}", id="salt not hex"),
+        pytest.param(f"scrypt${_n}${_r}${_p}${_salt}$", id="no digest"),
+        pytest.param(f"scrypt${_n}${_r}${_p}${_salt}${_digest[:-2]}", id="digest a byte short"),
+        pytest.param(f"scrypt${_n}${_r}${_p}${_salt}$zz{_digest[2:]}", id="digest not hex"),
+        pytest.param(None, id="none"),
+    ],
+)
 def test_verify_pin_is_false_for_garbage_stored_values(stored):
     assert verify_pin("4821", stored) is False
 
@@ -79,9 +83,22 @@ def test_agents_are_told_apart_by_phone(session):
     assert _count(session) == 2
 
 
-@pytest.mark.parametrize("pin", [
-    "123", "123456789", "12a4", "12 34", "1234\n", " 1234", "", None, "١٢٣٤", "12.4", "-123",
-])
+@pytest.mark.parametrize(
+    "pin",
+    [
+        "123",
+        "123456789",
+        "12a4",
+        "12 34",
+        "1234\n",
+        " 1234",
+        "",
+        None,
+        "١٢٣٤",
+        "12.4",
+        "-123",
+    ],
+)
 def test_bad_pins_are_refused(session, pin):
     with pytest.raises(InvalidAgent, match="PIN"):
         add_agent(session, PHONE, "Jane", pin)
@@ -94,12 +111,15 @@ def test_good_pins(session, pin):
     assert verify_pin(pin, agent.pin_hash)
 
 
-@pytest.mark.parametrize("name,role,reason", [
-    ("Jane", "boss", "role"),
-    ("Jane", "ADMIN", "role"),
-    ("   ", "agent", "name"),
-    ("J" * 201, "agent", "name"),
-])
+@pytest.mark.parametrize(
+    "name,role,reason",
+    [
+        ("Jane", "boss", "role"),
+        ("Jane", "ADMIN", "role"),
+        ("   ", "agent", "name"),
+        ("J" * 201, "agent", "name"),
+    ],
+)
 def test_bad_names_and_roles_are_refused(session, name, role, reason):
     with pytest.raises(InvalidAgent, match=reason):
         add_agent(session, PHONE, name, "4821", role)

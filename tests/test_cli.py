@@ -1,4 +1,5 @@
 """`ovbot`, driven as an operator would: click's CliRunner, files under tmp_path."""
+
 from __future__ import annotations
 
 import logging
@@ -10,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot.storage import db
-from bot.cli import demo
 from bot.agents.pins import verify_pin
+from bot.cli import demo
 from bot.cli.main import main
+from bot.storage import db
 from bot.storage.models import Agent, Code, Customer, Device, Payment
 from tests.test_settings import variables_read
 
@@ -49,13 +50,13 @@ def ovbot(*args: str, input: str | None = None):
 
 
 @pytest.fixture
-def Session(home):  # noqa: N802 - a session factory; each use is short, as SQLite locks
+def Session(home):
     engine = db.make_engine(f"sqlite:///{home / 'ovbot.db'}")
     yield db.make_sessionmaker(engine)
     engine.dispose()
 
 
-def count(Session, model, *where) -> int:  # noqa: N803
+def count(Session, model, *where) -> int:
     with Session() as session:
         return session.scalar(select(func.count()).select_from(model).where(*where))
 
@@ -67,6 +68,7 @@ def fleet(home):
 
 
 # -- help and configuration ------------------------------------------------------------------
+
 
 def _commands(group: click.Group, prefix=()):
     for name, command in group.commands.items():
@@ -80,8 +82,18 @@ def test_help_works_without_any_configuration(home, monkeypatch):
     monkeypatch.setenv("OMNIVOLTAIC_API_URL", "https://unreachable.invalid")
     result = ovbot("--help")
     assert result.exit_code == 0
-    for name in ("db", "sync-devices", "import-owners", "agent", "credit", "demo", "chat",
-                 "serve", "emulator", "telegram"):
+    for name in (
+        "db",
+        "sync-devices",
+        "import-owners",
+        "agent",
+        "credit",
+        "demo",
+        "chat",
+        "serve",
+        "emulator",
+        "telegram",
+    ):
         assert name in result.output
     for path in _commands(main):
         assert ovbot(*path, "--help").exit_code == 0, path
@@ -96,6 +108,7 @@ def test_a_bad_setting_is_a_clean_error_naming_it(home, monkeypatch):
 
 
 # -- db upgrade ------------------------------------------------------------------------------
+
 
 def test_db_upgrade_prints_the_revision_and_is_idempotent(home):
     first = ovbot("db", "upgrade")
@@ -113,6 +126,7 @@ def test_the_default_database_is_under_instance_in_the_current_directory(home, m
 
 
 # -- sync-devices ----------------------------------------------------------------------------
+
 
 def test_sync_devices_fills_the_fleet_once(home, Session):
     first = ovbot("sync-devices")
@@ -167,8 +181,11 @@ def test_import_owners_imports_good_rows_and_names_bad_lines(fleet, Session):
     with Session() as session:
         amina = session.scalar(select(Customer).where(Customer.phone == "+254712345678"))
         baraka = session.scalar(select(Customer).where(Customer.phone == "+254712345679"))
-        assert (amina.name, amina.language, [d.product_id for d in amina.devices]) == \
-            ("Amina", "en", [1001])
+        assert (amina.name, amina.language, [d.product_id for d in amina.devices]) == (
+            "Amina",
+            "en",
+            [1001],
+        )
         assert (baraka.language, [d.product_id for d in baraka.devices]) == ("sw", [1002])
     assert count(Session, Customer) == 3
     assert "0712345670" not in result.output, "no phone number in clear"
@@ -190,15 +207,17 @@ def test_import_owners_of_a_clean_file_exits_zero(fleet, monkeypatch, Session):
 
 
 def test_import_owners_reads_a_bom_and_refuses_a_missing_file(fleet):
-    (fleet / "bom.csv").write_bytes("\ufeffproduct_id,customer_phone,customer_name\n"
-                                    "1001,0712345678,Amina\n".encode("utf-8"))
+    (fleet / "bom.csv").write_bytes(
+        "\ufeffproduct_id,customer_phone,customer_name\n1001,0712345678,Amina\n".encode("utf-8")
+    )
     assert ovbot("import-owners", "bom.csv").exit_code == 0
     assert ovbot("import-owners", "missing.csv").exit_code == 2
 
 
 def test_import_owners_refuses_a_file_that_is_not_utf8(fleet, Session):
-    (fleet / "latin1.csv").write_bytes("1001,0712345678,Amina\n"
-                                       "1002,0712345679,Am\u00e9lie\n".encode("latin-1"))
+    (fleet / "latin1.csv").write_bytes(
+        "1001,0712345678,Amina\n1002,0712345679,Am\u00e9lie\n".encode("latin-1")
+    )
     result = ovbot("import-owners", "latin1.csv")
     assert result.exit_code == 1 and "UTF-8" in result.stderr
     assert "Traceback" not in result.output
@@ -207,11 +226,13 @@ def test_import_owners_refuses_a_file_that_is_not_utf8(fleet, Session):
 
 # -- agent add -------------------------------------------------------------------------------
 
+
 def test_agent_add_creates_then_updates(home, Session):
     first = ovbot("agent", "add", "0700000100", "--name", "Jane", "--pin", "48213579")
     assert first.exit_code == 0 and "created" in first.stdout
-    second = ovbot("agent", "add", "+254700000100", "--name", "Jane W", "--pin", "97531864",
-                   "--role", "admin")
+    second = ovbot(
+        "agent", "add", "+254700000100", "--name", "Jane W", "--pin", "97531864", "--role", "admin"
+    )
     assert second.exit_code == 0 and "updated" in second.stdout
     assert count(Session, Agent) == 1
     with Session() as session:
@@ -225,13 +246,16 @@ def test_agent_add_creates_then_updates(home, Session):
     assert "0700000100" not in first.output and "700000100" not in second.output
 
 
-@pytest.mark.parametrize("args", [
-    ("--pin", "12"),
-    ("--pin", "12345678901"),
-    ("--pin", "12ab"),
-    ("--pin", "4821", "--role", "boss"),
-    ("--pin", "4821", "--name", "   "),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--pin", "12"),
+        ("--pin", "12345678901"),
+        ("--pin", "12ab"),
+        ("--pin", "4821", "--role", "boss"),
+        ("--pin", "4821", "--name", "   "),
+    ],
+)
 def test_agent_add_usage_errors(home, Session, args):
     options = ["--name", "Jane", *args] if "--name" not in args else list(args)
     result = ovbot("agent", "add", "0700000100", *options)
@@ -246,6 +270,7 @@ def test_agent_add_refuses_a_bad_phone(home):
 
 
 # -- credit ----------------------------------------------------------------------------------
+
 
 def test_credit_records_mints_and_ignores_a_repeat(fleet, Session):
     first = ovbot("credit", "1001", "30", "--reference", "RCPT-1")
@@ -270,20 +295,24 @@ def test_credit_by_serial(fleet, Session):
         assert (payment.device.product_id, payment.days, payment.source) == (1003, 2, "cli")
 
 
-@pytest.mark.parametrize("args", [
-    ("4242", "5", "--reference", "R"),      # not in the fleet
-    ("1101", "5", "--reference", "R"),      # the other distributor's
-    ("1001", "0", "--reference", "R"),
-    ("1001", "-3", "--reference", "R"),
-    ("1001", "five", "--reference", "R"),
-    ("1001", "5"),                          # no reference
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("4242", "5", "--reference", "R"),  # not in the fleet
+        ("1101", "5", "--reference", "R"),  # the other distributor's
+        ("1001", "0", "--reference", "R"),
+        ("1001", "-3", "--reference", "R"),
+        ("1001", "five", "--reference", "R"),
+        ("1001", "5"),  # no reference
+    ],
+)
 def test_credit_errors_change_nothing(fleet, Session, args):
     assert ovbot("credit", *args).exit_code == 2
     assert (count(Session, Payment), count(Session, Code)) == (0, 0)
 
 
 # -- chat ------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def customer(fleet):
@@ -303,8 +332,14 @@ def test_chat_over_sms(customer):
 
 
 def test_chat_over_telegram_needs_the_contact_first(customer):
-    result = ovbot("chat", "--from", "+254712345678", "--channel", "telegram",
-                   input="CODE\n/contact\n/code\n/quit\nSTATUS\n")
+    result = ovbot(
+        "chat",
+        "--from",
+        "+254712345678",
+        "--channel",
+        "telegram",
+        input="CODE\n/contact\n/code\n/quit\nSTATUS\n",
+    )
     assert result.exit_code == 0
     lines = [line for line in result.stdout.splitlines() if line.startswith("bot> ")]
     assert not CODE.search(lines[0]) and "[button:" in lines[1]
@@ -325,6 +360,7 @@ def test_chat_refuses_a_bad_number(home):
 
 
 # -- demo, serve, telegram -------------------------------------------------------------------
+
 
 def test_demo_seeds_and_serves(home, monkeypatch, Session):
     served = {}
@@ -351,8 +387,13 @@ def test_serve_names_missing_production_settings(home, monkeypatch):
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "tok")
     result = ovbot("serve")
     assert result.exit_code == 1
-    for name in ("OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD", "PUBLIC_BASE_URL",
-                 "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"):
+    for name in (
+        "OMNIVOLTAIC_USERNAME",
+        "OMNIVOLTAIC_PASSWORD",
+        "PUBLIC_BASE_URL",
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_FROM_NUMBER",
+    ):
         assert name in result.stderr
 
 

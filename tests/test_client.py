@@ -7,15 +7,22 @@ import logging
 import re
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
 import pytest
 
 from bot.omnivoltaic.client import (
-    AuthFailed, InvalidRequest, NotAssigned, OmnivoltaicClient, OmnivoltaicError,
-    OutcomeUnknown, ProtocolError, Rejected, Unavailable,
+    AuthFailed,
+    InvalidRequest,
+    NotAssigned,
+    OmnivoltaicClient,
+    OmnivoltaicError,
+    OutcomeUnknown,
+    ProtocolError,
+    Rejected,
+    Unavailable,
 )
 from bot.omnivoltaic.types import HistoryRow, Item, MintedCode, code_to_hex
 
@@ -27,16 +34,23 @@ ITEM = "/oves/assignedItems/1001"
 def fmt(hex16: str) -> str:
     """16 hex -> *ddd ddd ddd ddd ddd ddd ddd# (OMNIVOLTAIC.md §2), written independently."""
     digits = "0" + f"{int(hex16[:8], 16):010d}" + f"{int(hex16[8:], 16):010d}"
-    return "*" + " ".join(digits[i:i + 3] for i in range(0, 21, 3)) + "#"
+    return "*" + " ".join(digits[i : i + 3] for i in range(0, 21, 3)) + "#"
 
 
 class FakeApi:
     """Just enough of the API: a fleet, tokens, mints, history; plus queued faults per path."""
 
     def __init__(self, items: int = 250, envelope: str = "items", login_delay: float = 0.0):
-        self.fleet = {pid: {"productItemID": pid, "productItemOEM_SN": f"OVES{pid:06d}",
-                            "productItemPAYG_SN": f"PAYG{pid - 1000}", "valuePerDay": 50,
-                            "lifeCycleStatus": "ASSIGNED"} for pid in range(1001, 1001 + items)}
+        self.fleet = {
+            pid: {
+                "productItemID": pid,
+                "productItemOEM_SN": f"OVES{pid:06d}",
+                "productItemPAYG_SN": f"PAYG{pid - 1000}",
+                "valuePerDay": 50,
+                "lifeCycleStatus": "ASSIGNED",
+            }
+            for pid in range(1001, 1001 + items)
+        }
         self.envelope, self.login_delay = envelope, login_delay
         self.tokens: set[str] = set()
         self.logins = 0
@@ -82,7 +96,7 @@ class FakeApi:
         parts = path.strip("/").split("/")
         if parts[:2] == ["oves", "assignedItemsList"]:
             offset, limit = int(parts[2]), int(parts[3])
-            rows = list(self.fleet.values())[offset:offset + limit]
+            rows = list(self.fleet.values())[offset : offset + limit]
             total = len(self.fleet)
             body = rows if self.envelope == "list" else {self.envelope: rows, "total": total}
             return httpx.Response(200, json=body)
@@ -95,11 +109,18 @@ class FakeApi:
             with self.lock:
                 self.minted += 1
                 hex16 = f"{0x9184C537 + self.minted:08X}B9EFDD01"
-            return httpx.Response(200, json={"message": "Succeed", "otpCount": self.minted,
-                                             "code": fmt(hex16), "otpHash": hex16})
+            return httpx.Response(
+                200,
+                json={
+                    "message": "Succeed",
+                    "otpCount": self.minted,
+                    "code": fmt(hex16),
+                    "otpHash": hex16,
+                },
+            )
         if parts[:2] == ["oves", "codeHistoryList"]:
             offset, limit = int(parts[3]), int(parts[4])
-            rows = [history(n) for n in range(230, 0, -1)][offset:offset + limit]
+            rows = [history(n) for n in range(230, 0, -1)][offset : offset + limit]
             return httpx.Response(200, json={"items": rows, "total": 230})
         if path == "/oves/codeHistory_Metadata":
             return httpx.Response(200, json={"totalCodes": 230})
@@ -110,8 +131,14 @@ class FakeApi:
 
 
 def history(n: int, days="5") -> dict:
-    return {"codeHistoryID": 9000 + n, "otpGeneratorID": 1001, "codeIndex": n,
-            "codeValue": fmt(f"{n:016X}"), "codeDate": "2025-03-01T10:00:00Z", "codeDays": days}
+    return {
+        "codeHistoryID": 9000 + n,
+        "otpGeneratorID": 1001,
+        "codeIndex": n,
+        "codeValue": fmt(f"{n:016X}"),
+        "codeDate": "2025-03-01T10:00:00Z",
+        "codeDays": days,
+    }
 
 
 class FakeClock:
@@ -149,6 +176,7 @@ def make_client(api: FakeApi, password: str = PASSWORD, **options) -> Omnivoltai
 
 # --- authentication -------------------------------------------------------------------------
 
+
 def test_login_is_lazy_cached_and_sends_the_raw_token(api, client):
     assert api.calls == []
     client.assigned_item(1001)
@@ -171,10 +199,13 @@ def test_explicit_login_and_renew_token(api, client):
     assert api.logins == 2 and api.count(ITEM) == 0
 
 
-@pytest.mark.parametrize("call, path", [
-    (lambda c: c.assigned_item(1001), ITEM),
-    (lambda c: c.days_code(1001, 5), DAYS),
-])
+@pytest.mark.parametrize(
+    "call, path",
+    [
+        (lambda c: c.assigned_item(1001), ITEM),
+        (lambda c: c.days_code(1001, 5), DAYS),
+    ],
+)
 def test_401_logs_in_again_once_and_repeats_the_call_once(api, client, call, path):
     client.login()
     api.tokens.clear()  # the upstream forgot our token
@@ -183,10 +214,13 @@ def test_401_logs_in_again_once_and_repeats_the_call_once(api, client, call, pat
     assert api.minted == (1 if path == DAYS else 0)
 
 
-@pytest.mark.parametrize("call, path", [
-    (lambda c: c.assigned_item(1001), ITEM),
-    (lambda c: c.days_code(1001, 5), DAYS),
-])
+@pytest.mark.parametrize(
+    "call, path",
+    [
+        (lambda c: c.assigned_item(1001), ITEM),
+        (lambda c: c.days_code(1001, 5), DAYS),
+    ],
+)
 def test_401_again_after_fresh_login_is_auth_failed(api, client, call, path):
     api.fail(path, 401, 401)
     with pytest.raises(AuthFailed):
@@ -243,8 +277,9 @@ def ok(**body) -> httpx.Response:
 
 
 def html(status: int) -> httpx.Response:
-    return httpx.Response(status, text="<html><h1>Bad Gateway</h1></html>",
-                          headers={"Content-Type": "text/html"})
+    return httpx.Response(
+        status, text="<html><h1>Bad Gateway</h1></html>", headers={"Content-Type": "text/html"}
+    )
 
 
 GET = lambda c: c.assigned_item(1001)  # noqa: E731
@@ -279,16 +314,40 @@ ERRORS = [
     ("mint 503 html", MINT, DAYS, [html(503)], OutcomeUnknown, 1),
     ("mint 200 not JSON", MINT, DAYS, [httpx.Response(200, text="Succeed")], OutcomeUnknown, 1),
     ("mint 200 no code", MINT, DAYS, [ok(message="Succeed")], OutcomeUnknown, 1),
-    ("mint 200 short code", MINT, DAYS,
-     [ok(otpCount=1, code="*024 413 975#", otpHash=VECTOR_HEX)], OutcomeUnknown, 1),
-    ("mint 200 code without spaces", MINT, DAYS,
-     [ok(otpCount=1, code=VECTOR_CODE.replace(" ", ""), otpHash=VECTOR_HEX)], OutcomeUnknown, 1),
-    ("mint code out of range", MINT, DAYS,
-     [ok(otpCount=1, code="*099 999 999 999 999 999 999#", otpHash=VECTOR_HEX)], OutcomeUnknown, 1),
+    (
+        "mint 200 short code",
+        MINT,
+        DAYS,
+        [ok(otpCount=1, code="*024 413 975#", otpHash=VECTOR_HEX)],
+        OutcomeUnknown,
+        1,
+    ),
+    (
+        "mint 200 code without spaces",
+        MINT,
+        DAYS,
+        [ok(otpCount=1, code=VECTOR_CODE.replace(" ", ""), otpHash=VECTOR_HEX)],
+        OutcomeUnknown,
+        1,
+    ),
+    (
+        "mint code out of range",
+        MINT,
+        DAYS,
+        [ok(otpCount=1, code="*099 999 999 999 999 999 999#", otpHash=VECTOR_HEX)],
+        OutcomeUnknown,
+        1,
+    ),
     ("mint no otpCount", MINT, DAYS, [ok(code=VECTOR_CODE, otpHash=VECTOR_HEX)], OutcomeUnknown, 1),
     ("mint no otpHash", MINT, DAYS, [ok(otpCount=1, code=VECTOR_CODE)], OutcomeUnknown, 1),
-    ("mint otpHash mismatch", MINT, DAYS,
-     [ok(otpCount=1, code=VECTOR_CODE, otpHash="9184C537B9EFDD02")], OutcomeUnknown, 1),
+    (
+        "mint otpHash mismatch",
+        MINT,
+        DAYS,
+        [ok(otpCount=1, code=VECTOR_CODE, otpHash="9184C537B9EFDD02")],
+        OutcomeUnknown,
+        1,
+    ),
     ("login 500 x3", GET, "/user/login", [500, 500, 500], Unavailable, 3),
     ("login ConnectError x3", GET, "/user/login", [httpx.ConnectError] * 3, Unavailable, 3),
     ("login 200 no token", GET, "/user/login", [ok()], ProtocolError, 1),
@@ -297,10 +356,12 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("label, call, path, faults, error, calls", ERRORS,
-                         ids=[e[0] for e in ERRORS])
-def test_every_failure_maps_into_the_error_tree(api, client, label, call, path, faults, error,
-                                                calls):
+@pytest.mark.parametrize(
+    "label, call, path, faults, error, calls", ERRORS, ids=[e[0] for e in ERRORS]
+)
+def test_every_failure_maps_into_the_error_tree(
+    api, client, label, call, path, faults, error, calls
+):
     api.fail(path, *faults)
     with pytest.raises(error) as raised:
         call(client)
@@ -337,20 +398,36 @@ def test_timeout_applies_to_every_request(api, clock):
 
 # --- validation -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call", [
-    lambda c: c.days_code(1001, 0),
-    lambda c: c.days_code(1001, 1096),
-    lambda c: c.days_code(1001, "5"),
-    lambda c: c.days_code(1001, True),
-    lambda c: c.days_code(1001, 5.0),
-    lambda c: c.days_code("1001", 5),
-    lambda c: c.free_code(None),
-    lambda c: c.assigned_items(0, 0),
-    lambda c: c.assigned_items(0, 101),
-    lambda c: c.assigned_items(-1, 10),
-    lambda c: c.code_history(1001, 0, 101),
-], ids=["days 0", "days 1096", "days '5'", "days True", "days 5.0", "product '1001'",
-        "product None", "limit 0", "limit 101", "offset -1", "history limit 101"])
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.days_code(1001, 0),
+        lambda c: c.days_code(1001, 1096),
+        lambda c: c.days_code(1001, "5"),
+        lambda c: c.days_code(1001, True),
+        lambda c: c.days_code(1001, 5.0),
+        lambda c: c.days_code("1001", 5),
+        lambda c: c.free_code(None),
+        lambda c: c.assigned_items(0, 0),
+        lambda c: c.assigned_items(0, 101),
+        lambda c: c.assigned_items(-1, 10),
+        lambda c: c.code_history(1001, 0, 101),
+    ],
+    ids=[
+        "days 0",
+        "days 1096",
+        "days '5'",
+        "days True",
+        "days 5.0",
+        "product '1001'",
+        "product None",
+        "limit 0",
+        "limit 101",
+        "offset -1",
+        "history limit 101",
+    ],
+)
 def test_invalid_requests_fail_before_any_call(api, client, call):
     with pytest.raises(InvalidRequest):
         call(client)
@@ -359,12 +436,16 @@ def test_invalid_requests_fail_before_any_call(api, client, call):
 
 # --- results --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("call, path", [
-    (lambda c: c.days_code(1001, 1), DAYS),
-    (lambda c: c.days_code(1001, 1095), DAYS),
-    (lambda c: c.free_code(1001), "/code/code/freecodeotp"),
-    (lambda c: c.reset_code(1001), "/code/code/resetcode"),
-])
+
+@pytest.mark.parametrize(
+    "call, path",
+    [
+        (lambda c: c.days_code(1001, 1), DAYS),
+        (lambda c: c.days_code(1001, 1095), DAYS),
+        (lambda c: c.free_code(1001), "/code/code/freecodeotp"),
+        (lambda c: c.reset_code(1001), "/code/code/resetcode"),
+    ],
+)
 def test_mints_return_checked_codes(api, client, call, path):
     minted = call(client)
     assert isinstance(minted, MintedCode) and minted.otp_count == 1
@@ -386,15 +467,29 @@ def test_code_decoding_matches_the_documented_vector():
 
 def test_item_fields_are_parsed(client):
     item = client.assigned_item(1001)
-    assert item == Item(product_id=1001, oem_serial="OVES001001", payg_serial="PAYG1",
-                        value_per_day=Decimal("50"), lifecycle_status="ASSIGNED", raw={})
+    assert item == Item(
+        product_id=1001,
+        oem_serial="OVES001001",
+        payg_serial="PAYG1",
+        value_per_day=Decimal("50"),
+        lifecycle_status="ASSIGNED",
+        raw={},
+    )
     assert item.raw["productItemID"] == 1001
 
 
-@pytest.mark.parametrize("envelope, items, calls", [
-    ("items", 250, 3), ("data", 250, 3), ("rows", 250, 3), ("list", 250, 3),
-    ("list", 200, 3), ("items", 200, 2), ("items", 0, 1),
-])
+@pytest.mark.parametrize(
+    "envelope, items, calls",
+    [
+        ("items", 250, 3),
+        ("data", 250, 3),
+        ("rows", 250, 3),
+        ("list", 250, 3),
+        ("list", 200, 3),
+        ("items", 200, 2),
+        ("items", 0, 1),
+    ],
+)
 def test_paging_through_all_assigned_items(clock, envelope, items, calls):
     api = FakeApi(items=items, envelope=envelope)
     ids = [item.product_id for item in make_client(api, clock=clock).iter_assigned_items()]
@@ -407,18 +502,35 @@ def test_one_page_reports_total(client):
     assert page.total == 250 and [i.product_id for i in page.items] == list(range(1201, 1251))
 
 
-@pytest.mark.parametrize("code_days, kind, days", [
-    ("5", "days", 5), (30, "days", 30), ("1095", "days", 1095),
-    ("free", "free", None), ("Free code", "free", None), ("FREE UNLOCK", "free", None),
-    ("reset", "reset", None), ("Reset code", "reset", None), ("", "reset", None),
-])
+@pytest.mark.parametrize(
+    "code_days, kind, days",
+    [
+        ("5", "days", 5),
+        (30, "days", 30),
+        ("1095", "days", 1095),
+        ("free", "free", None),
+        ("Free code", "free", None),
+        ("FREE UNLOCK", "free", None),
+        ("reset", "reset", None),
+        ("Reset code", "reset", None),
+        ("", "reset", None),
+    ],
+)
 def test_history_rows_are_parsed(api, client, code_days, kind, days):
-    api.fail("/oves/codeHistoryList/1001/0/100",
-             httpx.Response(200, json={"items": [history(3, code_days)], "total": 1}))
+    api.fail(
+        "/oves/codeHistoryList/1001/0/100",
+        httpx.Response(200, json={"items": [history(3, code_days)], "total": 1}),
+    )
     [row] = client.code_history(1001)
-    assert row == HistoryRow(history_id=9003, product_id=1001, index=3, code=fmt(f"{3:016X}"),
-                             created_at=datetime(2025, 3, 1, 10, tzinfo=timezone.utc),
-                             kind=kind, days=days)
+    assert row == HistoryRow(
+        history_id=9003,
+        product_id=1001,
+        index=3,
+        code=fmt(f"{3:016X}"),
+        created_at=datetime(2025, 3, 1, 10, tzinfo=UTC),
+        kind=kind,
+        days=days,
+    )
 
 
 def test_history_pages_newest_first(api, client):
@@ -433,6 +545,7 @@ def test_history_metadata_is_returned_as_is(client):
 
 # --- secrets --------------------------------------------------------------------------------
 
+
 def test_neither_password_nor_token_is_logged(api, client, caplog):
     caplog.set_level(logging.DEBUG)
     client.assigned_item(1001)
@@ -440,8 +553,10 @@ def test_neither_password_nor_token_is_logged(api, client, caplog):
     api.tokens.clear()
     api.fail(DAYS, httpx.ReadTimeout)
     errors = []
-    for call in (lambda: client.days_code(1001, 7),
-                 lambda: make_client(api, password="nope").login()):
+    for call in (
+        lambda: client.days_code(1001, 7),
+        lambda: make_client(api, password="nope").login(),
+    ):
         try:
             call()
         except OmnivoltaicError as exc:
@@ -453,6 +568,7 @@ def test_neither_password_nor_token_is_logged(api, client, caplog):
 
 
 # --- through the emulator (the same client, the emulated API in-process) --------------------
+
 
 @pytest.fixture
 def emulator_app(tmp_path):
@@ -470,8 +586,9 @@ def connect(app, timeout: float = 2.0) -> OmnivoltaicClient:
     from bot.omnivoltaic.emulator.app import EmulatorTransport
 
     http = httpx.Client(transport=EmulatorTransport(app), base_url="http://emulator")
-    return OmnivoltaicClient(http, "demo@example.com", "demo", timeout=timeout,
-                             sleep=lambda s: None)
+    return OmnivoltaicClient(
+        http, "demo@example.com", "demo", timeout=timeout, sleep=lambda s: None
+    )
 
 
 def test_emulator_demo_fleet(emulated):
@@ -491,8 +608,10 @@ def test_emulator_mints_and_history_agree(emulated):
     assert [m.otp_count for m in minted] == [1, 2, 3]
     rows = client.code_history(1001)
     assert [(r.code, r.kind, r.days, r.index) for r in rows] == [
-        (minted[2].code, "reset", None, 3), (minted[1].code, "free", None, 2),
-        (minted[0].code, "days", 5, 1)]
+        (minted[2].code, "reset", None, 3),
+        (minted[1].code, "free", None, 2),
+        (minted[0].code, "days", 5, 1),
+    ]
     assert isinstance(client.code_history_metadata(), dict)
 
 

@@ -1,10 +1,22 @@
 """The customer command parser: a labelled table of what customers really type."""
+
 import pytest
 
 from bot.customers import commands
 from bot.customers.commands import (
-    CODE, DEVICES, HELP, HISTORY, KEYWORDS, LANG, RESEND, START, STATUS, STOP, UNKNOWN,
-    Command, parse,
+    CODE,
+    DEVICES,
+    HELP,
+    HISTORY,
+    KEYWORDS,
+    LANG,
+    RESEND,
+    START,
+    STATUS,
+    STOP,
+    UNKNOWN,
+    Command,
+    parse,
 )
 
 UNKNOWN_COMMAND = Command(UNKNOWN)
@@ -101,8 +113,8 @@ CASES = [
     ("empty", "", UNKNOWN_COMMAND),
     ("spaces", "    ", UNKNOWN_COMMAND),
     ("punctuation only", "...!!", UNKNOWN_COMMAND),
-    ("emoji", "\U0001F600", UNKNOWN_COMMAND),
-    ("two emoji", "\U0001F600\U0001F44D", UNKNOWN_COMMAND),
+    ("emoji", "\U0001f600", UNKNOWN_COMMAND),
+    ("two emoji", "\U0001f600\U0001f44d", UNKNOWN_COMMAND),
     ("greeting", "hello", UNKNOWN_COMMAND),
     ("sentence", "my light is not working", UNKNOWN_COMMAND),
     ("keyword not first", "please code", UNKNOWN_COMMAND),

@@ -1,4 +1,5 @@
 """`ovbot chat`'s engine: real, signed requests through the webhook stack."""
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,7 @@ PHONE = "+254712345678"
 def app(sqlite_world):
     sqlite_world.customer(PHONE, 1001)
     sqlite_world.pay(1001, 7, "console-1")
-    return create_app(services=sqlite_world.services)
+    return create_app(deps=sqlite_world.services)
 
 
 def chat(app, world, channel="sms", phone=PHONE, **settings) -> Chat:
@@ -42,10 +43,13 @@ def test_each_message_is_a_new_provider_message(app, sqlite_world):
         assert s.scalar(select(func.count()).select_from(InboundMessage)) == 3
 
 
-@pytest.mark.parametrize("wrong", [
-    {"twilio_auth_token": "not-the-app-token"},
-    {"public_base_url": "https://elsewhere.example.test"},
-])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        {"twilio_auth_token": "not-the-app-token"},
+        {"public_base_url": "https://elsewhere.example.test"},
+    ],
+)
 def test_sms_requests_are_really_signed(app, sqlite_world, wrong):
     assert chat(app, sqlite_world, **wrong).send("CODE") == ["[HTTP 403]"]
 

@@ -1,8 +1,9 @@
-"""The customer conversation, through `process()` with channel-neutral Inbound messages.
+"""The customer conversation, through `converse()` with channel-neutral Inbound messages.
 
 Replies are compared with the operators' templates filled with the values the database
 holds, so a wrong code, day count, date or device shows up as a different text.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,11 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.inbound import Inbound
-from bot.text.templates import Messages
 from bot.storage.models import Code, Customer, Device, utcnow
-from bot.service import process
+from bot.text.templates import Messages
 from tests.conftest import sqlite_file_url
-from tests.harness import build_world
+from tests.harness import build_world, converse
 
 AMINA, BARAKA, STRANGER = "+254712345678", "+254722000111", "+254733999888"
 CODE_RE = re.compile(r"\*0\d\d(?: \d{3}){6}#")
@@ -53,15 +53,19 @@ def quiet(tmp_path_factory):
 
 
 def send(world, text: str, sender: str = AMINA, provider_id: str | None = None):
-    inbound = Inbound(channel="sms", provider_id=provider_id or f"SM{next(_ids):032d}",
-                      sender=sender, text=text)
-    return process(world.services, inbound)
+    inbound = Inbound(
+        channel="sms", provider_id=provider_id or f"SM{next(_ids):032d}", sender=sender, text=text
+    )
+    return converse(world.services, inbound)
 
 
 def codes_of(world, product_id: int) -> list[Code]:
     with world.session() as s:
-        return list(s.scalars(select(Code).join(Device).where(Device.product_id == product_id)
-                              .order_by(Code.id)))
+        return list(
+            s.scalars(
+                select(Code).join(Device).where(Device.product_id == product_id).order_by(Code.id)
+            )
+        )
 
 
 def code_count(world) -> int:
@@ -80,13 +84,21 @@ def customer(world, phone: str) -> Customer | None:
 
 # -- CODE -------------------------------------------------------------------------------
 
+
 def test_code_mints_what_was_paid_and_says_the_days_and_the_new_credit_until(w):
     w.customer(AMINA, 1001)
     w.pay(1001, 7, "p1")
     reply = send(w, "CODE")
     (code,) = codes_of(w, 1001)
-    assert reply.texts == (en("code_minted", device="1001", code=code.code, days=7,
-                              until=day(w.device(1001).credit_until)),)
+    assert reply.texts == (
+        en(
+            "code_minted",
+            device="1001",
+            code=code.code,
+            days=7,
+            until=day(w.device(1001).credit_until),
+        ),
+    )
     assert reply.text.startswith("New code for 1001: *0")
     assert "\n7 days, credit until" in reply.text
     assert w.simulator(1001).enter(CODE_RE.search(reply.text).group()).days == 7
@@ -104,8 +116,9 @@ def test_code_with_nothing_new_returns_the_latest_code_saying_no_new_payment(w):
     send(w, "CODE")
     (code,) = codes_of(w, 1001)
     reply = send(w, "CODE")
-    assert reply.texts == (en("code_latest", device="1001", code=code.code,
-                              date=day(code.minted_at)),)
+    assert reply.texts == (
+        en("code_latest", device="1001", code=code.code, date=day(code.minted_at)),
+    )
     assert reply.text.startswith("No new payment found.")
     assert code_count(w) == 1 and upstream_count(w, 1001) == 1
 
@@ -118,16 +131,22 @@ def test_code_above_1095_days_sends_each_code_in_entry_order(w):
     assert reply.texts == (
         en("codes_minted_many", count=2, device="1001"),
         en("code_part", index=1, count=2, code=first.code, days=1095),
-        en("code_part", index=2, count=2, code=second.code, days=105))
+        en("code_part", index=2, count=2, code=second.code, days=105),
+    )
     sim = w.simulator(1001)
     assert [sim.enter(CODE_RE.search(t).group()).days for t in reply.texts[1:]] == [1095, 105]
 
 
 API_TROUBLE = [
-    pytest.param(lambda e: e.fail_next(1, 429), "api_unavailable", "failed",
-                 id="API busy (429): try later"),
-    pytest.param(lambda e: e.fail_next(1, 503), "code_pending", "unknown",
-                 id="API 503 on the mint: outcome unknown, being confirmed"),
+    pytest.param(
+        lambda e: e.fail_next(1, 429), "api_unavailable", "failed", id="API busy (429): try later"
+    ),
+    pytest.param(
+        lambda e: e.fail_next(1, 503),
+        "code_pending",
+        "unknown",
+        id="API 503 on the mint: outcome unknown, being confirmed",
+    ),
 ]
 
 
@@ -156,6 +175,7 @@ def test_code_refused_upstream_says_to_contact_the_agent(w):
 
 # -- RESEND, STATUS, HISTORY, DEVICES -------------------------------------------------------
 
+
 def test_resend_returns_the_latest_code_and_never_mints(w):
     w.customer(AMINA, 1001)
     assert send(w, "RESEND").texts == (en("no_code_yet", device="1001"),)
@@ -164,8 +184,9 @@ def test_resend_returns_the_latest_code_and_never_mints(w):
     (code,) = codes_of(w, 1001)
     w.pay(1001, 6, "p2")  # paid but not asked for: RESEND must not mint it
     for text in ("RESEND", "resend 1001", "again", "renvoyer", "tuma tena"):
-        assert send(w, text).texts == (en("code_resent", device="1001", code=code.code,
-                                          date=day(code.minted_at)),), text
+        assert send(w, text).texts == (
+            en("code_resent", device="1001", code=code.code, date=day(code.minted_at)),
+        ), text
     assert code_count(w) == 1 and upstream_count(w, 1001) == 1
 
 
@@ -175,9 +196,16 @@ def test_status_of_a_running_device_shows_days_left_unredeemed_days_and_the_last
     send(w, "CODE")
     w.pay(1001, 3, "p2")
     device, (code,) = w.device(1001), codes_of(w, 1001)
-    assert send(w, "STATUS").texts == (en(
-        "status_active", device="1001", days_left=10, until=day(device.credit_until),
-        unredeemed=3, last_date=day(code.minted_at)),)
+    assert send(w, "STATUS").texts == (
+        en(
+            "status_active",
+            device="1001",
+            days_left=10,
+            until=day(device.credit_until),
+            unredeemed=3,
+            last_date=day(code.minted_at),
+        ),
+    )
 
 
 STATES = [
@@ -204,8 +232,15 @@ def test_status_of_an_expired_device(w):
     with w.session() as s:
         s.scalar(select(Device).where(Device.product_id == 1001)).credit_until = ended
     (code,) = codes_of(w, 1001)
-    assert send(w, "STATUS").texts == (en("status_expired", device="1001", until=day(ended),
-                                          unredeemed=0, last_date=day(code.minted_at)),)
+    assert send(w, "STATUS").texts == (
+        en(
+            "status_expired",
+            device="1001",
+            until=day(ended),
+            unredeemed=0,
+            last_date=day(code.minted_at),
+        ),
+    )
 
 
 def test_history_lists_the_last_three_codes_newest_first(w):
@@ -218,7 +253,8 @@ def test_history_lists_the_last_three_codes_newest_first(w):
     lines = send(w, "HISTORY").text.split("\n")
     assert lines == [en("history_header", device="1001")] + [
         en("history_line", date=day(c.minted_at), days=c.days, code=c.code)
-        for c in reversed(codes[1:])]
+        for c in reversed(codes[1:])
+    ]
     assert codes[0].code not in "\n".join(lines)
 
 
@@ -230,10 +266,12 @@ def test_history_with_no_code(w):
 def test_devices_lists_the_references_the_customer_can_type(w):
     w.customer(AMINA, 1002, 1001)
     assert send(w, "DEVICES").text == "\n".join(
-        [en("devices_header"), "1001 OVES001001", "1002 OVES001002"])
+        [en("devices_header"), "1001 OVES001001", "1002 OVES001002"]
+    )
 
 
 # -- several devices, other people's devices -------------------------------------------------
+
 
 def test_a_customer_with_several_devices_is_asked_which_one(w):
     w.customer(AMINA, 1001, 1002)
@@ -258,15 +296,16 @@ OTHER_DEVICES = [
 
 
 @pytest.mark.parametrize("command", ["CODE", "RESEND", "STATUS", "HISTORY"])
-def test_a_device_that_is_not_yours_gets_the_same_answer_as_one_that_does_not_exist(
-        w, command):
+def test_a_device_that_is_not_yours_gets_the_same_answer_as_one_that_does_not_exist(w, command):
     w.customer(AMINA, 1001)
     w.customer(BARAKA, 1003, name="Baraka")
     w.pay(1003, 9, "baraka-paid")
     send(w, "CODE", sender=BARAKA)
     before = code_count(w)
-    answers = {ref: send(w, f"{command} {ref}").texts for ref in
-               ("1003", "OVES001003", "1050", "1101", "9999", "OVES009999")}
+    answers = {
+        ref: send(w, f"{command} {ref}").texts
+        for ref in ("1003", "OVES001003", "1050", "1101", "9999", "OVES009999")
+    }
     assert set(answers.values()) == {(en("unknown_device"),)}, answers
     assert code_count(w) == before
 
@@ -310,7 +349,7 @@ HELP_TEXTS = [
     pytest.param("?", id="question mark"),
     pytest.param("hello there", id="chatter"),
     pytest.param("", id="empty"),
-    pytest.param("\U0001F600\U0001F31E", id="emoji"),
+    pytest.param("\U0001f600\U0001f31e", id="emoji"),
     pytest.param("CODE " * 100, id="very long"),
     pytest.param("'; DROP TABLE customers; --", id="sql injection"),
     pytest.param("<Response><Message>x</Message></Response>", id="twiml injection"),
@@ -331,8 +370,16 @@ def test_lang_changes_the_language_of_every_later_reply(w):
     assert customer(w, AMINA).language == "fr"
     reply = send(w, "CODE")
     (code,) = codes_of(w, 1001)
-    assert reply.texts == (MESSAGES.render("fr", "code_minted", device="1001", code=code.code,
-                                           days=2, until=day(w.device(1001).credit_until)),)
+    assert reply.texts == (
+        MESSAGES.render(
+            "fr",
+            "code_minted",
+            device="1001",
+            code=code.code,
+            days=2,
+            until=day(w.device(1001).credit_until),
+        ),
+    )
     assert "jours" in reply.text
     assert send(w, "lugha sw").texts == (MESSAGES.render("sw", "lang_set"),)
     assert customer(w, AMINA).language == "sw"
@@ -363,7 +410,7 @@ def test_the_channel_used_last_is_remembered(w):
 def test_start_from_a_linked_telegram_chat_shows_help_and_opts_back_in(sqlite_world):
     from bot.inbound import Inbound
     from bot.storage.models import Customer, TelegramLink
-    from bot.service import process
+    from tests.harness import converse
 
     w = sqlite_world
     customer_id = w.customer("+254712345678", 1001)
@@ -371,13 +418,15 @@ def test_start_from_a_linked_telegram_chat_shows_help_and_opts_back_in(sqlite_wo
         s.add(TelegramLink(customer_id=customer_id, telegram_user_id=4242, chat_id=4242))
 
     def start(update_id: int):
-        return process(w.services, Inbound(channel="telegram", provider_id=str(update_id),
-                                           sender="4242", text="/start", chat_id=4242))
+        return converse(
+            w.services,
+            Inbound(channel="telegram", provider_id=str(update_id), sender="4242", text="/start"),
+        )
 
-    help_text = w.services.core.messages.render("en", "help")
+    help_text = w.services.messages.render("en", "help")
     assert start(1).texts == (help_text,)
     with w.session() as s:
         s.get(Customer, customer_id).opted_out = True
-    assert start(2).texts == (w.services.core.messages.render("en", "opted_in"),)
+    assert start(2).texts == (w.services.messages.render("en", "opted_in"),)
     with w.session() as s:
         assert s.get(Customer, customer_id).opted_out is False

@@ -1,4 +1,5 @@
 """bot/db.py: engines, transactions and migrations, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -15,8 +16,16 @@ from sqlalchemy import inspect, select, text
 from bot.storage import db
 from bot.storage.models import Base, Customer, Device
 
-TABLES = {"customers", "telegram_links", "devices", "agents", "codes", "payments",
-          "inbound_messages", "outbox"}
+TABLES = {
+    "customers",
+    "telegram_links",
+    "devices",
+    "agents",
+    "codes",
+    "payments",
+    "inbound_messages",
+    "outbox",
+}
 
 
 # --- engines -------------------------------------------------------------------------
@@ -64,7 +73,7 @@ def test_concurrent_sqlite_writers_serialise(sqlite_engine):
                 device = session.scalars(select(Device)).one()
                 time.sleep(0.2)  # the other thread tries to get in meanwhile
                 device.balance += 1
-        except Exception as error:  # noqa: BLE001 - reported below
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=add_one) for _ in range(2)]
@@ -147,7 +156,8 @@ def test_alembic_commands_work_from_the_url_alone(database_url):
 def test_migrated_schema_matches_the_models(engine):
     with engine.connect() as connection:
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "compare_server_default": True})
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
         assert compare_metadata(context, Base.metadata) == []
 
 

@@ -1,4 +1,5 @@
 """Draining the outbox: claims, outcomes, crashes and concurrent workers, on both backends."""
+
 from __future__ import annotations
 
 import logging
@@ -9,12 +10,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.storage import db
 from bot.outbox import delivery
 from bot.outbox import queue as outbox
 from bot.outbox.delivery import LEASE, claim, drain, pending_and_failed
-from bot.storage.models import Customer, OutboxMessage, TelegramLink, utcnow
 from bot.outbox.senders import NotSent, OutcomeUnknown, SendResult, Undeliverable, Unsubscribed
+from bot.storage import db
+from bot.storage.models import Customer, OutboxMessage, TelegramLink, utcnow
 from tests.test_senders import twilio_sender
 
 PHONE = "+254712345678"
@@ -45,8 +46,12 @@ class FakeSender:
         pass
 
 
-def queue(Session, *bodies: str, phone: str = PHONE,  # noqa: N803
-          telegram_chat: int | None = None) -> list[int]:
+def queue(
+    Session,
+    *bodies: str,
+    phone: str = PHONE,
+    telegram_chat: int | None = None,
+) -> list[int]:
     with db.transaction(Session) as session:
         customer = session.scalar(select(Customer).where(Customer.phone == phone))
         if customer is None:
@@ -55,18 +60,21 @@ def queue(Session, *bodies: str, phone: str = PHONE,  # noqa: N803
             session.flush()
         if telegram_chat is not None:
             customer.last_channel = "telegram"
-            session.add(TelegramLink(customer_id=customer.id, telegram_user_id=telegram_chat,
-                                     chat_id=telegram_chat))
+            session.add(
+                TelegramLink(
+                    customer_id=customer.id, telegram_user_id=telegram_chat, chat_id=telegram_chat
+                )
+            )
             session.flush()
         return [outbox.enqueue(session, customer, body).id for body in bodies]
 
 
-def rows(Session) -> dict[int, OutboxMessage]:  # noqa: N803
+def rows(Session) -> dict[int, OutboxMessage]:
     with Session() as session:
         return {m.id: m for m in session.scalars(select(OutboxMessage))}
 
 
-def test_drain_sends_and_marks_sent(Session):  # noqa: N803
+def test_drain_sends_and_marks_sent(Session):
     first, second = queue(Session, "one", "two")
     sender = FakeSender()
     assert drain(Session, {"sms": sender}) == delivery.DrainReport(sent=2)
@@ -78,7 +86,7 @@ def test_drain_sends_and_marks_sent(Session):  # noqa: N803
     assert drain(Session, {"sms": sender}, now=utcnow() + timedelta(days=1)).total == 0
 
 
-def test_not_sent_retries_after_a_backoff_then_succeeds(Session):  # noqa: N803
+def test_not_sent_retries_after_a_backoff_then_succeeds(Session):
     [message] = queue(Session, "code")
     sender = FakeSender(NotSent("connection refused"), NotSent("429", retry_after=300))
     t0 = utcnow()
@@ -95,13 +103,15 @@ def test_not_sent_retries_after_a_backoff_then_succeeds(Session):  # noqa: N803
     assert (row.status, row.attempts, len(sender.sent)) == ("sent", 3, 3)
 
 
-@pytest.mark.parametrize("error, words", [
-    (Undeliverable("twilio 400 error 21211: bad To"), "undeliverable"),
-    (OutcomeUnknown("read timeout"), "outcome unknown, not resent"),
-    (RuntimeError("a bug in a sender"), "outcome unknown, not resent"),
-])
-def test_permanent_or_unknown_outcome_fails_and_is_never_resent(
-        Session, error, words):  # noqa: N803
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        (Undeliverable("twilio 400 error 21211: bad To"), "undeliverable"),
+        (OutcomeUnknown("read timeout"), "outcome unknown, not resent"),
+        (RuntimeError("a bug in a sender"), "outcome unknown, not resent"),
+    ],
+)
+def test_permanent_or_unknown_outcome_fails_and_is_never_resent(Session, error, words):
     [message] = queue(Session, "code")
     sender = FakeSender(error)
     assert drain(Session, {"sms": sender}) == delivery.DrainReport(failed=1)
@@ -111,12 +121,14 @@ def test_permanent_or_unknown_outcome_fails_and_is_never_resent(
     assert len(sender.sent) == 1
 
 
-def test_max_attempts_ends_failed(Session):  # noqa: N803
+def test_max_attempts_ends_failed(Session):
     [message] = queue(Session, "code")
     sender = FakeSender(*[NotSent("503")] * 10)
     now = utcnow()
-    reports = [drain(Session, {"sms": sender}, now=now + timedelta(hours=2 * i), max_attempts=3)
-               for i in range(5)]
+    reports = [
+        drain(Session, {"sms": sender}, now=now + timedelta(hours=2 * i), max_attempts=3)
+        for i in range(5)
+    ]
     assert [(r.retried, r.failed) for r in reports] == [(1, 0), (1, 0), (0, 1), (0, 0), (0, 0)]
     row = rows(Session)[message]
     assert (row.status, row.attempts, len(sender.sent)) == ("failed", 3, 3)
@@ -125,10 +137,11 @@ def test_max_attempts_ends_failed(Session):  # noqa: N803
         assert [m.id for m in pending_and_failed(session)] == [message]
 
 
-def test_twilio_21610_marks_the_customer_opted_out(Session):  # noqa: N803
+def test_twilio_21610_marks_the_customer_opted_out(Session):
     [message] = queue(Session, f"code for {PHONE}")
-    sms, http = twilio_sender((400, {"code": 21610, "status": 400,
-                                     "message": f"Attempt to send to unsubscribed {PHONE}"}))
+    sms, http = twilio_sender(
+        (400, {"code": 21610, "status": 400, "message": f"Attempt to send to unsubscribed {PHONE}"})
+    )
     assert drain(Session, {"sms": sms}).failed == 1
     row = rows(Session)[message]
     assert row.status == "failed" and "unsubscribed" in row.last_error
@@ -139,7 +152,7 @@ def test_twilio_21610_marks_the_customer_opted_out(Session):  # noqa: N803
         assert outbox.enqueue(session, customer, "another push") is None
 
 
-def test_a_customer_who_opted_out_after_queueing_gets_nothing(Session):  # noqa: N803
+def test_a_customer_who_opted_out_after_queueing_gets_nothing(Session):
     [message] = queue(Session, "code")
     with db.transaction(Session) as session:
         session.scalar(select(Customer)).opted_out = True
@@ -148,7 +161,7 @@ def test_a_customer_who_opted_out_after_queueing_gets_nothing(Session):  # noqa:
     assert sender.sent == [] and rows(Session)[message].last_error == "customer opted out: not sent"
 
 
-def test_a_message_queued_in_a_rolled_back_transaction_never_exists(Session):  # noqa: N803
+def test_a_message_queued_in_a_rolled_back_transaction_never_exists(Session):
     queue(Session)  # the customer
     with pytest.raises(RuntimeError), db.transaction(Session) as session:
         outbox.enqueue(session, session.scalar(select(Customer)), "code for a failed payment")
@@ -157,7 +170,7 @@ def test_a_message_queued_in_a_rolled_back_transaction_never_exists(Session):  #
     assert drain(Session, {"sms": FakeSender()}).total == 0
 
 
-def test_a_worker_killed_before_sending_loses_nothing(Session):  # noqa: N803
+def test_a_worker_killed_before_sending_loses_nothing(Session):
     [message] = queue(Session, "code")
     now = utcnow()
     claimed, _ = claim(Session, {"sms"}, batch=10, now=now, lease=LEASE, max_attempts=8)
@@ -173,27 +186,29 @@ class Crash(BaseException):
     """The process dies (SIGKILL, power cut): nothing after this line runs."""
 
 
-def test_a_worker_killed_after_sending_may_send_again_but_never_what_was_acknowledged(
-        Session):  # noqa: N803
+def test_a_worker_killed_after_sending_may_send_again_but_never_what_was_acknowledged(Session):
     acknowledged, unacknowledged = queue(Session, "acked", "not acked")
 
     def die_on_second(body):
         if body == "not acked":
             raise Crash()
+
     dying = FakeSender(on_send=die_on_second)
     now = utcnow()
     with pytest.raises(Crash):
         drain(Session, {"sms": dying}, now=now)
     assert dying.sent == [(PHONE, "acked"), (PHONE, "not acked")]  # both left
     assert {i: m.status for i, m in rows(Session).items()} == {
-        acknowledged: "sent", unacknowledged: "sending"}
+        acknowledged: "sent",
+        unacknowledged: "sending",
+    }
     survivor = FakeSender()
     assert drain(Session, {"sms": survivor}, now=now + LEASE).sent == 1
     assert survivor.sent == [(PHONE, "not acked")]  # the documented double send
     assert drain(Session, {"sms": survivor}, now=now + 10 * LEASE).total == 0
 
 
-def test_a_worker_whose_lease_expired_cannot_overwrite_the_new_owner(Session):  # noqa: N803
+def test_a_worker_whose_lease_expired_cannot_overwrite_the_new_owner(Session):
     [message] = queue(Session, "code")
     now = utcnow()
     takeover = FakeSender()
@@ -205,7 +220,7 @@ def test_a_worker_whose_lease_expired_cannot_overwrite_the_new_owner(Session):  
     assert len(takeover.sent) == 1 and len(slow.sent) == 1
 
 
-def test_stopping_hands_the_rest_of_the_batch_back(Session):  # noqa: N803
+def test_stopping_hands_the_rest_of_the_batch_back(Session):
     first, second = queue(Session, "one", "two")
     stop = threading.Event()
     sender = FakeSender(on_send=lambda _: stop.set())
@@ -215,28 +230,28 @@ def test_stopping_hands_the_rest_of_the_batch_back(Session):  # noqa: N803
     assert drain(Session, {"sms": FakeSender()}).sent == 1
 
 
-def test_a_channel_without_a_sender_waits_and_is_reported_once(
-        Session, caplog, monkeypatch):  # noqa: N803
+def test_a_channel_without_a_sender_waits_and_is_reported_once(Session, caplog, monkeypatch):
     monkeypatch.setattr(delivery, "_warned", set())
     [message] = queue(Session, "by telegram", telegram_chat=987654321)
     with caplog.at_level(logging.WARNING, logger="bot.outbox.delivery"):
         for _ in range(3):
             assert drain(Session, {"sms": FakeSender()}).total == 0
     assert [r.getMessage() for r in caplog.records] == [
-        "outbox: telegram messages stay pending: no telegram sender is configured"]
+        "outbox: telegram messages stay pending: no telegram sender is configured"
+    ]
     row = rows(Session)[message]
     assert (row.status, row.attempts, row.recipient) == ("pending", 0, "987654321")
     assert drain(Session, {"sms": FakeSender(), "telegram": FakeSender()}).sent == 1
 
 
-def test_logs_mask_the_recipient(Session, caplog):  # noqa: N803
+def test_logs_mask_the_recipient(Session, caplog):
     queue(Session, "code")
     with caplog.at_level(logging.INFO, logger="bot.outbox.delivery"):
         drain(Session, {"sms": FakeSender(Unsubscribed(f"21610 for {PHONE}"))})
     assert caplog.records and PHONE not in caplog.text and "+254*****678" in caplog.text
 
 
-def test_several_workers_never_send_the_same_row_twice(Session):  # noqa: N803
+def test_several_workers_never_send_the_same_row_twice(Session):
     ids = set(queue(Session, *(f"message {i}" for i in range(200))))
     sender = FakeSender()
     errors = []
@@ -245,8 +260,9 @@ def test_several_workers_never_send_the_same_row_twice(Session):  # noqa: N803
         try:
             while drain(Session, {"sms": sender}, batch=7).total:
                 pass
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
+
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()

@@ -1,12 +1,13 @@
 """The demo: seeding is idempotent, the printed PIN works, customers have days to claim."""
+
 from __future__ import annotations
 
 from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.cli import demo
 from bot.agents.pins import verify_pin
+from bot.cli import demo
 from bot.storage.models import Agent, Customer, Device, Payment, utcnow
 from bot.text.phones import normalise
 
@@ -15,10 +16,14 @@ def snapshot(world) -> dict:
     with world.session() as s:
         return {
             "customers": sorted((c.phone, c.name, c.language) for c in s.scalars(select(Customer))),
-            "owners": sorted((d.product_id, d.owner.phone) for d in s.scalars(
-                select(Device).where(Device.owner_id.is_not(None)))),
-            "payments": sorted((p.reference, p.days, p.source, p.device.product_id)
-                               for p in s.scalars(select(Payment))),
+            "owners": sorted(
+                (d.product_id, d.owner.phone)
+                for d in s.scalars(select(Device).where(Device.owner_id.is_not(None)))
+            ),
+            "payments": sorted(
+                (p.reference, p.days, p.source, p.device.product_id)
+                for p in s.scalars(select(Payment))
+            ),
             "agents": sorted((a.phone, a.name, a.role) for a in s.scalars(select(Agent))),
             "devices": len(s.scalars(select(Device)).all()),
         }

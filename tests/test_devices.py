@@ -1,4 +1,5 @@
 """Finding devices: short references for customers, product id or serial for agents."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,23 +11,32 @@ from bot.storage.models import Customer, Device
 
 def fleet(*serials, start: int = 1001) -> list[Device]:
     """Transient devices (no database): ids 1.., product ids from `start`."""
-    return [Device(id=i, product_id=start + i - 1, oem_serial=serial,
-                   payg_serial=f"PAYG{start + i - 1}")
-            for i, serial in enumerate(serials, start=1)]
+    return [
+        Device(
+            id=i, product_id=start + i - 1, oem_serial=serial, payg_serial=f"PAYG{start + i - 1}"
+        )
+        for i, serial in enumerate(serials, start=1)
+    ]
 
 
 REFERENCES = [
     # label, serials, expected references in the same order
     pytest.param(["OVES001001"], ["1001"], id="one device: last four characters"),
     pytest.param(["OVES001001", "OVES001002"], ["1001", "1002"], id="differ in the last four"),
-    pytest.param(["OVES001001", "OVES011001"], ["01001", "11001"],
-                 id="same last four: grow until they differ"),
+    pytest.param(
+        ["OVES001001", "OVES011001"],
+        ["01001", "11001"],
+        id="same last four: grow until they differ",
+    ),
     pytest.param(["oves001001"], ["1001"], id="upper case"),
     pytest.param(["A1"], ["A1"], id="serial shorter than four"),
     pytest.param(["1001", "X1001"], ["1001", "X1001"], id="one serial ends with the other"),
     pytest.param([None, "OVES001002"], ["1001", "1002"], id="no serial: the product id"),
-    pytest.param(["SN7777", "SN1001"], ["7777", "N1001"],
-                 id="suffix equal to another device's product id: grow"),
+    pytest.param(
+        ["SN7777", "SN1001"],
+        ["7777", "N1001"],
+        id="suffix equal to another device's product id: grow",
+    ),
 ]
 
 
@@ -44,8 +54,9 @@ RESOLVE = [
     # label, owned, reference typed, expected (index into owned, Ambiguous refs, or None)
     pytest.param(THREE[:1], None, 0, id="no reference, one device: that one"),
     pytest.param([], None, None, id="no reference, no device"),
-    pytest.param(THREE, None, Ambiguous(("1001", "1002", "2002")),
-                 id="no reference, several: ask which"),
+    pytest.param(
+        THREE, None, Ambiguous(("1001", "1002", "2002")), id="no reference, several: ask which"
+    ),
     pytest.param(THREE, "1002", 1, id="product id"),
     pytest.param(THREE, "OVES002002", 2, id="full serial"),
     pytest.param(THREE, "oves002002", 2, id="serial in lower case"),
@@ -70,17 +81,24 @@ def test_resolve_finds_the_one_device_a_reference_names(owned, ref, expected):
 
 # -- against the database ---------------------------------------------------------------
 
+
 @pytest.fixture
 def stocked(session):
     owner, other = Customer(phone="+254712345678"), Customer(phone="+254722000111")
     session.add_all([owner, other])
     session.flush()
-    session.add_all([
-        Device(product_id=1002, oem_serial="OVES001002", payg_serial="PAYG-B", owner_id=owner.id),
-        Device(product_id=1001, oem_serial="OVES001001", payg_serial="PAYG-A", owner_id=owner.id),
-        Device(product_id=1003, oem_serial="OVES001003", owner_id=other.id),
-        Device(product_id=1004, oem_serial=None),
-    ])
+    session.add_all(
+        [
+            Device(
+                product_id=1002, oem_serial="OVES001002", payg_serial="PAYG-B", owner_id=owner.id
+            ),
+            Device(
+                product_id=1001, oem_serial="OVES001001", payg_serial="PAYG-A", owner_id=owner.id
+            ),
+            Device(product_id=1003, oem_serial="OVES001003", owner_id=other.id),
+            Device(product_id=1004, oem_serial=None),
+        ]
+    )
     session.flush()
     return session, owner, other
 

@@ -1,4 +1,5 @@
 """The emulator over the Flask test client and over httpx through EmulatorTransport."""
+
 import json
 import shutil
 import sqlite3
@@ -145,8 +146,9 @@ def test_login_refused(api):
 
 
 def test_renew_token_over_graphql(api):
-    query = ("mutation renewToken($username: String!, $password: String!)"
-             " { renewToken { accessToken } }")
+    query = (
+        "mutation renewToken($username: String!, $password: String!) { renewToken { accessToken } }"
+    )
     status, body = api.call("POST", "/graphql", {"query": query, "variables": DEMO})
     assert status == 200
     token = body["data"]["renewToken"]["accessToken"]
@@ -164,8 +166,11 @@ def test_bad_token_is_401(api):
 
 def test_missing_token_is_401(app):
     client = Api(app, "flask")
-    for method, path in [("GET", "/oves/assignedItemsList/0/10"),
-                         ("GET", "/oves/codeHistory_Metadata"), ("POST", "/otp/daysCode")]:
+    for method, path in [
+        ("GET", "/oves/assignedItemsList/0/10"),
+        ("GET", "/oves/codeHistory_Metadata"),
+        ("POST", "/otp/daysCode"),
+    ]:
         assert client.call(method, path, {"productId": 1001, "days": 1})[0] == 401
 
 
@@ -189,9 +194,22 @@ def test_token_from_one_emulator_works_in_another(app, state_path):
 
 # -- items ----------------------------------------------------------------------------
 LEGACY_ITEM_FIELDS = {
-    "productItemID", "productItemOEM_SN", "productItemPAYG_SN", "lifeCycleStatus",
-    "firmwareVersion", "assignedItemsID", "distributorID", "itemAssignDate", "valuePerDay",
-    "valueDays", "longevityDays", "activateDate", "deployNotes", "oemItemID", "sellerItemID"}
+    "productItemID",
+    "productItemOEM_SN",
+    "productItemPAYG_SN",
+    "lifeCycleStatus",
+    "firmwareVersion",
+    "assignedItemsID",
+    "distributorID",
+    "itemAssignDate",
+    "valuePerDay",
+    "valueDays",
+    "longevityDays",
+    "activateDate",
+    "deployNotes",
+    "oemItemID",
+    "sellerItemID",
+}
 
 
 def test_assigned_items_pages(api):
@@ -217,12 +235,22 @@ def test_value_days_follow_days_codes(api):
     assert api.call("GET", "/oves/assignedItems/1001")[1]["valueDays"] == 7
 
 
-BAD_PAGES = ["/oves/assignedItemsList/0/101", "/oves/assignedItemsList/-1/10",
-             "/oves/assignedItemsList/0/0", "/oves/assignedItemsList/x/10",
-             "/oves/codeHistoryList/1001/0/101", "/oves/codeHistoryList/1001/-5/10",
-             "/oves/assignedItems/abc", "/oves/assignedItems/" + "9" * 30]
-NOT_MINE = ["/oves/assignedItems/1101", "/oves/assignedItems/9999",
-            "/oves/codeHistoryList/1101/0/10", "/oves/codeHistoryList/9999/0/10"]
+BAD_PAGES = [
+    "/oves/assignedItemsList/0/101",
+    "/oves/assignedItemsList/-1/10",
+    "/oves/assignedItemsList/0/0",
+    "/oves/assignedItemsList/x/10",
+    "/oves/codeHistoryList/1001/0/101",
+    "/oves/codeHistoryList/1001/-5/10",
+    "/oves/assignedItems/abc",
+    "/oves/assignedItems/" + "9" * 30,
+]
+NOT_MINE = [
+    "/oves/assignedItems/1101",
+    "/oves/assignedItems/9999",
+    "/oves/codeHistoryList/1101/0/10",
+    "/oves/codeHistoryList/9999/0/10",
+]
 
 
 def test_bad_paging_is_400(api):
@@ -289,8 +317,12 @@ def test_chain_exhausted_is_409(api):
 
 
 BAD_DAYS_BODIES = [{"productId": 1001, "days": days} for days in (0, 1096, -3, "x", "5", 2.5, True)]
-BAD_DAYS_BODIES += [{"productId": 1001}, {"productId": "1001", "days": 5}, {"days": 5},
-                    {"productId": 10**30, "days": 5}]
+BAD_DAYS_BODIES += [
+    {"productId": 1001},
+    {"productId": "1001", "days": 5},
+    {"days": 5},
+    {"productId": 10**30, "days": 5},
+]
 
 
 def test_bad_days_request_is_400(api):
@@ -322,8 +354,14 @@ def test_history_newest_first_with_legacy_fields(api):
     assert [r["codeDays"] for r in rows] == ["reset", "free", "5"]
     assert [r["codeValue"] for r in rows] == [m["code"] for m in reversed(minted)]
     for row in rows:
-        assert set(row) == {"codeHistoryID", "otpGeneratorID", "codeIndex", "codeValue", "codeDate",
-                            "codeDays"}
+        assert set(row) == {
+            "codeHistoryID",
+            "otpGeneratorID",
+            "codeIndex",
+            "codeValue",
+            "codeDate",
+            "codeDays",
+        }
         assert row["otpGeneratorID"] == 1001
         assert datetime.fromisoformat(row["codeDate"]).utcoffset().total_seconds() == 0
     assert [r["codeIndex"] for r in api.history(1001, offset=1, limit=1)["items"]] == [2]
@@ -396,8 +434,9 @@ def test_fail_next_answers_status_and_changes_nothing(api, emulator):
 
 
 def test_faults_over_http(api, emulator):
-    status, body = api.call("POST", "/_emulator/faults", {"fail_next": {"count": 1, "status": 500},
-                                                          "latency": 0.01})
+    status, body = api.call(
+        "POST", "/_emulator/faults", {"fail_next": {"count": 1, "status": 500}, "latency": 0.01}
+    )
     assert status == 200 and body["faults"]["fail_next"] == {"count": 1, "status": 500}
     assert api.call("GET", "/oves/assignedItems/1001")[0] == 500
     assert api.call("GET", "/oves/assignedItems/1001")[0] == 200
@@ -431,8 +470,12 @@ def test_mint_then_timeout_over_http(app):
     client.login()
     client.call("POST", "/_emulator/faults", {"mint_then_timeout": {"count": 1, "delay": 0.4}})
     with pytest.raises(httpx.ReadTimeout):
-        client.client.post("/code/code/freecodeotp", json={"productId": 1002},
-                           headers={"Authorization": client.token}, timeout=0.2)
+        client.client.post(
+            "/code/code/freecodeotp",
+            json={"productId": 1002},
+            headers={"Authorization": client.token},
+            timeout=0.2,
+        )
     assert client.history(1002)["items"][0]["codeDays"] == "free"
 
 
@@ -482,17 +525,23 @@ def _answers(child, n):
 
 
 def test_processes_share_one_chain(app, state_path):
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, state_path, SEED],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                for _ in range(2)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, state_path, SEED],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     try:
         alternating = []
         for days in range(1, 6):  # strictly in turn: each sees the other's last code
-            for offset, child in zip((0, 10), children):
+            for offset, child in zip((0, 10), children, strict=True):
                 _ask(child, days + offset)
                 alternating += _answers(child, 1)
         assert [body["otpCount"] for _, body in alternating] == list(range(1, 11))
-        for offset, child in zip((20, 30), children):  # then both at once
+        for offset, child in zip((20, 30), children, strict=True):  # then both at once
             _ask(child, *range(offset + 1, offset + 6))
         concurrent = [reply for child in children for reply in _answers(child, 5)]
     finally:

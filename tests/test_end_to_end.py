@@ -3,6 +3,7 @@
 The device simulator is the referee: it must be credited with exactly the days paid,
 whatever was redelivered on the way.  Then: what happens when the core itself breaks.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,14 +16,13 @@ import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from bot.storage import db
 from bot.inbound import Inbound
+from bot.storage import db
+from bot.storage.models import Code, InboundMessage
 from bot.text.logs import MaskingFormatter
 from bot.text.templates import Messages
-from bot.storage.models import Code, InboundMessage
-from bot.service import process
 from tests.conftest import sqlite_file_url
-from tests.harness import SECRETS, build_world
+from tests.harness import SECRETS, build_world, converse
 from webhooks.app import create_app
 
 AMINA = "+254712345678"
@@ -45,14 +45,24 @@ class Sms:
 
     def send(self, text: str, message_id: int):
         sid = f"SM{message_id:032d}"
-        form = {"MessageSid": sid, "SmsMessageSid": sid, "SmsSid": sid, "From": AMINA,
-                "To": SECRETS["twilio_from_number"], "Body": text, "NumMedia": "0",
-                "NumSegments": "1", "SmsStatus": "received", "ApiVersion": "2010-04-01",
-                "AccountSid": SECRETS["twilio_account_sid"], "FromCountry": "KE"}
+        form = {
+            "MessageSid": sid,
+            "SmsMessageSid": sid,
+            "SmsSid": sid,
+            "From": AMINA,
+            "To": SECRETS["twilio_from_number"],
+            "Body": text,
+            "NumMedia": "0",
+            "NumSegments": "1",
+            "SmsStatus": "received",
+            "ApiVersion": "2010-04-01",
+            "AccountSid": SECRETS["twilio_account_sid"],
+            "FromCountry": "KE",
+        }
         signature = RequestValidator(SECRETS["twilio_auth_token"]).compute_signature(
-            SECRETS["public_base_url"] + self.path, form)
-        response = self.http.post(self.path, data=form,
-                                  headers={"X-Twilio-Signature": signature})
+            SECRETS["public_base_url"] + self.path, form
+        )
+        response = self.http.post(self.path, data=form, headers={"X-Twilio-Signature": signature})
         assert response.status_code == 200 and response.mimetype == "text/xml"
         return response.get_data(as_text=True)
 
@@ -68,18 +78,31 @@ class Telegram:
         self.http = app.test_client()
 
     def post(self, update_id: int, **content):
-        message = {"message_id": update_id, "from": self.user, "chat": self.chat,
-                   "date": 1717171717, **content}
-        response = self.http.post(self.path, json={"update_id": update_id, "message": message},
-                                  headers={"X-Telegram-Bot-Api-Secret-Token":
-                                           SECRETS["telegram_secret_token"]})
+        message = {
+            "message_id": update_id,
+            "from": self.user,
+            "chat": self.chat,
+            "date": 1717171717,
+            **content,
+        }
+        response = self.http.post(
+            self.path,
+            json={"update_id": update_id, "message": message},
+            headers={"X-Telegram-Bot-Api-Secret-Token": SECRETS["telegram_secret_token"]},
+        )
         assert response.status_code == 200
         return response.get_data(as_text=True)
 
     def start(self) -> None:
         assert "request_contact" in self.post(900001, text="/start")
-        linked = self.post(900002, contact={"phone_number": AMINA.lstrip("+"),
-                                            "first_name": "Amina", "user_id": TELEGRAM_USER})
+        linked = self.post(
+            900002,
+            contact={
+                "phone_number": AMINA.lstrip("+"),
+                "first_name": "Amina",
+                "user_id": TELEGRAM_USER,
+            },
+        )
         assert "Linked" in linked
 
     def send(self, text: str, message_id: int):
@@ -103,11 +126,10 @@ def upstream_count(world) -> int:
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
-def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(
-        world, channel, caplog):
+def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(world, channel, caplog):
     caplog.set_level(logging.DEBUG)
     world.customer(AMINA, 1001)
-    phone = channel(create_app(services=world.services))
+    phone = channel(create_app(deps=world.services))
     phone.start()
     device = world.simulator(1001)
 
@@ -141,12 +163,13 @@ def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(
 
 
 def test_a_mint_that_timed_out_reaches_the_device_once_by_sms(tmp_path):
-    world = build_world(sqlite_file_url(tmp_path), tmp_path, grace=timedelta(seconds=60),
-                        timeout=1.0)
+    world = build_world(
+        sqlite_file_url(tmp_path), tmp_path, grace=timedelta(seconds=60), timeout=1.0
+    )
     try:
         world.simulator(1001)  # the item's chain is built now, untimed
         world.customer(AMINA, 1001)
-        phone = Sms(create_app(services=world.services))
+        phone = Sms(create_app(deps=world.services))
         world.pay(1001, 2, "warm")
         (warm,) = codes_in(phone.send("CODE", 1))
         world.pay(1001, 5, "pay")
@@ -167,25 +190,28 @@ def test_a_mint_that_timed_out_reaches_the_device_once_by_sms(tmp_path):
 
 # -- when the core breaks -----------------------------------------------------------------
 
+
 def test_an_unexpected_error_gets_the_polite_reply_stores_nothing_and_logs_no_phone(
-        sqlite_world, caplog):
+    sqlite_world, caplog
+):
     def broken(core, session, inbound):
         raise RuntimeError(f"cannot answer {inbound.sender}")
 
     inbound = Inbound(channel="sms", provider_id="SMcrash", sender=AMINA, text="CODE")
     with caplog.at_level(logging.INFO):
-        reply = process(sqlite_world.services, inbound, respond=broken)
+        reply = converse(sqlite_world.services, inbound, broken)
     assert reply.texts == (POLITE,)
     with sqlite_world.session() as s:
         assert s.scalar(select(func.count()).select_from(InboundMessage)) == 0
-    (record,) = [r for r in caplog.records if r.name == "bot.service"]
+    (record,) = [r for r in caplog.records if r.name == "bot.inbound"]
     assert "SMcrash" in record.getMessage()
     assert "712345678" not in record.getMessage()
     formatted = MaskingFormatter("%(message)s").format(record)  # as production logs it
     assert "RuntimeError" in formatted and "712345678" not in formatted
     sqlite_world.customer(AMINA, 1001)  # the retry of the same message is answered afresh
-    assert process(sqlite_world.services, inbound).texts == (
-        MESSAGES.render("en", "no_code_yet", device="1001"),)
+    assert converse(sqlite_world.services, inbound).texts == (
+        MESSAGES.render("en", "no_code_yet", device="1001"),
+    )
 
 
 @pytest.fixture
@@ -197,19 +223,32 @@ def broken_services(sqlite_world, tmp_path):
 
 
 def test_a_crash_in_the_core_is_a_200_with_the_polite_reply_over_sms(broken_services):
-    phone = Sms(create_app(services=broken_services))
+    phone = Sms(create_app(deps=broken_services))
     assert f"<Message>{POLITE}</Message>" in phone.send("CODE", 1)
 
 
 def test_a_crash_in_the_core_is_a_200_with_the_polite_reply_over_telegram(broken_services):
-    chat = Telegram(create_app(services=broken_services))
-    response = chat.http.post(chat.path, json={"update_id": 1, "message": {
-        "message_id": 1, "from": chat.user, "chat": chat.chat, "date": 1717171717,
-        "text": "/code"}}, headers={"X-Telegram-Bot-Api-Secret-Token":
-                                    SECRETS["telegram_secret_token"]})
+    chat = Telegram(create_app(deps=broken_services))
+    response = chat.http.post(
+        chat.path,
+        json={
+            "update_id": 1,
+            "message": {
+                "message_id": 1,
+                "from": chat.user,
+                "chat": chat.chat,
+                "date": 1717171717,
+                "text": "/code",
+            },
+        },
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRETS["telegram_secret_token"]},
+    )
     assert response.status_code == 200
-    assert response.get_json() == {"method": "sendMessage", "chat_id": TELEGRAM_USER,
-                                   "text": POLITE}
+    assert response.get_json() == {
+        "method": "sendMessage",
+        "chat_id": TELEGRAM_USER,
+        "text": POLITE,
+    }
 
 
 def test_the_polite_reply_comes_in_the_senders_language(sqlite_world):
@@ -218,6 +257,6 @@ def test_the_polite_reply_comes_in_the_senders_language(sqlite_world):
 
     sqlite_world.customer(AMINA, 1001, language="fr")
     inbound = Inbound(channel="sms", provider_id="SMcrash-fr", sender=AMINA, text="CODE")
-    reply = process(sqlite_world.services, inbound, respond=broken)
+    reply = converse(sqlite_world.services, inbound, broken)
     assert reply.texts == (MESSAGES.render("fr", "error_try_again"),)
     assert reply.texts != (POLITE,)

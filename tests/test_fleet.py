@@ -1,4 +1,5 @@
 """Syncing the devices table from the distributor's assigned items."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -7,15 +8,21 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from bot.storage import db
 from bot.ledger.fleet import sync_devices
-from bot.storage.models import Customer, Device, utcnow
 from bot.omnivoltaic.client import Item, OmnivoltaicError
+from bot.storage import db
+from bot.storage.models import Customer, Device, utcnow
 
 
 def item(pid: int, value: str = "50", status: str = "ASSIGNED") -> Item:
-    return Item(product_id=pid, oem_serial=f"OVES{pid:06d}", payg_serial=f"PAYG{pid}",
-                value_per_day=Decimal(value), lifecycle_status=status, raw={})
+    return Item(
+        product_id=pid,
+        oem_serial=f"OVES{pid:06d}",
+        payg_serial=f"PAYG{pid}",
+        value_per_day=Decimal(value),
+        lifecycle_status=status,
+        raw={},
+    )
 
 
 class FakeClient:
@@ -37,14 +44,19 @@ def devices(session) -> dict[int, Device]:
 
 def test_creates_every_item_with_its_fields(session):
     seen = []
-    report = sync_devices(session, FakeClient(item(p) for p in range(1001, 1006)),
-                          progress=seen.append)
+    report = sync_devices(
+        session, FakeClient(item(p) for p in range(1001, 1006)), progress=seen.append
+    )
     session.commit()
     assert (report.created, report.updated, report.total) == (5, 0, 5)
     assert seen == [1, 2, 3, 4, 5]
     d = devices(session)[1003]
-    assert (d.oem_serial, d.payg_serial, d.value_per_day, d.lifecycle_status) == \
-        ("OVES001003", "PAYG1003", Decimal("50"), "ASSIGNED")
+    assert (d.oem_serial, d.payg_serial, d.value_per_day, d.lifecycle_status) == (
+        "OVES001003",
+        "PAYG1003",
+        Decimal("50"),
+        "ASSIGNED",
+    )
     assert d.synced_at is not None and d.owner_id is None and d.state == "payg"
 
 
@@ -75,8 +87,12 @@ def test_sync_keeps_what_only_we_know(session):
     sync_devices(session, FakeClient([item(1001, "60")]))
     session.commit()
     d = devices(session)[1001]
-    assert (d.owner_id, d.credit_until, d.state, d.balance) == (owner.id, until, "free",
-                                                                 Decimal("20"))
+    assert (d.owner_id, d.credit_until, d.state, d.balance) == (
+        owner.id,
+        until,
+        "free",
+        Decimal("20"),
+    )
 
 
 def test_an_item_no_longer_assigned_stays(session):
@@ -96,8 +112,7 @@ def test_an_item_listed_twice_is_one_device(session):
 def test_an_api_failure_part_way_changes_nothing_inside_a_transaction(Session):
     with pytest.raises(OmnivoltaicError):
         with db.transaction(Session) as session:
-            sync_devices(session, FakeClient((item(p) for p in range(1001, 1011)),
-                                             fail_after=5))
+            sync_devices(session, FakeClient((item(p) for p in range(1001, 1011)), fail_after=5))
     with Session() as session:
         assert session.scalar(select(func.count()).select_from(Device)) == 0
 

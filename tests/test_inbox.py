@@ -1,4 +1,5 @@
 """Inbound idempotency: a repeat of a provider id gets the stored reply and causes nothing new."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +27,7 @@ def sms(provider_id: str = "SM1", text: str = "CODE") -> Inbound:
 
 def handle(world, inbound: Inbound, respond) -> Reply:
     with world.session() as s:
-        return inbox.handle(s, inbound, respond)
+        return inbox.answer_once(s, inbound, respond)
 
 
 def stored(world) -> int:
@@ -50,8 +51,10 @@ def test_an_empty_reply_is_stored_and_repeated_as_empty(world):
 
 IDENTITIES = [
     pytest.param(sms("SM2"), id="another MessageSid"),
-    pytest.param(Inbound(channel="telegram", provider_id="SM1", sender="42"),
-                 id="the same id on another channel"),
+    pytest.param(
+        Inbound(channel="telegram", provider_id="SM1", sender="42"),
+        id="the same id on another channel",
+    ),
 ]
 
 
@@ -91,8 +94,10 @@ REPLIES = [
     pytest.param(Reply(), id="no answer"),
     pytest.param(Reply.say("one"), id="one text"),
     pytest.param(Reply.say("one", "two"), id="two texts"),
-    pytest.param(Reply.say("Bienvenue! é à ù", request_contact="Partager mon numéro"),
-                 id="with a contact button"),
+    pytest.param(
+        Reply.say("Bienvenue! é à ù", request_contact="Partager mon numéro"),
+        id="with a contact button",
+    ),
     pytest.param(Reply(texts=("PIN?",), end=False), id="USSD continue"),
     pytest.param(Reply.say('quotes " and \\ and \n newline'), id="characters JSON escapes"),
 ]

@@ -4,12 +4,13 @@ Everything here runs against the embedded emulator and a real database, on SQLit
 TEST_DATABASE_URL) PostgreSQL.  The device simulator is the referee: whatever the network
 did, the days a device can be credited with must equal the days that were paid.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -18,19 +19,24 @@ from sqlalchemy import func, select
 
 from bot.domain import MAX_CODE_DAYS
 from bot.ledger import (
-    InvalidPayment, Ledger, MintPending, Refused, ServiceUnavailable,
+    InvalidPayment,
+    Ledger,
+    MintPending,
+    Refused,
+    ServiceUnavailable,
 )
-from bot.storage.models import Code, Device, Payment
 from bot.omnivoltaic import acp1
 from bot.omnivoltaic.client import OmnivoltaicClient
+from bot.storage.models import Code, Device, Payment
 from tests.conftest import BACKENDS, postgres_schema_url, sqlite_file_url
 from tests.harness import build_world
 
 DISTRIBUTOR = 1  # the emulator's demo distributor
-NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 # -- helpers --------------------------------------------------------------------------
+
 
 def device_row(session, product_id: int) -> Device:
     return session.scalar(select(Device).where(Device.product_id == product_id))
@@ -39,27 +45,36 @@ def device_row(session, product_id: int) -> Device:
 def mint(world, product_id: int, key: str, ledger: Ledger | None = None, **kwargs):
     ledger = ledger or world.ledger
     with world.session() as s:
-        return ledger.mint_days(s, device_row(s, product_id), request_key=key, channel="cli",
-                                **kwargs)
+        return ledger.mint_days(
+            s, device_row(s, product_id), request_key=key, channel="cli", **kwargs
+        )
 
 
 def special(world, product_id: int, kind: str, key: str):
     with world.session() as s:
-        return world.ledger.mint_special(s, device_row(s, product_id), kind, request_key=key,
-                                         channel="cli")
+        return world.ledger.mint_special(
+            s, device_row(s, product_id), kind, request_key=key, channel="cli"
+        )
 
 
 def pay_amount(world, product_id: int, amount, reference: str):
     with world.session() as s:
-        return world.ledger.record_payment(s, reference=reference,
-                                           device=device_row(s, product_id),
-                                           amount=Decimal(amount), source="cli").payment
+        return world.ledger.record_payment(
+            s,
+            reference=reference,
+            device=device_row(s, product_id),
+            amount=Decimal(amount),
+            source="cli",
+        ).payment
 
 
 def code_rows(world, product_id: int) -> list[Code]:
     with world.session() as s:
-        return list(s.scalars(select(Code).join(Device).where(Device.product_id == product_id)
-                              .order_by(Code.id)))
+        return list(
+            s.scalars(
+                select(Code).join(Device).where(Device.product_id == product_id).order_by(Code.id)
+            )
+        )
 
 
 def unspent(world, product_id: int, ledger: Ledger | None = None) -> int:
@@ -78,14 +93,15 @@ def format_upstream(row) -> str:
 
 
 def upstream_days(world, product_id: int) -> int:
-    return sum(int(r["code_days"]) for r in upstream(world, product_id)
-               if r["code_days"].isdigit())
+    return sum(int(r["code_days"]) for r in upstream(world, product_id) if r["code_days"].isdigit())
 
 
 def enter_in_order(world, product_id: int) -> list:
     """Key every code we hold for the device into its simulator, in the order minted."""
-    minted = sorted((c for c in code_rows(world, product_id) if c.state == "minted"),
-                    key=lambda c: c.upstream_index)
+    minted = sorted(
+        (c for c in code_rows(world, product_id) if c.state == "minted"),
+        key=lambda c: c.upstream_index,
+    )
     sim = world.simulator(product_id)
     return [sim.enter(c.code) for c in minted]
 
@@ -98,14 +114,27 @@ def count(world, model, **where) -> int:
         return s.scalar(query)
 
 
-def insert_attempt(world, product_id: int, *, days: int | None, kind: str = "days",
-                   state: str = "pending", key: str = "crashed:0",
-                   created_at: datetime | None = None) -> int:
+def insert_attempt(
+    world,
+    product_id: int,
+    *,
+    days: int | None,
+    kind: str = "days",
+    state: str = "pending",
+    key: str = "crashed:0",
+    created_at: datetime | None = None,
+) -> int:
     """An attempt left behind by a process that died between its commit and the API's answer."""
     with world.session() as s:
-        code = Code(device_id=device_row(s, product_id).id, kind=kind, days=days, state=state,
-                    request_key=key, channel="cli",
-                    created_at=created_at or datetime.now(timezone.utc))
+        code = Code(
+            device_id=device_row(s, product_id).id,
+            kind=kind,
+            days=days,
+            state=state,
+            request_key=key,
+            channel="cli",
+            created_at=created_at or datetime.now(UTC),
+        )
         s.add(code)
         s.flush()
         return code.id
@@ -120,11 +149,13 @@ class Unplugged(httpx.BaseTransport):
 
 # -- payments ---------------------------------------------------------------------------
 
+
 def test_a_payment_is_recorded_once_per_reference_and_a_repeat_returns_the_first(world):
     world.pay(1001, 5, "ref-1")
     with world.session() as s:
-        again = world.ledger.record_payment(s, reference="ref-1", device=device_row(s, 1002),
-                                            days=9, source="cli")
+        again = world.ledger.record_payment(
+            s, reference="ref-1", device=device_row(s, 1002), days=9, source="cli"
+        )
         assert again.created is False
         assert (again.payment.days, again.payment.device.product_id) == (5, 1001)
     assert count(world, Payment) == 1
@@ -133,8 +164,14 @@ def test_a_payment_is_recorded_once_per_reference_and_a_repeat_returns_the_first
 
 def test_amounts_become_whole_days_and_the_remainder_is_kept_for_the_next_payment(world):
     # value_per_day is 50 for the demo fleet
-    steps = [("120", 2, "20"), ("30", 1, "0"), ("75", 1, "25"), ("10", 0, "35"),
-             ("15.50", 1, "0.50"), ("99.50", 2, "0")]
+    steps = [
+        ("120", 2, "20"),
+        ("30", 1, "0"),
+        ("75", 1, "25"),
+        ("10", 0, "35"),
+        ("15.50", 1, "0.50"),
+        ("99.50", 2, "0"),
+    ]
     for i, (amount, days, balance) in enumerate(steps):
         payment = pay_amount(world, 1001, amount, f"amount-{i}")
         assert payment.days == days, (amount, payment.days)
@@ -198,8 +235,9 @@ def test_an_invalid_payment_is_refused_and_nothing_is_written(refusing_world, kw
     reference = kwargs.pop("reference", "bad-1")
     with world.session() as s:  # the session is committed after the refusal
         with pytest.raises(InvalidPayment):
-            world.ledger.record_payment(s, reference=reference, device=device_row(s, 1001),
-                                        source="cli", **kwargs)
+            world.ledger.record_payment(
+                s, reference=reference, device=device_row(s, 1001), source="cli", **kwargs
+            )
     assert count(world, Payment) == 1
     assert world.device(1001).balance == Decimal("20")
     assert unspent(world, 1001) == 1
@@ -209,16 +247,22 @@ def test_an_amount_for_a_device_without_a_price_is_refused(world):
     with world.session() as s:
         device_row(s, 1001).value_per_day = None
     with world.session() as s, pytest.raises(InvalidPayment):
-        world.ledger.record_payment(s, reference="r", device=device_row(s, 1001),
-                                    amount=Decimal("100"), source="cli")
+        world.ledger.record_payment(
+            s, reference="r", device=device_row(s, 1001), amount=Decimal("100"), source="cli"
+        )
     assert count(world, Payment) == 0
 
 
 def test_an_unmatched_amount_is_converted_when_it_is_given_its_device(world):
     with world.session() as s:
-        unmatched = world.ledger.record_payment(s, reference="mpesa-1", device=None,
-                                                amount=Decimal("260"), source="webhook",
-                                                product_ref="OVES00XXXX").payment
+        unmatched = world.ledger.record_payment(
+            s,
+            reference="mpesa-1",
+            device=None,
+            amount=Decimal("260"),
+            source="webhook",
+            product_ref="OVES00XXXX",
+        ).payment
         assert (unmatched.days, unmatched.device_id) == (0, None)
     with world.session() as s:
         payment = s.scalar(select(Payment))
@@ -231,8 +275,9 @@ def test_an_unmatched_amount_is_converted_when_it_is_given_its_device(world):
 
 def test_an_unmatched_amount_worth_too_many_days_is_not_assigned(world):
     with world.session() as s:
-        world.ledger.record_payment(s, reference="big", device=None,
-                                    amount=Decimal("500000"), source="webhook")
+        world.ledger.record_payment(
+            s, reference="big", device=None, amount=Decimal("500000"), source="webhook"
+        )
     with world.session() as s, pytest.raises(InvalidPayment):  # 10000 days at 50 a day
         world.ledger.assign_payment(s, s.scalar(select(Payment)), device_row(s, 1001))
     with world.session() as s:
@@ -241,6 +286,7 @@ def test_an_unmatched_amount_worth_too_many_days_is_not_assigned(world):
 
 
 # -- minting ------------------------------------------------------------------------------
+
 
 def test_a_mint_turns_the_unspent_days_into_one_code_and_links_the_payments(world):
     world.pay(1001, 4, "a")
@@ -267,7 +313,8 @@ CREDIT_UNTIL = [
 
 @pytest.mark.parametrize("before, days, expected", CREDIT_UNTIL)
 def test_a_days_code_moves_credit_until_from_the_later_of_now_and_credit_until(
-        world, before, days, expected):
+    world, before, days, expected
+):
     ledger = Ledger(world.services.omnivoltaic, clock=lambda: NOW)
     with world.session() as s:
         device_row(s, 1001).credit_until = None if before is None else NOW + before
@@ -285,8 +332,7 @@ def test_more_than_1095_days_are_minted_as_several_codes_the_device_accepts_in_o
     assert [c.days for c in result.codes] == [MAX_CODE_DAYS, MAX_CODE_DAYS, 310]
     assert [c.upstream_index for c in result.codes] == [1, 2, 3]
     entries = enter_in_order(world, 1001)
-    assert [(e.outcome, e.days) for e in entries] == [("days", 1095), ("days", 1095),
-                                                      ("days", 310)]
+    assert [(e.outcome, e.days) for e in entries] == [("days", 1095), ("days", 1095), ("days", 310)]
     assert world.simulator(1001).days_credited == 2500 == upstream_days(world, 1001)
     assert unspent(world, 1001) == 0
 
@@ -337,7 +383,7 @@ def test_concurrent_requests_for_one_device_never_spend_a_day_twice(world):
             outcomes.append(mint(world, 1001, f"race-{i}", ledger=ledger))
         except MintPending:
             outcomes.append("pending")
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=customer, args=(i,)) for i in range(THREADS)]
@@ -359,8 +405,10 @@ def test_concurrent_requests_for_one_device_never_spend_a_day_twice(world):
     assert all(e.outcome == "days" for e in entries)
     assert world.simulator(1001).days_credited == paid
     with world.session() as s:
-        assert s.scalar(select(func.count()).select_from(Payment)
-                        .where(Payment.code_id.is_(None))) == 0
+        assert (
+            s.scalar(select(func.count()).select_from(Payment).where(Payment.code_id.is_(None)))
+            == 0
+        )
 
 
 def test_concurrent_deliveries_of_one_request_mint_once(world):
@@ -373,8 +421,9 @@ def test_concurrent_deliveries_of_one_request_mint_once(world):
     def delivery() -> None:
         barrier.wait()
         try:
-            outcomes.append(tuple(c.code for c in mint(world, 1001, "sms:SAME",
-                                                        ledger=ledger).codes))
+            outcomes.append(
+                tuple(c.code for c in mint(world, 1001, "sms:SAME", ledger=ledger).codes)
+            )
         except MintPending:
             outcomes.append("pending")
 
@@ -409,8 +458,7 @@ def wait_for_upstream(world, product_id: int, codes: int) -> None:
         time.sleep(0.02)
 
 
-def test_mint_then_timeout_adopts_the_code_from_the_history_and_mints_only_what_is_new(
-        slow_world):
+def test_mint_then_timeout_adopts_the_code_from_the_history_and_mints_only_what_is_new(slow_world):
     w = slow_world
     w.pay(1001, 3, "p1")
     mint(w, 1001, "warm")  # an earlier code, so the lost one is not the first
@@ -462,8 +510,7 @@ def test_a_crash_after_the_api_minted_is_adopted_from_the_history(world):
     """The process died after the API minted but before it recorded: the row is `pending`."""
     world.pay(1001, 6, "p")
     minted = world.services.omnivoltaic.days_code(1001, 6)  # what the dead process got
-    insert_attempt(world, 1001, days=6, created_at=datetime.now(timezone.utc)
-                   - timedelta(minutes=5))
+    insert_attempt(world, 1001, days=6, created_at=datetime.now(UTC) - timedelta(minutes=5))
     (adopted,) = mint(world, 1001, "next").codes
     (row,) = code_rows(world, 1001)
     assert adopted.id == row.id
@@ -485,8 +532,7 @@ def test_a_pending_attempt_within_grace_blocks_a_new_mint(world):
 
 def test_a_stale_attempt_that_is_not_in_the_history_is_released_and_minted_once(world):
     world.pay(1001, 6, "p")
-    insert_attempt(world, 1001, days=6, created_at=datetime.now(timezone.utc)
-                   - timedelta(minutes=5))
+    insert_attempt(world, 1001, days=6, created_at=datetime.now(UTC) - timedelta(minutes=5))
     result = mint(world, 1001, "new")  # grace is 0 in the test world
     assert [c.days for c in result.codes] == [6]
     assert [c.state for c in code_rows(world, 1001)] == ["failed", "minted"]
@@ -519,10 +565,16 @@ def test_a_call_settled_by_someone_else_meanwhile_is_not_applied_twice(tmp_path,
 
 # -- when the API is down ------------------------------------------------------------------
 
+
 def test_api_refusing_connections_leaves_the_credit_unspent_and_the_next_code_mints_it(world):
-    down = Ledger(OmnivoltaicClient(httpx.Client(transport=Unplugged(),
-                                                 base_url="http://api.invalid"),
-                                    "demo@example.com", "demo", retries=0))
+    down = Ledger(
+        OmnivoltaicClient(
+            httpx.Client(transport=Unplugged(), base_url="http://api.invalid"),
+            "demo@example.com",
+            "demo",
+            retries=0,
+        )
+    )
     world.pay(1001, 5, "p")
     with pytest.raises(ServiceUnavailable):
         mint(world, 1001, "while-down", ledger=down)
@@ -586,6 +638,7 @@ def test_a_refused_device_gets_refused_and_keeps_its_credit(world):
 
 # -- free and reset codes ------------------------------------------------------------------
 
+
 def test_free_and_reset_codes_go_through_the_recorded_path_and_move_the_device_state(world):
     world.pay(1001, 5, "p")
     (days,) = mint(world, 1001, "d1").codes
@@ -596,7 +649,7 @@ def test_free_and_reset_codes_go_through_the_recorded_path_and_move_the_device_s
     assert (again.new, [c.code for c in again.codes]) == (False, [free.code])
     (reset,) = special(world, 1001, "reset", "r1").codes
     device = world.device(1001)
-    assert device.state == "locked" and device.credit_until <= datetime.now(timezone.utc)
+    assert device.state == "locked" and device.credit_until <= datetime.now(UTC)
     assert [r["code_days"] for r in upstream(world, 1001)] == ["5", "free", "reset"]
     assert [e.outcome for e in enter_in_order(world, 1001)] == ["days", "free", "reset"]
     assert unspent(world, 1001) == 0

@@ -1,4 +1,5 @@
 """Logs never carry a phone number in clear, and keep everything else readable."""
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,10 @@ MASKED = {
     "E.164 with hyphens": ("from +254-712-345-678.", "from +254*****678."),
     "E.164 with brackets": ("call +1 (415) 555-2671", "call +1*****671"),
     "E.164 in brackets": ("(+254712345678)", "(+254*****678)"),
-    "E.164 in SQL parameters": ("[parameters: ('+254712345678', 'Amina')]",
-                                "[parameters: ('+254*****678', 'Amina')]"),
+    "E.164 in SQL parameters": (
+        "[parameters: ('+254712345678', 'Amina')]",
+        "[parameters: ('+254*****678', 'Amina')]",
+    ),
     "E.164 in a key=value": ("phone=+254712345678,", "phone=+254*****678,"),
     "E.164 in JSON": ('{"phone": "+33612345678"}', '{"phone": "+33*****678"}'),
     "national": ("from 0712345678", "from *****678"),

@@ -2,6 +2,7 @@
 
 Also the tests of bot/gsm7.py, which exists for this promise.
 """
+
 import pytest
 
 from bot.text import gsm7
@@ -44,16 +45,32 @@ KEYS = {
     "telegram_contact_unknown": set(),
 }
 
-CODE_KEYS = ("code_minted", "code_latest", "code_resent", "code_part", "history_line",
-             "history_line_free", "history_line_reset")
+CODE_KEYS = (
+    "code_minted",
+    "code_latest",
+    "code_resent",
+    "code_part",
+    "history_line",
+    "history_line_free",
+    "history_line_reset",
+)
 
 LONGEST_CODE = "*024 413 975 593 119 504 641#"
 LONGEST_DATE = "2029-12-31"
 LONG_VALUES = {
-    "code": LONGEST_CODE, "days": 1095, "until": LONGEST_DATE, "date": LONGEST_DATE,
-    "index": 99, "count": 99, "days_left": 10950, "unredeemed": 10950,
-    "last_date": LONGEST_DATE, "refs": "1001, 1002, 1003, 1004", "ref": "1001",
-    "serial": "OVESX0010011", "name": "Wanjiku Achieng Kamau",
+    "code": LONGEST_CODE,
+    "days": 1095,
+    "until": LONGEST_DATE,
+    "date": LONGEST_DATE,
+    "index": 99,
+    "count": 99,
+    "days_left": 10950,
+    "unredeemed": 10950,
+    "last_date": LONGEST_DATE,
+    "refs": "1001, 1002, 1003, 1004",
+    "ref": "1001",
+    "serial": "OVESX0010011",
+    "name": "Wanjiku Achieng Kamau",
 }
 DEVICES = ("OVES001001", "OVESX0010011")  # a real serial and a 12-character one
 
@@ -69,6 +86,7 @@ def write(tmp_path, lang, text):
 
 # --- the shipped templates -----------------------------------------------------------
 
+
 def test_languages(messages):
     assert messages.languages() == ("en", "fr", "sw")
 
@@ -76,8 +94,9 @@ def test_languages(messages):
 def test_english_keys_and_placeholders_are_the_contract(messages):
     english = messages.templates["en"]
     # ussd_* keys are the agent menu's contract: tests/test_agent_menu.py checks them.
-    assert {key: set(placeholders(t)) for key, t in english.items()
-            if not key.startswith("ussd_")} == KEYS
+    assert {
+        key: set(placeholders(t)) for key, t in english.items() if not key.startswith("ussd_")
+    } == KEYS
 
 
 @pytest.mark.parametrize("lang", ["fr", "sw"])
@@ -117,8 +136,10 @@ def test_lang_set_is_in_its_own_language(messages, lang):
 
 
 def test_render_fills_placeholders(messages):
-    assert messages.render("en", "code_part", index=1, count=2, code="*1#", days=30) \
+    assert (
+        messages.render("en", "code_part", index=1, count=2, code="*1#", days=30)
         == "1/2 *1# (30 days)"
+    )
 
 
 def test_unknown_language_falls_back_to_english(messages):
@@ -141,6 +162,7 @@ def test_missing_value_is_a_key_error(messages):
 
 
 # --- loading from another directory ---------------------------------------------------
+
 
 def test_missing_key_falls_back_to_english(tmp_path):
     write(tmp_path, "en", 'greet = "Hello {name}"\nbye = "Bye"\n')
@@ -183,11 +205,14 @@ def test_english_is_required(tmp_path):
         Messages.load(tmp_path)
 
 
-@pytest.mark.parametrize("text, problem", [
-    ('help = "Help {"\n', "not a valid template"),
-    ("help = 3\n", "must be a string"),
-    ("help = [unclosed\n", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ('help = "Help {"\n', "not a valid template"),
+        ("help = 3\n", "must be a string"),
+        ("help = [unclosed\n", "cannot read"),
+    ],
+)
 def test_bad_file_names_file_and_problem(tmp_path, text, problem):
     write(tmp_path, "en", text)
     with pytest.raises(MessagesError, match=problem):
@@ -200,36 +225,64 @@ def test_placeholders():
 
 # --- bot/gsm7.py ------------------------------------------------------------------------
 
+
 def test_basic_table_has_127_characters_besides_escape():
     assert len(gsm7.BASIC) == 127
     assert len(gsm7.EXTENSION) == 10
     assert not gsm7.BASIC & gsm7.EXTENSION
 
 
-@pytest.mark.parametrize("text, ok, count", [
-    ("", True, 0),
-    ("Hello", True, 5),
-    ("*024 413 975 593 119 504 641#", True, 29),
-    ("é è à ù ì ò É Ç", True, 15),
-    ("Ä Ö Ñ Ü ä ö ñ ü ß Å å Æ æ Ø ø", True, 29),
-    ("@£$¥¤§¡¿_!\"#%&'()*+,-./:;<=>?", True, 29),
-    ("ΔΦΓΛΩΠΨΣΘΞ", True, 10),
-    ("line\nbreak\r", True, 11),
-    ("€", True, 2),
-    ("10€", True, 4),
-    ("[]{}|\\^~", True, 16),
-    ("\f", True, 2),
-])
+@pytest.mark.parametrize(
+    "text, ok, count",
+    [
+        ("", True, 0),
+        ("Hello", True, 5),
+        ("*024 413 975 593 119 504 641#", True, 29),
+        ("é è à ù ì ò É Ç", True, 15),
+        ("Ä Ö Ñ Ü ä ö ñ ü ß Å å Æ æ Ø ø", True, 29),
+        ("@£$¥¤§¡¿_!\"#%&'()*+,-./:;<=>?", True, 29),
+        ("ΔΦΓΛΩΠΨΣΘΞ", True, 10),
+        ("line\nbreak\r", True, 11),
+        ("€", True, 2),
+        ("10€", True, 4),
+        ("[]{}|\\^~", True, 16),
+        ("\f", True, 2),
+    ],
+)
 def test_gsm7_septets(text, ok, count):
     assert gsm7.is_gsm7(text) is ok
     assert gsm7.septets(text) == count
 
 
-@pytest.mark.parametrize("text", [
-    "ç", "ê", "â", "î", "ô", "û", "ë", "ï", "œ", "á", "í", "ó", "ú",
-    "\u2019", "\u201c", "\u2026", "\u2014", "`", "\t", "\x1b",
-    "\U0001F600", "\u043a", "\u4e2d", "Français",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ç",
+        "ê",
+        "â",
+        "î",
+        "ô",
+        "û",
+        "ë",
+        "ï",
+        "œ",
+        "á",
+        "í",
+        "ó",
+        "ú",
+        "\u2019",
+        "\u201c",
+        "\u2026",
+        "\u2014",
+        "`",
+        "\t",
+        "\x1b",
+        "\U0001f600",
+        "\u043a",
+        "\u4e2d",
+        "Français",
+    ],
+)
 def test_not_gsm7(text):
     assert not gsm7.is_gsm7(text)
     assert not gsm7.fits_one_sms(text)

@@ -1,4 +1,5 @@
 """bot/models.py: the schema keeps the rules, on SQLite and PostgreSQL alike."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -9,8 +10,16 @@ from sqlalchemy import CheckConstraint, delete, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from bot.storage.models import (
-    Agent, Base, Code, Customer, Device, InboundMessage, OutboxMessage, Payment,
-    TelegramLink, utcnow,
+    Agent,
+    Base,
+    Code,
+    Customer,
+    Device,
+    InboundMessage,
+    OutboxMessage,
+    Payment,
+    TelegramLink,
+    utcnow,
 )
 
 PHONE = "+254700000001"
@@ -41,14 +50,18 @@ VIOLATIONS = {
     "duplicate request_key": lambda s: [code(d := device(), "k"), code(d, "k")],
     "duplicate inbound message": lambda s: [
         InboundMessage(channel="sms", provider_id="SM1"),
-        InboundMessage(channel="sms", provider_id="SM1")],
+        InboundMessage(channel="sms", provider_id="SM1"),
+    ],
     "duplicate customer phone": lambda s: [Customer(phone=PHONE), Customer(phone=PHONE)],
     "duplicate product id": lambda s: [device(1001), device(1001)],
     "duplicate code on a device": lambda s: [
-        minted(d := device(), "a", CODE_VALUE), minted(d, "b", CODE_VALUE)],
+        minted(d := device(), "a", CODE_VALUE),
+        minted(d, "b", CODE_VALUE),
+    ],
     "duplicate telegram user": lambda s: [
         TelegramLink(customer=Customer(phone=PHONE), telegram_user_id=5, chat_id=5),
-        TelegramLink(customer=Customer(phone="+254700000002"), telegram_user_id=5, chat_id=6)],
+        TelegramLink(customer=Customer(phone="+254700000002"), telegram_user_id=5, chat_id=6),
+    ],
     "bad code kind": lambda s: [code(device(), kind="bonus", days=None)],
     "days code with 0 days": lambda s: [code(device(), days=0)],
     "days code with 1096 days": lambda s: [code(device(), days=1096)],
@@ -67,17 +80,20 @@ VIOLATIONS = {
     "negative device balance": lambda s: [device(balance=Decimal("-1"))],
     "bad agent role": lambda s: [Agent(phone=PHONE, name="A", pin_hash="x", role="boss")],
     "negative failed attempts": lambda s: [
-        Agent(phone=PHONE, name="A", pin_hash="x", failed_attempts=-1)],
+        Agent(phone=PHONE, name="A", pin_hash="x", failed_attempts=-1)
+    ],
     "bad outbox status": lambda s: [
-        OutboxMessage(channel="sms", recipient=PHONE, body="hi", status="lost")],
-    "bad outbox channel": lambda s: [
-        OutboxMessage(channel="ussd", recipient=PHONE, body="hi")],
+        OutboxMessage(channel="sms", recipient=PHONE, body="hi", status="lost")
+    ],
+    "bad outbox channel": lambda s: [OutboxMessage(channel="ussd", recipient=PHONE, body="hi")],
     "code for a missing device": lambda s: [
-        Code(device_id=999, kind="free", request_key="k", channel="cli")],
+        Code(device_id=999, kind="free", request_key="k", channel="cli")
+    ],
     "payment by a missing agent": lambda s: [payment(agent_id=999)],
     "payment into a missing code": lambda s: [payment(code_id=999)],
     "telegram link to a missing customer": lambda s: [
-        TelegramLink(customer_id=999, telegram_user_id=5, chat_id=5)],
+        TelegramLink(customer_id=999, telegram_user_id=5, chat_id=5)
+    ],
     "device owned by a missing customer": lambda s: [device(owner_id=999)],
 }
 
@@ -95,14 +111,16 @@ def test_the_schema_refuses(session, rows):
 
 def test_the_schema_accepts_valid_codes(session):
     dev = device()
-    session.add_all([
-        code(dev, "a", days=1),
-        code(dev, "b", days=1095),
-        code(dev, "c", kind="free", days=None, state="minted", code=CODE_VALUE),
-        code(dev, "d", kind="reset", days=None, state="unknown"),
-        code(dev, "e", state="failed"),
-        code(dev, "f", state="pending"),  # several pending codes with no value yet
-    ])
+    session.add_all(
+        [
+            code(dev, "a", days=1),
+            code(dev, "b", days=1095),
+            code(dev, "c", kind="free", days=None, state="minted", code=CODE_VALUE),
+            code(dev, "d", kind="reset", days=None, state="unknown"),
+            code(dev, "e", state="failed"),
+            code(dev, "f", state="pending"),  # several pending codes with no value yet
+        ]
+    )
     session.flush()
     assert len(session.scalars(select(Code)).all()) == 6
 
@@ -125,9 +143,10 @@ def test_defaults(session):
 def test_server_defaults_cover_raw_inserts(session):
     """The defaults live in the schema too, not only in Python."""
     now = utcnow()
-    session.execute(text(
-        "INSERT INTO customers (phone, created_at, updated_at) VALUES (:p, :t, :t)"),
-        {"p": PHONE, "t": now.replace(tzinfo=None)})
+    session.execute(
+        text("INSERT INTO customers (phone, created_at, updated_at) VALUES (:p, :t, :t)"),
+        {"p": PHONE, "t": now.replace(tzinfo=None)},
+    )
     row = session.execute(text("SELECT language, opted_out FROM customers")).one()
     assert row.language == "en" and not row.opted_out
 
@@ -148,8 +167,12 @@ def test_datetimes_round_trip_as_utc(Session):
 
 
 def test_datetimes_compare_in_queries(session):
-    session.add_all([device(1001, credit_until=utcnow() + timedelta(days=1)),
-                     device(1002, credit_until=utcnow() - timedelta(days=1))])
+    session.add_all(
+        [
+            device(1001, credit_until=utcnow() + timedelta(days=1)),
+            device(1002, credit_until=utcnow() - timedelta(days=1)),
+        ]
+    )
     session.flush()
     live = session.scalars(select(Device.product_id).where(Device.credit_until > utcnow()))
     assert live.all() == [1001]
@@ -172,8 +195,13 @@ def test_money_keeps_its_cents(Session):
 
 def test_deleting_a_customer_unlinks_telegram_and_frees_devices(session):
     customer = Customer(phone=PHONE)
-    session.add_all([customer, device(owner=customer),
-                     TelegramLink(customer=customer, telegram_user_id=5, chat_id=5)])
+    session.add_all(
+        [
+            customer,
+            device(owner=customer),
+            TelegramLink(customer=customer, telegram_user_id=5, chat_id=5),
+        ]
+    )
     session.flush()
     session.execute(delete(Customer))  # in the database: ON DELETE CASCADE / SET NULL
     session.expire_all()
@@ -185,8 +213,11 @@ def test_relationships(session):
     customer = Customer(phone=PHONE)
     session.add_all([device(1002, owner=customer), device(1001, owner=customer)])
     session.flush()
-    session.execute(insert(Code).values(device_id=customer.devices[0].id, kind="free",
-                                        request_key="k", channel="cli"))
+    session.execute(
+        insert(Code).values(
+            device_id=customer.devices[0].id, kind="free", request_key="k", channel="cli"
+        )
+    )
     agent = Agent(phone="+254700000002", name="Ann", pin_hash="x")
     c = session.scalars(select(Code)).one()
     pay = payment(device=c.device, code=c, agent=agent)

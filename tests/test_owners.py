@@ -1,4 +1,5 @@
 """Importing owners from CSV: good rows in, bad rows named by line and reason, idempotent."""
+
 from __future__ import annotations
 
 import io
@@ -6,8 +7,8 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from bot.storage.models import Customer, Device
 from bot.ledger.owners import import_owners
+from bot.storage.models import Customer, Device
 
 PRODUCTS = (1001, 1002, 1003, 1004, 1005)
 
@@ -40,9 +41,12 @@ def customers(session) -> int:
 
 
 def test_imports_good_rows_and_skips_the_header(fleet):
-    report = run(fleet, "product_id,customer_phone,customer_name\n"
-                        "1001,+254712345678,Amina\n"
-                        "1002,0712 345 679,Baraka\n")
+    report = run(
+        fleet,
+        "product_id,customer_phone,customer_name\n"
+        "1001,+254712345678,Amina\n"
+        "1002,0712 345 679,Baraka\n",
+    )
     assert (report.imported, report.unchanged, report.errors) == (2, 0, [])
     assert report.ok
     assert owner_phone(fleet, 1001) == "+254712345678"
@@ -51,8 +55,9 @@ def test_imports_good_rows_and_skips_the_header(fleet):
 
 
 def test_header_with_the_language_column_and_any_case(fleet):
-    report = run(fleet, "Product_ID, Customer_Phone ,customer_name,language\n"
-                        "1001,0712345678,Amina,sw\n")
+    report = run(
+        fleet, "Product_ID, Customer_Phone ,customer_name,language\n1001,0712345678,Amina,sw\n"
+    )
     assert (report.imported, report.errors) == (1, [])
 
 
@@ -62,14 +67,17 @@ def test_the_header_is_only_a_header_on_the_first_line(fleet):
     assert [line for line, _ in report.errors] == [2]
 
 
-@pytest.mark.parametrize("region,phone,expected", [
-    ("KE", "0712345678", "+254712345678"),
-    ("KE", "0712 345 678", "+254712345678"),
-    ("KE", "254712345678", "+254712345678"),
-    ("KE", "+254712345678", "+254712345678"),
-    ("TZ", "0712345678", "+255712345678"),
-    ("TZ", "+254712345678", "+254712345678"),
-])
+@pytest.mark.parametrize(
+    "region,phone,expected",
+    [
+        ("KE", "0712345678", "+254712345678"),
+        ("KE", "0712 345 678", "+254712345678"),
+        ("KE", "254712345678", "+254712345678"),
+        ("KE", "+254712345678", "+254712345678"),
+        ("TZ", "0712345678", "+255712345678"),
+        ("TZ", "+254712345678", "+254712345678"),
+    ],
+)
 def test_phones_are_normalised_with_the_region(fleet, region, phone, expected):
     report = run(fleet, f"1001,{phone},Amina\n", region=region)
     assert report.errors == []
@@ -173,20 +181,23 @@ def test_one_customer_with_two_names_in_one_file_is_a_bad_row(fleet):
 
 
 def test_line_numbers_count_blank_lines_and_quoted_newlines(fleet):
-    text = ('product_id,customer_phone,customer_name\n'
-            '\n'
-            '1001,0712345678,"Amina\nWanjiru"\n'   # lines 3-4
-            '9999,0712345679,Nobody\n'              # line 5
-            '   ,  ,  \n'                           # line 6: blank, skipped
-            '1002,0712345670,Baraka,xx\n')          # line 7
+    text = (
+        "product_id,customer_phone,customer_name\n"
+        "\n"
+        '1001,0712345678,"Amina\nWanjiru"\n'  # lines 3-4
+        "9999,0712345679,Nobody\n"  # line 5
+        "   ,  ,  \n"  # line 6: blank, skipped
+        "1002,0712345670,Baraka,xx\n"
+    )  # line 7
     report = run(fleet, text)
     assert report.imported == 1
     assert [line for line, _ in report.errors] == [5, 7]
 
 
 def test_bad_rows_do_not_stop_the_good_ones_after_them(fleet):
-    text = "\n".join(["9999,0712345678,A", "1001,0712345678,Amina", "x,y,z",
-                      "1002,0712345679,Baraka"])
+    text = "\n".join(
+        ["9999,0712345678,A", "1001,0712345678,Amina", "x,y,z", "1002,0712345679,Baraka"]
+    )
     report = run(fleet, text)
     assert report.imported == 2 and [line for line, _ in report.errors] == [1, 3]
 
@@ -197,7 +208,8 @@ def test_an_empty_file(fleet):
 
 
 def test_one_customer_with_two_languages_in_one_file_is_a_bad_row(fleet):
-    report = run(fleet, "1001,0712345678,Amina,sw\n1002,0712345678,Amina\n"
-                        "1003,0712345678,Amina,fr\n")
+    report = run(
+        fleet, "1001,0712345678,Amina,sw\n1002,0712345678,Amina\n1003,0712345678,Amina,fr\n"
+    )
     assert report.imported == 2 and [line for line, _ in report.errors] == [3]
     assert customer(fleet, "+254712345678").language == "sw"

@@ -3,6 +3,7 @@
 Every negative is checked for what it must NOT do as much as for its answer: no payment,
 no code, no outbox row, no change to the device, no call that mints upstream.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,9 +14,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.storage.models import Code, Device, OutboxMessage, Payment
+from tests.fakes import payment_signature as sign
 from tests.harness import SECRETS
 from webhooks.app import create_app
-from webhooks.payments import sign
 
 PATH = "/webhooks/payments"
 SECRET = SECRETS["payments_secret"]
@@ -25,8 +26,14 @@ OWNER = "+254712345678"
 # -- helpers ----------------------------------------------------------------------------
 
 
-def post(client, payload=None, *, raw: bytes | None = None, secret: str | None = SECRET,
-         signature: str | None = None):
+def post(
+    client,
+    payload=None,
+    *,
+    raw: bytes | None = None,
+    secret: str | None = SECRET,
+    signature: str | None = None,
+):
     """POST a payment as a payment system does: JSON body, X-Signature of those bytes."""
     body = raw if raw is not None else json.dumps(payload).encode()
     headers = {"Content-Type": "application/json"}
@@ -45,66 +52,126 @@ def snapshot(world, product_id: int = 1001) -> dict:
             payments=s.scalar(select(func.count()).select_from(Payment)),
             codes=s.scalar(select(func.count()).select_from(Code)),
             outbox=s.scalar(select(func.count()).select_from(OutboxMessage)),
-            balance=device.balance, credit_until=device.credit_until,
-            history=len(world.services.omnivoltaic.code_history(product_id)))
+            balance=device.balance,
+            credit_until=device.credit_until,
+            history=len(world.services.omnivoltaic.code_history(product_id)),
+        )
 
 
 def minted_codes(world, product_id: int) -> list[Code]:
     with world.session() as s:
-        return list(s.scalars(select(Code).join(Device).where(
-            Device.product_id == product_id, Code.state == "minted").order_by(Code.id)))
+        return list(
+            s.scalars(
+                select(Code)
+                .join(Device)
+                .where(Device.product_id == product_id, Code.state == "minted")
+                .order_by(Code.id)
+            )
+        )
 
 
 @pytest.fixture
 def client(world):
     world.customer(OWNER, 1001)
-    return create_app(services=world.services).test_client()
+    return create_app(deps=world.services).test_client()
 
 
 # -- the happy paths ----------------------------------------------------------------------
 
 # label, payload, expected subset of the JSON answer, days the simulator must credit
 VALID = [
-    ("by days", {"reference": "QKL7ABC123", "product_id": 1001, "days": 7},
-     {"status": "credited", "product_id": 1001, "days": 7, "code": "sent"}, 7),
-    ("product id as text", {"reference": "QKL7ABC124", "product_id": "1001", "days": 30},
-     {"status": "credited", "product_id": 1001, "days": 30, "code": "sent"}, 30),
-    ("by amount, remainder kept", {"reference": "QKL7ABC125", "product_id": 1001, "amount": 175},
-     {"status": "credited", "days": 3, "balance": "25.00", "code": "sent"}, 3),
-    ("amount as text with cents", {"reference": "QKL7ABC126", "product_id": 1001,
-                                   "amount": "175.50"},
-     {"status": "credited", "days": 3, "balance": "25.50", "code": "sent"}, 3),
-    ("exact amount, nothing left over", {"reference": "QKL7ABC127", "product_id": 1001,
-                                         "amount": 500.0},
-     {"status": "credited", "days": 10, "balance": "0.00", "code": "sent"}, 10),
-    ("by oem serial", {"reference": "QKL7ABC128", "serial": "OVES001001", "days": 2},
-     {"status": "credited", "product_id": 1001, "days": 2, "code": "sent"}, 2),
-    ("by payg serial, lower case", {"reference": "QKL7ABC129", "serial": "payg001001", "days": 2},
-     {"status": "credited", "product_id": 1001, "days": 2, "code": "sent"}, 2),
-    ("serial given in product_id", {"reference": "QKL7ABC130", "product_id": "OVES001001",
-                                    "days": 1},
-     {"status": "credited", "product_id": 1001, "days": 1, "code": "sent"}, 1),
-    ("product_id null, serial given", {"reference": "QKL7ABC131", "product_id": None,
-                                       "serial": "OVES001001", "days": 4},
-     {"status": "credited", "product_id": 1001, "days": 4, "code": "sent"}, 4),
-    ("with the payer's phone", {"reference": "QKL7ABC132", "product_id": 1001, "days": 5,
-                                "phone": "0712 345 678"},
-     {"status": "credited", "days": 5, "code": "sent"}, 5),
-    ("extra provider fields ignored", {"reference": "QKL7ABC133", "product_id": 1001, "days": 6,
-                                       "currency": "KES", "channel": "mpesa",
-                                       "transaction_time": "2025-03-01T10:00:00Z"},
-     {"status": "credited", "days": 6, "code": "sent"}, 6),
-    ("reference padded with spaces", {"reference": "  QKL7ABC134 ", "product_id": 1001,
-                                      "days": 1},
-     {"status": "credited", "reference": "QKL7ABC134", "days": 1}, 1),
-    ("the most days in one code", {"reference": "QKL7ABC135", "product_id": 1001, "days": 1095},
-     {"status": "credited", "days": 1095, "code": "sent"}, 1095),
+    (
+        "by days",
+        {"reference": "QKL7ABC123", "product_id": 1001, "days": 7},
+        {"status": "credited", "product_id": 1001, "days": 7, "code": "sent"},
+        7,
+    ),
+    (
+        "product id as text",
+        {"reference": "QKL7ABC124", "product_id": "1001", "days": 30},
+        {"status": "credited", "product_id": 1001, "days": 30, "code": "sent"},
+        30,
+    ),
+    (
+        "by amount, remainder kept",
+        {"reference": "QKL7ABC125", "product_id": 1001, "amount": 175},
+        {"status": "credited", "days": 3, "balance": "25.00", "code": "sent"},
+        3,
+    ),
+    (
+        "amount as text with cents",
+        {"reference": "QKL7ABC126", "product_id": 1001, "amount": "175.50"},
+        {"status": "credited", "days": 3, "balance": "25.50", "code": "sent"},
+        3,
+    ),
+    (
+        "exact amount, nothing left over",
+        {"reference": "QKL7ABC127", "product_id": 1001, "amount": 500.0},
+        {"status": "credited", "days": 10, "balance": "0.00", "code": "sent"},
+        10,
+    ),
+    (
+        "by oem serial",
+        {"reference": "QKL7ABC128", "serial": "OVES001001", "days": 2},
+        {"status": "credited", "product_id": 1001, "days": 2, "code": "sent"},
+        2,
+    ),
+    (
+        "by payg serial, lower case",
+        {"reference": "QKL7ABC129", "serial": "payg001001", "days": 2},
+        {"status": "credited", "product_id": 1001, "days": 2, "code": "sent"},
+        2,
+    ),
+    (
+        "serial given in product_id",
+        {"reference": "QKL7ABC130", "product_id": "OVES001001", "days": 1},
+        {"status": "credited", "product_id": 1001, "days": 1, "code": "sent"},
+        1,
+    ),
+    (
+        "product_id null, serial given",
+        {"reference": "QKL7ABC131", "product_id": None, "serial": "OVES001001", "days": 4},
+        {"status": "credited", "product_id": 1001, "days": 4, "code": "sent"},
+        4,
+    ),
+    (
+        "with the payer's phone",
+        {"reference": "QKL7ABC132", "product_id": 1001, "days": 5, "phone": "0712 345 678"},
+        {"status": "credited", "days": 5, "code": "sent"},
+        5,
+    ),
+    (
+        "extra provider fields ignored",
+        {
+            "reference": "QKL7ABC133",
+            "product_id": 1001,
+            "days": 6,
+            "currency": "KES",
+            "channel": "mpesa",
+            "transaction_time": "2025-03-01T10:00:00Z",
+        },
+        {"status": "credited", "days": 6, "code": "sent"},
+        6,
+    ),
+    (
+        "reference padded with spaces",
+        {"reference": "  QKL7ABC134 ", "product_id": 1001, "days": 1},
+        {"status": "credited", "reference": "QKL7ABC134", "days": 1},
+        1,
+    ),
+    (
+        "the most days in one code",
+        {"reference": "QKL7ABC135", "product_id": 1001, "days": 1095},
+        {"status": "credited", "days": 1095, "code": "sent"},
+        1095,
+    ),
 ]
 
 
 @pytest.mark.parametrize("payload, expected, days", [pytest.param(*c[1:], id=c[0]) for c in VALID])
-def test_a_valid_payment_credits_the_device_and_pushes_its_code(world, client, payload, expected,
-                                                                 days):
+def test_a_valid_payment_credits_the_device_and_pushes_its_code(
+    world, client, payload, expected, days
+):
     response = post(client, payload)
 
     assert response.status_code == 200, response.get_json()
@@ -118,7 +185,10 @@ def test_a_valid_payment_credits_the_device_and_pushes_its_code(world, client, p
         assert code.code in message.body
         [payment] = s.scalars(select(Payment)).all()
         assert (payment.reference, payment.days, payment.source) == (
-            payload["reference"].strip(), days, "webhook")
+            payload["reference"].strip(),
+            days,
+            "webhook",
+        )
         assert payment.code_id == code.id
 
 
@@ -149,8 +219,11 @@ def test_an_amount_below_one_day_is_kept_as_balance_and_mints_nothing(world, cli
     response = post(client, {"reference": "AMT-S", "product_id": 1001, "amount": 30})
 
     assert response.status_code == 200
-    assert {"status": "credited", "days": 0, "balance": "30.00"}.items() \
-        <= response.get_json().items()
+    assert {
+        "status": "credited",
+        "days": 0,
+        "balance": "30.00",
+    }.items() <= response.get_json().items()
     assert snapshot(world)["codes"] == 0 and snapshot(world)["outbox"] == 0
     later = post(client, {"reference": "AMT-T", "product_id": 1001, "amount": 20}).get_json()
     assert (later["days"], later["balance"]) == (1, "0.00")
@@ -176,8 +249,9 @@ UNSIGNED = [
 
 
 @pytest.mark.parametrize("body, signature", [pytest.param(*c[1:], id=c[0]) for c in UNSIGNED])
-def test_a_request_without_a_valid_signature_is_refused_and_writes_nothing(world, client, body,
-                                                                           signature):
+def test_a_request_without_a_valid_signature_is_refused_and_writes_nothing(
+    world, client, body, signature
+):
     before = snapshot(world)
     headers = {"Content-Type": "application/json"}
     if signature is not None:
@@ -191,7 +265,7 @@ def test_a_request_without_a_valid_signature_is_refused_and_writes_nothing(world
 @pytest.mark.parametrize("secret", [None, ""])
 def test_with_no_secret_configured_every_request_is_refused(world, secret):
     settings = world.services.settings.replace(payments_secret=secret)
-    app = create_app(services=dataclasses.replace(world.services, settings=settings))
+    app = create_app(deps=dataclasses.replace(world.services, settings=settings))
     before = snapshot(world)
     for signature in (sign("", GOOD), sign(SECRET, GOOD), None):
         response = post(app.test_client(), raw=GOOD, signature=signature, secret=None)
@@ -201,11 +275,12 @@ def test_with_no_secret_configured_every_request_is_refused(world, secret):
 
 def test_the_demo_accepts_unsigned_payments_when_no_secret_is_set(world):
     settings = world.services.settings.replace(payments_secret=None, demo=True)
-    app = create_app(services=dataclasses.replace(world.services, settings=settings))
+    app = create_app(deps=dataclasses.replace(world.services, settings=settings))
     assert post(app.test_client(), raw=GOOD, secret=None).status_code == 200
 
 
 # -- refusals: bad payloads ----------------------------------------------------------------
+
 
 def j(value) -> bytes:
     return json.dumps(value).encode()
@@ -253,8 +328,12 @@ INVALID = [
     ('amount ""', pay(amount=""), 400, "amount"),
     ("amount NaN", pay(days=None).replace(b'"days": null', b'"amount": NaN'), 400, "amount"),
     ('amount "NaN"', pay(amount="NaN"), 400, "amount"),
-    ("amount Infinity", pay(days=None).replace(b'"days": null', b'"amount": Infinity'), 400,
-     "amount"),
+    (
+        "amount Infinity",
+        pay(days=None).replace(b'"days": null', b'"amount": Infinity'),
+        400,
+        "amount",
+    ),
     ("amount 1e400", pay(days=None).replace(b'"days": null', b'"amount": 1e400'), 400, "amount"),
     ("amount true", pay(amount=True), 400, "amount"),
     ("amount a list", pay(amount=[175]), 400, "amount"),
@@ -270,8 +349,9 @@ INVALID = [
 
 
 @pytest.mark.parametrize("body, status, field", [pytest.param(*c[1:], id=c[0]) for c in INVALID])
-def test_a_bad_payment_gets_a_4xx_naming_the_field_and_writes_nothing(world, client, body, status,
-                                                                      field):
+def test_a_bad_payment_gets_a_4xx_naming_the_field_and_writes_nothing(
+    world, client, body, status, field
+):
     before = snapshot(world)
 
     response = post(client, raw=body)
@@ -298,28 +378,53 @@ def test_an_amount_refused_for_too_many_days_leaves_the_device_balance_alone(wor
 
 # label, first payload, repeated payload (same reference)
 REPEATS = [
-    ("same body", {"reference": "REP-1", "product_id": 1001, "days": 7},
-     {"reference": "REP-1", "product_id": 1001, "days": 7}),
-    ("more days", {"reference": "REP-1", "product_id": 1001, "days": 7},
-     {"reference": "REP-1", "product_id": 1001, "days": 300}),
-    ("another device", {"reference": "REP-1", "product_id": 1001, "days": 7},
-     {"reference": "REP-1", "product_id": 1002, "days": 7}),
-    ("amount instead of days", {"reference": "REP-1", "product_id": 1001, "days": 7},
-     {"reference": "REP-1", "product_id": 1001, "amount": 1000}),
-    ("amount again", {"reference": "REP-1", "product_id": 1001, "amount": 175},
-     {"reference": "REP-1", "product_id": 1001, "amount": 175}),
-    ("unmatched again", {"reference": "REP-1", "product_id": 999999, "days": 7},
-     {"reference": "REP-1", "product_id": 999999, "days": 7}),
-    ("unmatched, then a known device", {"reference": "REP-1", "product_id": 999999, "days": 7},
-     {"reference": "REP-1", "product_id": 1001, "days": 7}),
-    ("padded reference", {"reference": "REP-1", "product_id": 1001, "days": 7},
-     {"reference": " REP-1 ", "product_id": 1001, "days": 7}),
+    (
+        "same body",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+    ),
+    (
+        "more days",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "product_id": 1001, "days": 300},
+    ),
+    (
+        "another device",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "product_id": 1002, "days": 7},
+    ),
+    (
+        "amount instead of days",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "product_id": 1001, "amount": 1000},
+    ),
+    (
+        "amount again",
+        {"reference": "REP-1", "product_id": 1001, "amount": 175},
+        {"reference": "REP-1", "product_id": 1001, "amount": 175},
+    ),
+    (
+        "unmatched again",
+        {"reference": "REP-1", "product_id": 999999, "days": 7},
+        {"reference": "REP-1", "product_id": 999999, "days": 7},
+    ),
+    (
+        "unmatched, then a known device",
+        {"reference": "REP-1", "product_id": 999999, "days": 7},
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+    ),
+    (
+        "padded reference",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": " REP-1 ", "product_id": 1001, "days": 7},
+    ),
 ]
 
 
 @pytest.mark.parametrize("first, repeat", [pytest.param(*c[1:], id=c[0]) for c in REPEATS])
-def test_a_repeated_reference_returns_the_first_answer_and_changes_nothing(world, client, first,
-                                                                           repeat):
+def test_a_repeated_reference_returns_the_first_answer_and_changes_nothing(
+    world, client, first, repeat
+):
     original = post(client, first)
     before = snapshot(world), snapshot(world, 1002)
 
@@ -332,7 +437,7 @@ def test_a_repeated_reference_returns_the_first_answer_and_changes_nothing(world
 def test_concurrent_deliveries_of_one_payment_mint_and_push_once(world, client):
     """Payment systems retry eagerly: racing copies of one payment mint and push once, and
     the copies that lost the race do not claim the code was deferred while it went out."""
-    app = create_app(services=world.services)
+    app = create_app(deps=world.services)
     post(client, {"reference": "WARM-1", "product_id": 1001, "days": 1})  # chain hashed once
     body = json.dumps({"reference": "RACE-1", "product_id": 1001, "days": 7}).encode()
     start, answers = threading.Barrier(8), []
@@ -349,8 +454,9 @@ def test_concurrent_deliveries_of_one_payment_mint_and_push_once(world, client):
         t.join()
 
     assert [status for status, _ in answers] == [200] * 8
-    assert all(a["status"] == "credited" and a.get("code") != "deferred" for _, a in answers), \
+    assert all(a["status"] == "credited" and a.get("code") != "deferred" for _, a in answers), (
         answers
+    )
     after = snapshot(world)
     assert (after["payments"], after["codes"], after["outbox"], after["history"]) == (2, 2, 2, 2)
     with world.session() as s:

@@ -3,6 +3,7 @@
 No network: twilio's Client takes an `http_client`, PTB's Bot takes a `request`; the fakes
 below answer with canned provider payloads and record what was asked.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ from twilio.rest import Client
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from bot.outbox.senders import (
-    LogSender, NotSent, OutcomeUnknown, TelegramSender, TwilioSmsSender, Undeliverable,
-    Unsubscribed, build_senders,
+    LogSender,
+    NotSent,
+    OutcomeUnknown,
+    TelegramSender,
+    TwilioSmsSender,
+    Undeliverable,
+    Unsubscribed,
+    build_senders,
 )
 from bot.settings import Settings
 
@@ -35,8 +42,17 @@ class FakeTwilioHttp(HttpClient):
         super().__init__(logging.getLogger("fake-twilio"), is_async=False)
         self.answers, self.requests = list(answers), []
 
-    def request(self, method, uri, params=None, data=None, headers=None, auth=None,
-                timeout=None, allow_redirects=False):
+    def request(
+        self,
+        method,
+        uri,
+        params=None,
+        data=None,
+        headers=None,
+        auth=None,
+        timeout=None,
+        allow_redirects=False,
+    ):
         self.requests.append(dict(method=method, uri=uri, data=data, auth=auth))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -71,29 +87,44 @@ def _error(status, code, message="error"):
 
 
 def _refused():
-    return requests.exceptions.ConnectionError(MaxRetryError(
-        None, "/Messages.json", NewConnectionError(None, "Connection refused")))
+    return requests.exceptions.ConnectionError(
+        MaxRetryError(None, "/Messages.json", NewConnectionError(None, "Connection refused"))
+    )
 
 
-@pytest.mark.parametrize("answer, error", [
-    pytest.param(_error(400, 21610, "Attempt to send to unsubscribed recipient"), Unsubscribed,
-                 id="21610-unsubscribed"),
-    pytest.param(_error(400, 21211, f"The 'To' number {PHONE} is not valid"), Undeliverable,
-                 id="21211-invalid-number"),
-    pytest.param(_error(400, 21611, "queue full"), NotSent, id="21611-queue-full"),
-    pytest.param(_error(429, 20429, "Too Many Requests"), NotSent, id="429"),
-    pytest.param(_error(500, 20500, "Internal Server Error"), NotSent, id="500"),
-    pytest.param((503, "<html>down</html>"), NotSent, id="503-not-json"),
-    pytest.param(_error(401, 20003, "Authenticate"), NotSent, id="401-bad-credentials"),
-    pytest.param(_refused(), NotSent, id="connection-refused"),
-    pytest.param(requests.exceptions.ConnectTimeout("connect timed out"), NotSent,
-                 id="connect-timeout"),
-    pytest.param(requests.exceptions.ReadTimeout("read timed out"), OutcomeUnknown,
-                 id="read-timeout"),
-    pytest.param(requests.exceptions.ConnectionError(ProtocolError("Connection aborted.")),
-                 OutcomeUnknown, id="dropped-after-sending"),
-    pytest.param((201, "not json"), OutcomeUnknown, id="accepted-but-unreadable"),
-])
+@pytest.mark.parametrize(
+    "answer, error",
+    [
+        pytest.param(
+            _error(400, 21610, "Attempt to send to unsubscribed recipient"),
+            Unsubscribed,
+            id="21610-unsubscribed",
+        ),
+        pytest.param(
+            _error(400, 21211, f"The 'To' number {PHONE} is not valid"),
+            Undeliverable,
+            id="21211-invalid-number",
+        ),
+        pytest.param(_error(400, 21611, "queue full"), NotSent, id="21611-queue-full"),
+        pytest.param(_error(429, 20429, "Too Many Requests"), NotSent, id="429"),
+        pytest.param(_error(500, 20500, "Internal Server Error"), NotSent, id="500"),
+        pytest.param((503, "<html>down</html>"), NotSent, id="503-not-json"),
+        pytest.param(_error(401, 20003, "Authenticate"), NotSent, id="401-bad-credentials"),
+        pytest.param(_refused(), NotSent, id="connection-refused"),
+        pytest.param(
+            requests.exceptions.ConnectTimeout("connect timed out"), NotSent, id="connect-timeout"
+        ),
+        pytest.param(
+            requests.exceptions.ReadTimeout("read timed out"), OutcomeUnknown, id="read-timeout"
+        ),
+        pytest.param(
+            requests.exceptions.ConnectionError(ProtocolError("Connection aborted.")),
+            OutcomeUnknown,
+            id="dropped-after-sending",
+        ),
+        pytest.param((201, "not json"), OutcomeUnknown, id="accepted-but-unreadable"),
+    ],
+)
 def test_twilio_errors_map_onto_the_seam(answer, error):
     sender, _ = twilio_sender(answer)
     with pytest.raises(error) as raised:
@@ -145,8 +176,10 @@ def _timed_out(cause):
         return exc
 
 
-SENT = (200, _ok({"message_id": 42, "date": 0, "chat": {"id": 987654321, "type": "private"},
-                  "text": "hi"}))
+SENT = (
+    200,
+    _ok({"message_id": 42, "date": 0, "chat": {"id": 987654321, "type": "private"}, "text": "hi"}),
+)
 
 
 def telegram_sender(*answers):
@@ -164,21 +197,30 @@ def test_telegram_sends_to_the_chat_and_returns_the_message_id():
     assert request.sent[0] == ("sendMessage", {"chat_id": 987654321, "text": "Your code *123#"})
 
 
-@pytest.mark.parametrize("answer, error", [
-    pytest.param(_tg_error(403, "Forbidden: bot was blocked by the user"), Undeliverable,
-                 id="403-blocked"),
-    pytest.param(_tg_error(400, "Bad Request: chat not found"), Undeliverable, id="400"),
-    pytest.param(_tg_error(429, "Too Many Requests: retry after 7", retry_after=7), NotSent,
-                 id="429-retry-after"),
-    pytest.param(_tg_error(502, "Bad Gateway"), NotSent, id="502"),
-    pytest.param(_tg_error(500, "Internal Server Error"), NotSent, id="500"),
-    pytest.param(_tg_error(401, "Unauthorized"), NotSent, id="401-bad-token"),
-    pytest.param(httpx.ConnectError("refused"), NotSent, id="connection-refused"),
-    pytest.param(_timed_out(httpx.ConnectTimeout("connect")), NotSent, id="connect-timeout"),
-    pytest.param(_timed_out(httpx.ReadTimeout("read")), OutcomeUnknown, id="read-timeout"),
-    pytest.param(httpx.RemoteProtocolError("dropped"), OutcomeUnknown, id="dropped"),
-    pytest.param((200, b"not json"), OutcomeUnknown, id="accepted-but-unreadable"),
-])
+@pytest.mark.parametrize(
+    "answer, error",
+    [
+        pytest.param(
+            _tg_error(403, "Forbidden: bot was blocked by the user"),
+            Undeliverable,
+            id="403-blocked",
+        ),
+        pytest.param(_tg_error(400, "Bad Request: chat not found"), Undeliverable, id="400"),
+        pytest.param(
+            _tg_error(429, "Too Many Requests: retry after 7", retry_after=7),
+            NotSent,
+            id="429-retry-after",
+        ),
+        pytest.param(_tg_error(502, "Bad Gateway"), NotSent, id="502"),
+        pytest.param(_tg_error(500, "Internal Server Error"), NotSent, id="500"),
+        pytest.param(_tg_error(401, "Unauthorized"), NotSent, id="401-bad-token"),
+        pytest.param(httpx.ConnectError("refused"), NotSent, id="connection-refused"),
+        pytest.param(_timed_out(httpx.ConnectTimeout("connect")), NotSent, id="connect-timeout"),
+        pytest.param(_timed_out(httpx.ReadTimeout("read")), OutcomeUnknown, id="read-timeout"),
+        pytest.param(httpx.RemoteProtocolError("dropped"), OutcomeUnknown, id="dropped"),
+        pytest.param((200, b"not json"), OutcomeUnknown, id="accepted-but-unreadable"),
+    ],
+)
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own
 def test_telegram_errors_map_onto_the_seam(answer, error):
     sender, _ = telegram_sender(answer)
@@ -201,8 +243,9 @@ def test_log_sender_masks_the_phone():
 
 def test_build_senders_only_for_configured_channels():
     assert build_senders(Settings()) == {}
-    twilio = dict(twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t",
-                  twilio_from_number=FROM)
+    twilio = dict(
+        twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t", twilio_from_number=FROM
+    )
     assert set(build_senders(Settings(**twilio))) == {"sms"}
     both = build_senders(Settings(**twilio, telegram_bot_token="123:abc"))
     assert (type(both["sms"]), type(both["telegram"])) == (TwilioSmsSender, TelegramSender)

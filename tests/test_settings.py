@@ -1,4 +1,5 @@
 """Settings: every variable read in one place, typed, checked, documented."""
+
 from __future__ import annotations
 
 import ast
@@ -15,10 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # DESIGN.md section 5: the variables operators and tests depend on.
 CONTRACT = {
-    "DATABASE_URL", "OMNIVOLTAIC_API_URL", "OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD",
-    "OMNIVOLTAIC_EMULATOR_STATE", "OMNIVOLTAIC_EMULATOR_SEED", "PUBLIC_BASE_URL",
-    "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_SECRET_TOKEN", "PAYMENTS_SECRET", "DEFAULT_REGION", "DEFAULT_LANGUAGE",
+    "DATABASE_URL",
+    "OMNIVOLTAIC_API_URL",
+    "OMNIVOLTAIC_USERNAME",
+    "OMNIVOLTAIC_PASSWORD",
+    "OMNIVOLTAIC_EMULATOR_STATE",
+    "OMNIVOLTAIC_EMULATOR_SEED",
+    "PUBLIC_BASE_URL",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM_NUMBER",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_SECRET_TOKEN",
+    "PAYMENTS_SECRET",
+    "DEFAULT_REGION",
+    "DEFAULT_LANGUAGE",
 }
 
 
@@ -54,9 +66,13 @@ def variables_in_source() -> set[str]:
     tree = ast.parse(Path(settings_module.__file__).read_text())
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and len(node.args) >= 2 \
-                and isinstance(node.args[0], ast.Name) and node.args[0].id == "env" \
-                and isinstance(node.args[1], ast.Constant):
+        if (
+            isinstance(node, ast.Call)
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id == "env"
+            and isinstance(node.args[1], ast.Constant)
+        ):
             names.add(node.args[1].value)
     return names
 
@@ -81,23 +97,40 @@ def test_defaults():
     assert s.agent_lock_minutes == 15
     assert s.ussd_service_codes == ()
     assert s.demo is False
-    secrets = ("omnivoltaic_username", "omnivoltaic_password", "public_base_url",
-               "twilio_account_sid", "twilio_auth_token", "twilio_from_number",
-               "telegram_bot_token", "telegram_secret_token", "payments_secret")
+    secrets = (
+        "omnivoltaic_username",
+        "omnivoltaic_password",
+        "public_base_url",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "twilio_from_number",
+        "telegram_bot_token",
+        "telegram_secret_token",
+        "payments_secret",
+    )
     assert all(getattr(s, name) is None for name in secrets)
 
 
 # env variable -> (value given, attribute, value read)
 READ = {
-    "DATABASE_URL": ("postgresql+psycopg://u:p@db/ovbot", "database_url",
-                     "postgresql+psycopg://u:p@db/ovbot"),
-    "OMNIVOLTAIC_API_URL": ("https://api.example.test", "omnivoltaic_api_url",
-                            "https://api.example.test"),
+    "DATABASE_URL": (
+        "postgresql+psycopg://u:p@db/ovbot",
+        "database_url",
+        "postgresql+psycopg://u:p@db/ovbot",
+    ),
+    "OMNIVOLTAIC_API_URL": (
+        "https://api.example.test",
+        "omnivoltaic_api_url",
+        "https://api.example.test",
+    ),
     "OMNIVOLTAIC_USERNAME": ("dist@example.com", "omnivoltaic_username", "dist@example.com"),
     "OMNIVOLTAIC_PASSWORD": ("s3cret", "omnivoltaic_password", "s3cret"),
     "OMNIVOLTAIC_TIMEOUT": ("2.5", "omnivoltaic_timeout", 2.5),
-    "OMNIVOLTAIC_EMULATOR_STATE": ("/var/lib/emu.db", "omnivoltaic_emulator_state",
-                                   "/var/lib/emu.db"),
+    "OMNIVOLTAIC_EMULATOR_STATE": (
+        "/var/lib/emu.db",
+        "omnivoltaic_emulator_state",
+        "/var/lib/emu.db",
+    ),
     "OMNIVOLTAIC_EMULATOR_SEED": ("seed-42", "omnivoltaic_emulator_seed", "seed-42"),
     "PUBLIC_BASE_URL": ("https://bot.example.com", "public_base_url", "https://bot.example.com"),
     "TWILIO_ACCOUNT_SID": ("AC123", "twilio_account_sid", "AC123"),
@@ -143,36 +176,48 @@ def test_from_env_reads_the_process_environment(monkeypatch):
     assert (s.payments_secret, s.default_language) == ("from-the-process", "fr")
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("1", True), ("true", True), ("YES", True), ("On", True),
-    ("0", False), ("false", False), ("no", False), ("OFF", False),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        ("On", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("OFF", False),
+    ],
+)
 def test_flags(value, expected):
     assert Settings.from_env({"MINT_ON_PAYMENT": value}).mint_on_payment is expected
 
 
-@pytest.mark.parametrize("name,value", [
-    ("OMNIVOLTAIC_TIMEOUT", "ten"),
-    ("OMNIVOLTAIC_TIMEOUT", "0"),
-    ("OMNIVOLTAIC_TIMEOUT", "-1"),
-    ("OMNIVOLTAIC_TIMEOUT", "nan"),
-    ("OMNIVOLTAIC_TIMEOUT", "inf"),
-    ("AGENT_LOCK_MINUTES", "1.5"),
-    ("AGENT_LOCK_MINUTES", "fifteen"),
-    ("AGENT_LOCK_MINUTES", "-1"),
-    ("AGENT_DAILY_DAYS_CAP", "many"),
-    ("AGENT_DAILY_DAYS_CAP", "-5"),
-    ("USSD_MINT_BUDGET", "soon"),
-    ("USSD_MINT_BUDGET", "0"),
-    ("MINT_ON_PAYMENT", "maybe"),
-    ("MINT_ON_PAYMENT", "2"),
-    ("DEFAULT_LANGUAGE", "de"),
-    ("DEFAULT_LANGUAGE", "english"),
-    ("DEFAULT_REGION", "XX"),
-    ("DEFAULT_REGION", "KEN"),
-    ("DEFAULT_REGION", "K"),
-    ("DEFAULT_REGION", "254"),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("OMNIVOLTAIC_TIMEOUT", "ten"),
+        ("OMNIVOLTAIC_TIMEOUT", "0"),
+        ("OMNIVOLTAIC_TIMEOUT", "-1"),
+        ("OMNIVOLTAIC_TIMEOUT", "nan"),
+        ("OMNIVOLTAIC_TIMEOUT", "inf"),
+        ("AGENT_LOCK_MINUTES", "1.5"),
+        ("AGENT_LOCK_MINUTES", "fifteen"),
+        ("AGENT_LOCK_MINUTES", "-1"),
+        ("AGENT_DAILY_DAYS_CAP", "many"),
+        ("AGENT_DAILY_DAYS_CAP", "-5"),
+        ("USSD_MINT_BUDGET", "soon"),
+        ("USSD_MINT_BUDGET", "0"),
+        ("MINT_ON_PAYMENT", "maybe"),
+        ("MINT_ON_PAYMENT", "2"),
+        ("DEFAULT_LANGUAGE", "de"),
+        ("DEFAULT_LANGUAGE", "english"),
+        ("DEFAULT_REGION", "XX"),
+        ("DEFAULT_REGION", "KEN"),
+        ("DEFAULT_REGION", "K"),
+        ("DEFAULT_REGION", "254"),
+    ],
+)
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(ConfigError) as error:
         Settings.from_env({name: value})
@@ -199,6 +244,7 @@ def test_settings_are_frozen_and_replace_makes_a_copy():
 
 # -- required secrets --------------------------------------------------------------------
 
+
 def test_require_names_every_missing_variable_and_only_those():
     s = Settings(twilio_auth_token="set")
     with pytest.raises(ConfigError) as error:
@@ -209,22 +255,46 @@ def test_require_names_every_missing_variable_and_only_those():
 
 
 def test_require_passes_when_everything_is_set():
-    Settings(payments_secret="x", twilio_auth_token="y").require("PAYMENTS_SECRET",
-                                                                  "TWILIO_AUTH_TOKEN")
+    Settings(payments_secret="x", twilio_auth_token="y").require(
+        "PAYMENTS_SECRET", "TWILIO_AUTH_TOKEN"
+    )
 
 
-@pytest.mark.parametrize("values,missing", [
-    ({}, set()),
-    ({"omnivoltaic_api_url": "https://api.test"},
-     {"OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD"}),
-    ({"omnivoltaic_api_url": "https://api.test", "omnivoltaic_username": "u"},
-     {"OMNIVOLTAIC_PASSWORD"}),
-    ({"omnivoltaic_api_url": "https://api.test", "omnivoltaic_username": "u",
-      "omnivoltaic_password": "p"}, set()),
-    ({"twilio_auth_token": "t"}, {"PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"}),
-    ({"twilio_auth_token": "t", "public_base_url": "https://b", "twilio_account_sid": "AC",
-      "twilio_from_number": "+15005550006"}, set()),
-])
+@pytest.mark.parametrize(
+    "values,missing",
+    [
+        ({}, set()),
+        (
+            {"omnivoltaic_api_url": "https://api.test"},
+            {"OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD"},
+        ),
+        (
+            {"omnivoltaic_api_url": "https://api.test", "omnivoltaic_username": "u"},
+            {"OMNIVOLTAIC_PASSWORD"},
+        ),
+        (
+            {
+                "omnivoltaic_api_url": "https://api.test",
+                "omnivoltaic_username": "u",
+                "omnivoltaic_password": "p",
+            },
+            set(),
+        ),
+        (
+            {"twilio_auth_token": "t"},
+            {"PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"},
+        ),
+        (
+            {
+                "twilio_auth_token": "t",
+                "public_base_url": "https://b",
+                "twilio_account_sid": "AC",
+                "twilio_from_number": "+15005550006",
+            },
+            set(),
+        ),
+    ],
+)
 def test_require_for_production(values, missing):
     s = Settings(**values)
     if not missing:
@@ -238,18 +308,22 @@ def test_require_for_production(values, missing):
 
 def test_credentials_default_to_the_demo_distributor_only_with_the_emulator():
     assert Settings().omnivoltaic_credentials == (DEMO_USERNAME, DEMO_PASSWORD)
-    assert Settings(omnivoltaic_username="u", omnivoltaic_password="p"
-                    ).omnivoltaic_credentials == ("u", "p")
+    assert Settings(omnivoltaic_username="u", omnivoltaic_password="p").omnivoltaic_credentials == (
+        "u",
+        "p",
+    )
     real = Settings(omnivoltaic_api_url="https://api.test")
     with pytest.raises(ConfigError) as error:
-        real.omnivoltaic_credentials
+        _ = real.omnivoltaic_credentials
     assert "OMNIVOLTAIC_USERNAME" in str(error.value)
     assert "OMNIVOLTAIC_PASSWORD" in str(error.value)
-    assert real.replace(omnivoltaic_username="u", omnivoltaic_password="p"
-                        ).omnivoltaic_credentials == ("u", "p")
+    assert real.replace(
+        omnivoltaic_username="u", omnivoltaic_password="p"
+    ).omnivoltaic_credentials == ("u", "p")
 
 
 # -- documented, and read nowhere else ------------------------------------------------------
+
 
 def _example_env() -> dict[str, str]:
     values = {}

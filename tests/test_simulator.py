@@ -1,4 +1,5 @@
 """The device keypad simulator against codes made straight from a chain."""
+
 import pytest
 
 from bot.omnivoltaic import acp1
@@ -64,8 +65,9 @@ def test_jump_beyond_reset_is_rejected(chain):
     assert device.enter(chain.code(acp1.RESET_JUMP + 1)).outcome == "rejected"
 
 
-@pytest.mark.parametrize("garbage", [
-    "", "hello", "*000 000 000 000 000 000 000#", "*1" + "0" * 20 + "#"])
+@pytest.mark.parametrize(
+    "garbage", ["", "hello", "*000 000 000 000 000 000 000#", "*1" + "0" * 20 + "#"]
+)
 def test_garbage_rejected(chain, garbage):
     device = Device(chain.top)
     assert device.enter(garbage) == Entry("rejected")

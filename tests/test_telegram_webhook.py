@@ -4,6 +4,7 @@ The updates follow the Bot API's Update, Message, Chat, User, Contact, Sticker a
 CallbackQuery objects as Telegram posts them, with the secret token header Telegram adds
 when the webhook was set with `secret_token`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -12,8 +13,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from bot.text.templates import Messages
 from bot.storage.models import Code, InboundMessage, TelegramLink
+from bot.text.templates import Messages
 from tests.conftest import sqlite_file_url
 from tests.harness import SECRETS, build_world
 
@@ -22,35 +23,57 @@ HEADER = "X-Telegram-Bot-Api-Secret-Token"
 AMINA = "+254712345678"
 MESSAGES = Messages.load()
 
-USER = {"id": 111222333, "is_bot": False, "first_name": "Amina", "last_name": "Wanjiru",
-        "username": "amina_w", "language_code": "en"}
+USER = {
+    "id": 111222333,
+    "is_bot": False,
+    "first_name": "Amina",
+    "last_name": "Wanjiru",
+    "username": "amina_w",
+    "language_code": "en",
+}
 STRANGER = {"id": 444555666, "is_bot": False, "first_name": "Eve", "language_code": "sw"}
 BOT = {"id": 7000000001, "is_bot": True, "first_name": "OVES", "username": "OvesTokenBot"}
 DATE = 1717171717
 
 
 def chat_of(user: dict) -> dict:
-    return {"id": user["id"], "first_name": user["first_name"],
-            "username": user.get("username", ""), "type": "private"}
+    return {
+        "id": user["id"],
+        "first_name": user["first_name"],
+        "username": user.get("username", ""),
+        "type": "private",
+    }
 
 
 def text_update(update_id: int, text: str, user: dict = USER, chat: dict | None = None) -> dict:
-    message = {"message_id": 1000 + update_id, "from": user, "chat": chat or chat_of(user),
-               "date": DATE, "text": text}
+    message = {
+        "message_id": 1000 + update_id,
+        "from": user,
+        "chat": chat or chat_of(user),
+        "date": DATE,
+        "text": text,
+    }
     if text.startswith("/"):
-        message["entities"] = [{"offset": 0, "length": len(text.split()[0]),
-                                "type": "bot_command"}]
+        message["entities"] = [{"offset": 0, "length": len(text.split()[0]), "type": "bot_command"}]
     return {"update_id": update_id, "message": message}
 
 
-def contact_update(update_id: int, phone: str, contact_user_id: int | None,
-                   user: dict = USER) -> dict:
+def contact_update(
+    update_id: int, phone: str, contact_user_id: int | None, user: dict = USER
+) -> dict:
     contact = {"phone_number": phone, "first_name": user["first_name"]}
     if contact_user_id is not None:
         contact["user_id"] = contact_user_id
-    return {"update_id": update_id,
-            "message": {"message_id": 2000 + update_id, "from": user, "chat": chat_of(user),
-                        "date": DATE, "contact": contact}}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 2000 + update_id,
+            "from": user,
+            "chat": chat_of(user),
+            "date": DATE,
+            "contact": contact,
+        },
+    }
 
 
 def post(client, update, secret: str | None = SECRETS["telegram_secret_token"], raw=None):
@@ -62,8 +85,10 @@ def post(client, update, secret: str | None = SECRETS["telegram_secret_token"], 
 
 def footprint(world) -> tuple:
     with world.session() as s:
-        counts = tuple(s.scalar(select(func.count()).select_from(m))
-                       for m in (TelegramLink, Code, InboundMessage))
+        counts = tuple(
+            s.scalar(select(func.count()).select_from(m))
+            for m in (TelegramLink, Code, InboundMessage)
+        )
     return counts + (world.emulator.store.history_page(1, 1001, 0, 1)[1],)
 
 
@@ -72,10 +97,16 @@ def en(key: str, **values) -> str:
 
 
 def ask_for_contact(chat_id: int, key: str = "telegram_share_contact") -> dict:
-    return {"method": "sendMessage", "chat_id": chat_id, "text": en(key),
-            "reply_markup": {"keyboard": [[{"text": en("telegram_share_button"),
-                                            "request_contact": True}]],
-                             "resize_keyboard": True, "one_time_keyboard": True}}
+    return {
+        "method": "sendMessage",
+        "chat_id": chat_id,
+        "text": en(key),
+        "reply_markup": {
+            "keyboard": [[{"text": en("telegram_share_button"), "request_contact": True}]],
+            "resize_keyboard": True,
+            "one_time_keyboard": True,
+        },
+    }
 
 
 @pytest.fixture
@@ -108,6 +139,7 @@ def linked(client) -> None:
 
 # -- the start and the link ---------------------------------------------------------------
 
+
 def test_start_asks_for_the_contact_with_a_request_contact_button(w, client):
     response = post(client, text_update(1, "/start"))
     assert response.status_code == 200 and response.mimetype == "application/json"
@@ -135,8 +167,7 @@ OWN_CONTACTS = [
 
 
 @pytest.mark.parametrize("phone", OWN_CONTACTS)
-def test_sharing_ones_own_registered_contact_links_the_chat_then_commands_work(
-        w, client, phone):
+def test_sharing_ones_own_registered_contact_links_the_chat_then_commands_work(w, client, phone):
     response = post(client, contact_update(1, phone, USER["id"]))
     assert response.get_json()["text"] == en("telegram_linked", name="Amina")
     with w.session() as s:
@@ -155,39 +186,61 @@ def test_sharing_ones_own_registered_contact_links_the_chat_then_commands_work(
 
 
 NOT_LINKED = [
-    pytest.param(contact_update(1, "254712345678", STRANGER["id"]), "telegram_contact_not_yours",
-                 True, id="someone else's contact (user_id differs)"),
-    pytest.param(contact_update(1, "254712345678", None), "telegram_contact_not_yours", True,
-                 id="an address-book contact without user_id"),
-    pytest.param(contact_update(1, "254712345678", USER["id"], user=STRANGER),
-                 "telegram_contact_not_yours", True,
-                 id="a stranger forwarding Amina's own contact"),
-    pytest.param(contact_update(1, "254799000000", USER["id"]), "telegram_contact_unknown",
-                 False, id="own contact, number not registered"),
-    pytest.param(contact_update(1, "not a number", USER["id"]), "telegram_contact_unknown",
-                 False, id="own contact, junk number"),
+    pytest.param(
+        contact_update(1, "254712345678", STRANGER["id"]),
+        "telegram_contact_not_yours",
+        True,
+        id="someone else's contact (user_id differs)",
+    ),
+    pytest.param(
+        contact_update(1, "254712345678", None),
+        "telegram_contact_not_yours",
+        True,
+        id="an address-book contact without user_id",
+    ),
+    pytest.param(
+        contact_update(1, "254712345678", USER["id"], user=STRANGER),
+        "telegram_contact_not_yours",
+        True,
+        id="a stranger forwarding Amina's own contact",
+    ),
+    pytest.param(
+        contact_update(1, "254799000000", USER["id"]),
+        "telegram_contact_unknown",
+        False,
+        id="own contact, number not registered",
+    ),
+    pytest.param(
+        contact_update(1, "not a number", USER["id"]),
+        "telegram_contact_unknown",
+        False,
+        id="own contact, junk number",
+    ),
 ]
 
 
 @pytest.mark.parametrize("update, key, button", NOT_LINKED)
 def test_a_contact_that_is_not_the_senders_own_registered_number_does_not_link(
-        w, client, update, key, button):
+    w, client, update, key, button
+):
     sender = update["message"]["from"]["id"]
     body = post(client, update).get_json()
     assert body["text"] == en(key) and body["chat_id"] == sender
     assert ("reply_markup" in body) is button
     with w.session() as s:
         assert s.scalar(select(func.count()).select_from(TelegramLink)) == 0
-    assert post(client, text_update(9, "/code", user=update["message"]["from"])).get_json() \
-        == ask_for_contact(sender)
+    assert post(
+        client, text_update(9, "/code", user=update["message"]["from"])
+    ).get_json() == ask_for_contact(sender)
     assert footprint(w)[1] == 0
 
 
 def test_a_linked_chat_does_not_let_another_user_in(w, client):
     linked(client)
     post(client, text_update(2, "/code"))
-    assert post(client, text_update(3, "/code", user=STRANGER)).get_json() == \
-        ask_for_contact(STRANGER["id"])
+    assert post(client, text_update(3, "/code", user=STRANGER)).get_json() == ask_for_contact(
+        STRANGER["id"]
+    )
 
 
 def test_a_repeated_update_id_returns_the_same_answer_and_causes_nothing_new(w, client):
@@ -211,11 +264,22 @@ def test_stop_on_telegram_gets_an_empty_200(w, client):
 
 # -- updates we do not handle: empty 200 -----------------------------------------------------
 
-STICKER = {"file_id": "CAACAgIAAxkBAAIBY2Z", "file_unique_id": "AgADnQEAAladvQo",
-           "type": "regular", "width": 512, "height": 512, "is_animated": False,
-           "is_video": False, "emoji": "\U0001F44D"}
-GROUP = {"id": -4001234567, "title": "Wanjiru family", "type": "group",
-         "all_members_are_administrators": True}
+STICKER = {
+    "file_id": "CAACAgIAAxkBAAIBY2Z",
+    "file_unique_id": "AgADnQEAAladvQo",
+    "type": "regular",
+    "width": 512,
+    "height": 512,
+    "is_animated": False,
+    "is_video": False,
+    "emoji": "\U0001f44d",
+}
+GROUP = {
+    "id": -4001234567,
+    "title": "Wanjiru family",
+    "type": "group",
+    "all_members_are_administrators": True,
+}
 CHANNEL = {"id": -1001234567890, "title": "OVES news", "type": "channel"}
 
 
@@ -228,30 +292,104 @@ def _edited() -> dict:
 
 IGNORED = [
     pytest.param(_edited(), id="edited_message"),
-    pytest.param({"update_id": 8, "channel_post": {
-        "message_id": 5, "sender_chat": CHANNEL, "chat": CHANNEL, "date": DATE, "text": "CODE"}},
-        id="channel_post"),
-    pytest.param({"update_id": 9, "message": {
-        "message_id": 6, "from": USER, "chat": chat_of(USER), "date": DATE, "sticker": STICKER}},
-        id="sticker"),
-    pytest.param({"update_id": 10, "message": {
-        "message_id": 7, "from": USER, "chat": chat_of(USER), "date": DATE,
-        "photo": [{"file_id": "AgACAgQ", "file_unique_id": "AQADx", "width": 90, "height": 67,
-                   "file_size": 1254}], "caption": "CODE"}}, id="photo with a caption"),
+    pytest.param(
+        {
+            "update_id": 8,
+            "channel_post": {
+                "message_id": 5,
+                "sender_chat": CHANNEL,
+                "chat": CHANNEL,
+                "date": DATE,
+                "text": "CODE",
+            },
+        },
+        id="channel_post",
+    ),
+    pytest.param(
+        {
+            "update_id": 9,
+            "message": {
+                "message_id": 6,
+                "from": USER,
+                "chat": chat_of(USER),
+                "date": DATE,
+                "sticker": STICKER,
+            },
+        },
+        id="sticker",
+    ),
+    pytest.param(
+        {
+            "update_id": 10,
+            "message": {
+                "message_id": 7,
+                "from": USER,
+                "chat": chat_of(USER),
+                "date": DATE,
+                "photo": [
+                    {
+                        "file_id": "AgACAgQ",
+                        "file_unique_id": "AQADx",
+                        "width": 90,
+                        "height": 67,
+                        "file_size": 1254,
+                    }
+                ],
+                "caption": "CODE",
+            },
+        },
+        id="photo with a caption",
+    ),
     pytest.param(text_update(11, "/code@OvesTokenBot", chat=GROUP), id="group chat command"),
-    pytest.param({"update_id": 12, "message": {
-        "message_id": 8, "from": USER, "chat": GROUP, "date": DATE,
-        "contact": {"phone_number": "254712345678", "first_name": "Amina",
-                    "user_id": USER["id"]}}}, id="contact shared in a group"),
-    pytest.param({"update_id": 13, "callback_query": {
-        "id": "4382bfdwdsb323b2d9", "from": USER, "chat_instance": "-5212341234",
-        "data": "code", "message": {"message_id": 9, "from": BOT, "chat": chat_of(USER),
-                                    "date": DATE, "text": "Choose"}}}, id="callback_query"),
-    pytest.param({"update_id": 14, "my_chat_member": {
-        "chat": chat_of(USER), "from": USER, "date": DATE,
-        "old_chat_member": {"user": BOT, "status": "member"},
-        "new_chat_member": {"user": BOT, "status": "kicked", "until_date": 0}}},
-        id="user blocked the bot"),
+    pytest.param(
+        {
+            "update_id": 12,
+            "message": {
+                "message_id": 8,
+                "from": USER,
+                "chat": GROUP,
+                "date": DATE,
+                "contact": {
+                    "phone_number": "254712345678",
+                    "first_name": "Amina",
+                    "user_id": USER["id"],
+                },
+            },
+        },
+        id="contact shared in a group",
+    ),
+    pytest.param(
+        {
+            "update_id": 13,
+            "callback_query": {
+                "id": "4382bfdwdsb323b2d9",
+                "from": USER,
+                "chat_instance": "-5212341234",
+                "data": "code",
+                "message": {
+                    "message_id": 9,
+                    "from": BOT,
+                    "chat": chat_of(USER),
+                    "date": DATE,
+                    "text": "Choose",
+                },
+            },
+        },
+        id="callback_query",
+    ),
+    pytest.param(
+        {
+            "update_id": 14,
+            "my_chat_member": {
+                "chat": chat_of(USER),
+                "from": USER,
+                "date": DATE,
+                "old_chat_member": {"user": BOT, "status": "member"},
+                "new_chat_member": {"user": BOT, "status": "kicked", "until_date": 0},
+            },
+        },
+        id="user blocked the bot",
+    ),
     pytest.param({"update_id": 15}, id="update with nothing in it"),
 ]
 
@@ -267,6 +405,7 @@ def test_updates_we_do_not_handle_get_an_empty_200_and_change_nothing(shared, up
 
 
 # -- refused -------------------------------------------------------------------------------
+
 
 def _with(update: dict, path: tuple, value) -> dict:
     update = copy.deepcopy(update)
@@ -288,11 +427,13 @@ REFUSED = [
     pytest.param(GOOD, None, None, {}, 403, id="no secret header"),
     pytest.param(GOOD, None, "", {}, 403, id="empty secret header"),
     pytest.param(GOOD, None, "wrong-secret", {}, 403, id="wrong secret"),
-    pytest.param(GOOD, None, SECRETS["telegram_secret_token"] + "x", {}, 403,
-                 id="secret with a suffix"),
+    pytest.param(
+        GOOD, None, SECRETS["telegram_secret_token"] + "x", {}, 403, id="secret with a suffix"
+    ),
     pytest.param(CONTACT, None, "wrong-secret", {}, 403, id="forged contact"),
-    pytest.param(GOOD, None, "", {"telegram_secret_token": None}, 403,
-                 id="secret unset: fail closed"),
+    pytest.param(
+        GOOD, None, "", {"telegram_secret_token": None}, 403, id="secret unset: fail closed"
+    ),
     pytest.param(GOOD, None, None, {"demo": True}, 403, id="demo with a secret still needs it"),
     pytest.param(None, "{not json", "ok", {}, 400, id="malformed JSON"),
     pytest.param(None, "", "ok", {}, 400, id="empty body"),
@@ -301,30 +442,48 @@ REFUSED = [
     pytest.param(dict(GOOD, update_id="20"), None, "ok", {}, 400, id="update_id as text"),
     pytest.param(dict(GOOD, update_id=True), None, "ok", {}, 400, id="update_id as a boolean"),
     pytest.param(dict(GOOD, message="CODE"), None, "ok", {}, 400, id="message as text"),
-    pytest.param(_with(GOOD, ("message", "date"), _DELETE), None, "ok", {}, 400,
-                 id="message without date"),
-    pytest.param(_with(GOOD, ("message", "chat"), _DELETE), None, "ok", {}, 400,
-                 id="message without chat"),
-    pytest.param(_with(GOOD, ("message", "date"), 10 ** 20), None, "ok", {}, 400,
-                 id="date out of range"),
-    pytest.param(_with(GOOD, ("message", "date"), "yesterday"), None, "ok", {}, 400,
-                 id="date as text"),
-    pytest.param(_with(GOOD, ("message", "from", "id"), "amina"), None, "ok", {}, 400,
-                 id="sender id as text"),
-    pytest.param(_with(GOOD, ("message", "chat", "id"), "chat"), None, "ok", {}, 400,
-                 id="chat id as text"),
-    pytest.param(_with(GOOD, ("message", "text"), 42), None, "ok", {}, 400,
-                 id="text as a number"),
-    pytest.param(_with(CONTACT, ("message", "contact"), "254712345678"), None, "ok", {}, 400,
-                 id="contact as text"),
-    pytest.param(_with(CONTACT, ("message", "contact", "user_id"), "111222333"), None, "ok",
-                 {}, 400, id="contact user_id as text"),
+    pytest.param(
+        _with(GOOD, ("message", "date"), _DELETE), None, "ok", {}, 400, id="message without date"
+    ),
+    pytest.param(
+        _with(GOOD, ("message", "chat"), _DELETE), None, "ok", {}, 400, id="message without chat"
+    ),
+    pytest.param(
+        _with(GOOD, ("message", "date"), 10**20), None, "ok", {}, 400, id="date out of range"
+    ),
+    pytest.param(
+        _with(GOOD, ("message", "date"), "yesterday"), None, "ok", {}, 400, id="date as text"
+    ),
+    pytest.param(
+        _with(GOOD, ("message", "from", "id"), "amina"), None, "ok", {}, 400, id="sender id as text"
+    ),
+    pytest.param(
+        _with(GOOD, ("message", "chat", "id"), "chat"), None, "ok", {}, 400, id="chat id as text"
+    ),
+    pytest.param(_with(GOOD, ("message", "text"), 42), None, "ok", {}, 400, id="text as a number"),
+    pytest.param(
+        _with(CONTACT, ("message", "contact"), "254712345678"),
+        None,
+        "ok",
+        {},
+        400,
+        id="contact as text",
+    ),
+    pytest.param(
+        _with(CONTACT, ("message", "contact", "user_id"), "111222333"),
+        None,
+        "ok",
+        {},
+        400,
+        id="contact user_id as text",
+    ),
 ]
 
 
 @pytest.mark.parametrize("update, raw, secret, settings, status", REFUSED)
 def test_forged_or_malformed_updates_are_refused_and_change_nothing(
-        shared, update, raw, secret, settings, status):
+    shared, update, raw, secret, settings, status
+):
     secret = SECRETS["telegram_secret_token"] if secret == "ok" else secret
     before = footprint(shared)
     response = post(shared.client(**settings), update, secret=secret, raw=raw)
@@ -334,12 +493,12 @@ def test_forged_or_malformed_updates_are_refused_and_change_nothing(
 
 def test_demo_without_a_secret_accepts_updates(w):
     client = w.client(demo=True, telegram_secret_token=None)
-    assert post(client, text_update(30, "/start"), secret=None).get_json() == \
-        ask_for_contact(USER["id"])
+    assert post(client, text_update(30, "/start"), secret=None).get_json() == ask_for_contact(
+        USER["id"]
+    )
 
 
 def test_the_reply_is_json_a_bot_api_call(w, client):
     linked(client)
     raw = post(client, text_update(2, "HELP")).get_data(as_text=True)
-    assert json.loads(raw) == {"method": "sendMessage", "chat_id": USER["id"],
-                               "text": en("help")}
+    assert json.loads(raw) == {"method": "sendMessage", "chat_id": USER["id"], "text": en("help")}

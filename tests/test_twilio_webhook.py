@@ -5,6 +5,7 @@ to your incoming message Webhook URL"), as form fields, signed the way Twilio si
 HMAC-SHA1 over the public URL it called plus the sorted form fields (twilio's own
 RequestValidator computes the signatures here).
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -13,8 +14,8 @@ import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from bot.text.templates import Messages
 from bot.storage.models import Code, Customer, InboundMessage, Payment
+from bot.text.templates import Messages
 from tests.conftest import sqlite_file_url
 from tests.harness import SECRETS, build_world
 
@@ -24,15 +25,30 @@ AMINA = "+254712345678"
 MESSAGES = Messages.load()
 
 
-def twilio_sms(body: str = "CODE", sid: str = "SM" + "1" * 32, sender: str = AMINA,
-               **extra) -> dict[str, str]:
+def twilio_sms(
+    body: str = "CODE", sid: str = "SM" + "1" * 32, sender: str = AMINA, **extra
+) -> dict[str, str]:
     """An incoming SMS as Twilio posts it (form fields, all strings, empty when unknown)."""
     form = {
-        "ToCountry": "US", "ToState": "CA", "SmsMessageSid": sid, "NumMedia": "0",
-        "ToCity": "", "FromZip": "", "SmsSid": sid, "FromState": "", "SmsStatus": "received",
-        "FromCity": "", "Body": body, "FromCountry": "KE", "To": SECRETS["twilio_from_number"],
-        "ToZip": "", "NumSegments": "1", "MessageSid": sid,
-        "AccountSid": SECRETS["twilio_account_sid"], "From": sender, "ApiVersion": "2010-04-01",
+        "ToCountry": "US",
+        "ToState": "CA",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ToCity": "",
+        "FromZip": "",
+        "SmsSid": sid,
+        "FromState": "",
+        "SmsStatus": "received",
+        "FromCity": "",
+        "Body": body,
+        "FromCountry": "KE",
+        "To": SECRETS["twilio_from_number"],
+        "ToZip": "",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": SECRETS["twilio_account_sid"],
+        "From": sender,
+        "ApiVersion": "2010-04-01",
     }
     form.update(extra)
     return form
@@ -42,8 +58,7 @@ def sign(form: dict, url: str = URL, token: str = SECRETS["twilio_auth_token"]) 
     return RequestValidator(token).compute_signature(url, form)
 
 
-def post(client, form: dict, signature: str | None = "auto", path: str = PATH,
-         url: str = URL):
+def post(client, form: dict, signature: str | None = "auto", path: str = PATH, url: str = URL):
     headers = {}
     if signature == "auto":
         headers["X-Twilio-Signature"] = sign(form, url)
@@ -61,8 +76,10 @@ def messages(response) -> list[str]:
 def footprint(world) -> tuple:
     """Everything a request could change."""
     with world.session() as s:
-        counts = tuple(s.scalar(select(func.count()).select_from(m))
-                       for m in (Code, InboundMessage, Payment, Customer))
+        counts = tuple(
+            s.scalar(select(func.count()).select_from(m))
+            for m in (Code, InboundMessage, Payment, Customer)
+        )
         opted = tuple(s.scalars(select(Customer.opted_out).order_by(Customer.id)))
         langs = tuple(s.scalars(select(Customer.language).order_by(Customer.id)))
     return counts + (opted, langs, world.emulator.store.history_page(1, 1001, 0, 1)[1])
@@ -90,20 +107,42 @@ def shared(tmp_path_factory):
 
 ACCEPTED = [
     pytest.param(twilio_sms("CODE"), "code", id="CODE, the documented fields"),
-    pytest.param(twilio_sms("code", MessagingServiceSid="MG" + "2" * 32), "code",
-                 id="sent through a Messaging Service"),
-    pytest.param(twilio_sms("Code 1001", AddOns='{"status":"successful","results":{}}',
-                            ReferralNumMedia="0", SomeFieldTwilioAddsLater="x"), "code",
-                 id="extra and unknown fields are tolerated"),
-    pytest.param(twilio_sms("HELP", FromCity="NAIROBI", FromState="", FromZip="00100"),
-                 "help", id="help with sender location"),
-    pytest.param(twilio_sms("", NumMedia="1", MediaContentType0="image/jpeg",
-                            MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC/Messages/"
-                                      "MM1/Media/ME1"), "help", id="MMS photo without text"),
-    pytest.param(twilio_sms("Nataka CODE tafadhali 🙏", NumSegments="2"), "help",
-                 id="unicode chatter"),
-    pytest.param(twilio_sms("CODE", sender="+254799000000"), "not_registered",
-                 id="a number we do not know"),
+    pytest.param(
+        twilio_sms("code", MessagingServiceSid="MG" + "2" * 32),
+        "code",
+        id="sent through a Messaging Service",
+    ),
+    pytest.param(
+        twilio_sms(
+            "Code 1001",
+            AddOns='{"status":"successful","results":{}}',
+            ReferralNumMedia="0",
+            SomeFieldTwilioAddsLater="x",
+        ),
+        "code",
+        id="extra and unknown fields are tolerated",
+    ),
+    pytest.param(
+        twilio_sms("HELP", FromCity="NAIROBI", FromState="", FromZip="00100"),
+        "help",
+        id="help with sender location",
+    ),
+    pytest.param(
+        twilio_sms(
+            "",
+            NumMedia="1",
+            MediaContentType0="image/jpeg",
+            MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM1/Media/ME1",
+        ),
+        "help",
+        id="MMS photo without text",
+    ),
+    pytest.param(
+        twilio_sms("Nataka CODE tafadhali 🙏", NumSegments="2"), "help", id="unicode chatter"
+    ),
+    pytest.param(
+        twilio_sms("CODE", sender="+254799000000"), "not_registered", id="a number we do not know"
+    ),
 ]
 
 
@@ -162,24 +201,46 @@ REFUSED = [
     pytest.param(FORM, "garbage", {}, 403, id="signature that is not base64"),
     pytest.param(FORM, sign(FORM, token=OTHER_TOKEN), {}, 403, id="signed with another token"),
     pytest.param(STOP, sign(STOP, token=OTHER_TOKEN), {}, 403, id="forged STOP"),
-    pytest.param(FORM, sign(FORM, url="http://bot.example.test" + PATH), {}, 403,
-                 id="signed for http, not https"),
-    pytest.param(FORM, sign(FORM, url="https://evil.example.test" + PATH), {}, 403,
-                 id="signed for another host"),
-    pytest.param(FORM, sign(FORM, url=SECRETS["public_base_url"] + "/webhooks/other"), {}, 403,
-                 id="signed for another path"),
+    pytest.param(
+        FORM,
+        sign(FORM, url="http://bot.example.test" + PATH),
+        {},
+        403,
+        id="signed for http, not https",
+    ),
+    pytest.param(
+        FORM,
+        sign(FORM, url="https://evil.example.test" + PATH),
+        {},
+        403,
+        id="signed for another host",
+    ),
+    pytest.param(
+        FORM,
+        sign(FORM, url=SECRETS["public_base_url"] + "/webhooks/other"),
+        {},
+        403,
+        id="signed for another path",
+    ),
     pytest.param(FORM, sign(dict(FORM, Body="HELP")), {}, 403, id="body changed after signing"),
-    pytest.param(FORM, sign(dict(FORM, From="+254700000001")), {}, 403,
-                 id="sender changed after signing"),
-    pytest.param(FORM, "auto", {"twilio_auth_token": None}, 403,
-                 id="auth token unset: fail closed"),
-    pytest.param(FORM, "auto", {"public_base_url": None}, 403,
-                 id="public URL unset: fail closed"),
+    pytest.param(
+        FORM, sign(dict(FORM, From="+254700000001")), {}, 403, id="sender changed after signing"
+    ),
+    pytest.param(
+        FORM, "auto", {"twilio_auth_token": None}, 403, id="auth token unset: fail closed"
+    ),
+    pytest.param(FORM, "auto", {"public_base_url": None}, 403, id="public URL unset: fail closed"),
     pytest.param(FORM, None, {"demo": True}, 403, id="demo with a token still needs a signature"),
-    pytest.param({k: v for k, v in FORM.items() if k != "MessageSid"}, "auto", {}, 400,
-                 id="signed but no MessageSid"),
-    pytest.param({k: v for k, v in FORM.items() if k != "From"}, "auto", {}, 400,
-                 id="signed but no From"),
+    pytest.param(
+        {k: v for k, v in FORM.items() if k != "MessageSid"},
+        "auto",
+        {},
+        400,
+        id="signed but no MessageSid",
+    ),
+    pytest.param(
+        {k: v for k, v in FORM.items() if k != "From"}, "auto", {}, 400, id="signed but no From"
+    ),
     pytest.param(dict(FORM, MessageSid="   "), "auto", {}, 400, id="signed but blank MessageSid"),
     pytest.param({}, "auto", {}, 400, id="signed empty form"),
 ]
@@ -187,7 +248,8 @@ REFUSED = [
 
 @pytest.mark.parametrize("form, signature, settings, status", REFUSED)
 def test_forged_unsigned_or_malformed_requests_are_refused_and_change_nothing(
-        shared, form, signature, settings, status):
+    shared, form, signature, settings, status
+):
     before = footprint(shared)
     response = post(shared.client(**settings), form, signature=signature)
     assert response.status_code == status
@@ -196,19 +258,24 @@ def test_forged_unsigned_or_malformed_requests_are_refused_and_change_nothing(
 
 MALFORMED = [
     pytest.param(dict(data="{not json", content_type="application/json"), id="JSON body"),
-    pytest.param(dict(data=b"\xff\xfe\x00garbage",
-                      content_type="application/x-www-form-urlencoded"),
-                 id="bytes that are not UTF-8"),
-    pytest.param(dict(data="MessageSid=SM1&From=%2B254712345678&Body=" + "A" * 20000,
-                      content_type="application/x-www-form-urlencoded"), id="huge body"),
+    pytest.param(
+        dict(data=b"\xff\xfe\x00garbage", content_type="application/x-www-form-urlencoded"),
+        id="bytes that are not UTF-8",
+    ),
+    pytest.param(
+        dict(
+            data="MessageSid=SM1&From=%2B254712345678&Body=" + "A" * 20000,
+            content_type="application/x-www-form-urlencoded",
+        ),
+        id="huge body",
+    ),
 ]
 
 
 @pytest.mark.parametrize("request_kwargs", MALFORMED)
 def test_malformed_bodies_never_get_a_5xx(shared, request_kwargs):
     before = footprint(shared)
-    response = shared.client().post(PATH, headers={"X-Twilio-Signature": "x"},
-                                       **request_kwargs)
+    response = shared.client().post(PATH, headers={"X-Twilio-Signature": "x"}, **request_kwargs)
     assert 400 <= response.status_code < 500
     assert footprint(shared) == before
 

@@ -4,6 +4,7 @@ Each case is one agent's sessions as Africa's Talking drives them: every request
 whole input path so far; NEW starts a new session. Every answer is checked: status 200,
 text/plain, "CON " or "END ", a screen of at most 160 GSM-7 characters.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -13,106 +14,209 @@ from sqlalchemy import func, select
 
 from bot.storage.models import Code
 from tests.test_agent_menu import (
-    ADMIN, ADMIN_PIN, AGENT, MESSAGES, OTHER_OWNER, PIN, STRANGER, check_screen, populate,
+    ADMIN,
+    ADMIN_PIN,
+    AGENT,
+    MESSAGES,
+    OTHER_OWNER,
+    PIN,
+    STRANGER,
+    check_screen,
+    populate,
 )
 from webhooks.app import create_app
 
 NEW = object()  # start a new session (the same phone)
 LOGIN = [("", "CON", "Enter your PIN"), (PIN, "CON", "1 Sell days")]
 ADMIN_LOGIN = [("", "CON", "Enter your PIN"), (ADMIN_PIN, "CON", "6 Reset code")]
-SELL_1001 = LOGIN + [("1", "CON", "Enter device ID or serial"),
-                     ("1001", "CON", "OVES001001\nEnter days")]
-MENU = ("CON", "1 Sell days\n2 Register customer\n3 Resend code\n4 Device status\n"
-               "5 Free code\n6 Reset code")
+SELL_1001 = LOGIN + [
+    ("1", "CON", "Enter device ID or serial"),
+    ("1001", "CON", "OVES001001\nEnter days"),
+]
+MENU = (
+    "CON",
+    "1 Sell days\n2 Register customer\n3 Resend code\n4 Device status\n5 Free code\n6 Reset code",
+)
 
 CASES = {
     # Who may use it.
-    "unknown phone: END and nothing else": (STRANGER, [
-        ("", "END", "This number is not registered as an agent.")]),
+    "unknown phone: END and nothing else": (
+        STRANGER,
+        [("", "END", "This number is not registered as an agent.")],
+    ),
     "PIN opens the menu, exactly as DESIGN.md says": (AGENT, [LOGIN[0], (PIN, *MENU)]),
     "PIN of the wrong shape is re-asked": (AGENT, [LOGIN[0], ("12", "CON", "4 to 8 digits")]),
-    "wrong PIN, then the right one": (AGENT, [
-        LOGIN[0], ("1111", "CON", "Wrong PIN. 2 tries left"), (PIN, *MENU)]),
-    "three wrong PINs lock the agent, across sessions": (AGENT, [
-        LOGIN[0], ("1111", "CON", "2 tries left"), NEW, LOGIN[0],
-        ("2222", "CON", "1 tries left"), ("3333", "END", "Try again in 15 min"),
-        NEW, ("", "END", "Too many wrong PINs")]),
+    "wrong PIN, then the right one": (
+        AGENT,
+        [LOGIN[0], ("1111", "CON", "Wrong PIN. 2 tries left"), (PIN, *MENU)],
+    ),
+    "three wrong PINs lock the agent, across sessions": (
+        AGENT,
+        [
+            LOGIN[0],
+            ("1111", "CON", "2 tries left"),
+            NEW,
+            LOGIN[0],
+            ("2222", "CON", "1 tries left"),
+            ("3333", "END", "Try again in 15 min"),
+            NEW,
+            ("", "END", "Too many wrong PINs"),
+        ],
+    ),
     # The menu.
     "menu: unknown choice is re-asked": (AGENT, LOGIN + [("9", "CON", "Choose 1 to 6")]),
     "menu: 0 has nowhere to go back to": (AGENT, LOGIN + [("0", "CON", "Choose 1 to 6")]),
     "menu: 00 stays on the menu": (AGENT, LOGIN + [("00", *MENU)]),
     # 1 Sell days.
-    "sell: device, days, confirm, code": (AGENT, SELL_1001 + [
-        ("30", "CON", "Sell 30 days for OVES001001\nOwner +254*****678\n1 Confirm"),
-        ("1", "END", "Code for OVES001001, 30 days:\n*0")]),
-    "sell: by serial, lower case": (AGENT, LOGIN + [
-        ("1", "CON", "Enter device"), ("oves001001", "CON", "Enter days")]),
-    "sell: unknown device is re-asked": (AGENT, LOGIN + [
-        ("1", "CON", "Enter device"), ("9999", "CON", "Device not found.\nEnter device")]),
-    "sell: a device of another distributor is unknown": (AGENT, LOGIN + [
-        ("1", "CON", "Enter device"), ("1101", "CON", "Device not found.")]),
-    "sell: a device without owner is refused": (AGENT, LOGIN + [
-        ("1", "CON", "Enter device"), ("1002", "CON", "OVES001002 has no owner.")]),
-    "sell: days out of range are re-asked": (AGENT, SELL_1001 + [
-        ("1096", "CON", "1 to 1095"), ("2.5", "CON", "1 to 1095"),
-        ("", "CON", "1 to 1095"), ("1095", "CON", "Sell 1095 days")]),
-    "sell: 0 goes back from days to device": (AGENT, SELL_1001 + [
-        ("0", "CON", "Enter device"), ("0", *MENU)]),
-    "sell: 0 goes back from confirm to days": (AGENT, SELL_1001 + [
-        ("5", "CON", "Sell 5 days"), ("0", "CON", "Enter days"),
-        ("6", "CON", "Sell 6 days")]),
-    "sell: 00 goes home from confirm": (AGENT, SELL_1001 + [
-        ("5", "CON", "Sell 5 days"), ("00", *MENU), ("4", "CON", "Enter device")]),
-    "sell: only 1 confirms": (AGENT, SELL_1001 + [
-        ("5", "CON", "Sell 5 days"), ("2", "CON", "Press 1 to confirm.\nSell 5 days")]),
+    "sell: device, days, confirm, code": (
+        AGENT,
+        SELL_1001
+        + [
+            ("30", "CON", "Sell 30 days for OVES001001\nOwner +254*****678\n1 Confirm"),
+            ("1", "END", "Code for OVES001001, 30 days:\n*0"),
+        ],
+    ),
+    "sell: by serial, lower case": (
+        AGENT,
+        LOGIN + [("1", "CON", "Enter device"), ("oves001001", "CON", "Enter days")],
+    ),
+    "sell: unknown device is re-asked": (
+        AGENT,
+        LOGIN + [("1", "CON", "Enter device"), ("9999", "CON", "Device not found.\nEnter device")],
+    ),
+    "sell: a device of another distributor is unknown": (
+        AGENT,
+        LOGIN + [("1", "CON", "Enter device"), ("1101", "CON", "Device not found.")],
+    ),
+    "sell: a device without owner is refused": (
+        AGENT,
+        LOGIN + [("1", "CON", "Enter device"), ("1002", "CON", "OVES001002 has no owner.")],
+    ),
+    "sell: days out of range are re-asked": (
+        AGENT,
+        SELL_1001
+        + [
+            ("1096", "CON", "1 to 1095"),
+            ("2.5", "CON", "1 to 1095"),
+            ("", "CON", "1 to 1095"),
+            ("1095", "CON", "Sell 1095 days"),
+        ],
+    ),
+    "sell: 0 goes back from days to device": (
+        AGENT,
+        SELL_1001 + [("0", "CON", "Enter device"), ("0", *MENU)],
+    ),
+    "sell: 0 goes back from confirm to days": (
+        AGENT,
+        SELL_1001
+        + [("5", "CON", "Sell 5 days"), ("0", "CON", "Enter days"), ("6", "CON", "Sell 6 days")],
+    ),
+    "sell: 00 goes home from confirm": (
+        AGENT,
+        SELL_1001 + [("5", "CON", "Sell 5 days"), ("00", *MENU), ("4", "CON", "Enter device")],
+    ),
+    "sell: only 1 confirms": (
+        AGENT,
+        SELL_1001 + [("5", "CON", "Sell 5 days"), ("2", "CON", "Press 1 to confirm.\nSell 5 days")],
+    ),
     # 2 Register customer.
-    "register: a new customer on a device without owner": (AGENT, LOGIN + [
-        ("2", "CON", "Enter device"), ("1002", "CON", "OVES001002\nEnter the customer's"),
-        ("0712000111", "CON", "Enter the customer's name"),
-        ("Baraka", "CON", "Register OVES001002 to Baraka +254*****111?"),
-        ("1", "END", "OVES001002 is now registered to Baraka +254*****111.")]),
-    "register: bad phone and name are re-asked": (AGENT, LOGIN + [
-        ("2", "CON", "Enter device"), ("1002", "CON", "phone number"),
-        ("12345", "CON", "Not a valid phone number."), ("0712000111", "CON", "name"),
-        ("x", "CON", "2 to 40 letters"), ("0", "CON", "phone number")]),
-    "register: an owned device needs a transfer confirm": (AGENT, LOGIN + [
-        ("2", "CON", "Enter device"),
-        ("1001", "CON", "OVES001001 belongs to +254*****678.\n1 Register it to a new owner"),
-        ("3", "CON", "Press 1 to confirm."), ("1", "CON", "phone number"),
-        (OTHER_OWNER, "CON", "name"), ("Juma", "CON", "Register OVES001001 to Juma"),
-        ("1", "END", "now registered to Juma +254*****333")]),
+    "register: a new customer on a device without owner": (
+        AGENT,
+        LOGIN
+        + [
+            ("2", "CON", "Enter device"),
+            ("1002", "CON", "OVES001002\nEnter the customer's"),
+            ("0712000111", "CON", "Enter the customer's name"),
+            ("Baraka", "CON", "Register OVES001002 to Baraka +254*****111?"),
+            ("1", "END", "OVES001002 is now registered to Baraka +254*****111."),
+        ],
+    ),
+    "register: bad phone and name are re-asked": (
+        AGENT,
+        LOGIN
+        + [
+            ("2", "CON", "Enter device"),
+            ("1002", "CON", "phone number"),
+            ("12345", "CON", "Not a valid phone number."),
+            ("0712000111", "CON", "name"),
+            ("x", "CON", "2 to 40 letters"),
+            ("0", "CON", "phone number"),
+        ],
+    ),
+    "register: an owned device needs a transfer confirm": (
+        AGENT,
+        LOGIN
+        + [
+            ("2", "CON", "Enter device"),
+            ("1001", "CON", "OVES001001 belongs to +254*****678.\n1 Register it to a new owner"),
+            ("3", "CON", "Press 1 to confirm."),
+            ("1", "CON", "phone number"),
+            (OTHER_OWNER, "CON", "name"),
+            ("Juma", "CON", "Register OVES001001 to Juma"),
+            ("1", "END", "now registered to Juma +254*****333"),
+        ],
+    ),
     # 3 Resend code and 4 Device status.
-    "resend: the stored code, sent again": (AGENT, LOGIN + [
-        ("3", "CON", "Enter device"), ("1003", "END", "Latest code for OVES001003 (")]),
-    "resend: no code yet": (AGENT, LOGIN + [
-        ("3", "CON", "Enter device"), ("1001", "END", "No code yet for OVES001001.")]),
-    "status: owner, credit, last code": (AGENT, LOGIN + [
-        ("4", "CON", "Enter device"), ("1003", "END", "OVES001003\nOwner: +254*****333\n")]),
-    "status: a device without owner": (AGENT, LOGIN + [
-        ("4", "CON", "Enter device"), ("1002", "END", "Owner: none\nCredit until: -")]),
+    "resend: the stored code, sent again": (
+        AGENT,
+        LOGIN + [("3", "CON", "Enter device"), ("1003", "END", "Latest code for OVES001003 (")],
+    ),
+    "resend: no code yet": (
+        AGENT,
+        LOGIN + [("3", "CON", "Enter device"), ("1001", "END", "No code yet for OVES001001.")],
+    ),
+    "status: owner, credit, last code": (
+        AGENT,
+        LOGIN
+        + [("4", "CON", "Enter device"), ("1003", "END", "OVES001003\nOwner: +254*****333\n")],
+    ),
+    "status: a device without owner": (
+        AGENT,
+        LOGIN + [("4", "CON", "Enter device"), ("1002", "END", "Owner: none\nCredit until: -")],
+    ),
     # 5 Free code and 6 Reset code.
-    "free: a plain agent is refused": (AGENT, LOGIN + [
-        ("5", "END", "Only admin agents can make free and reset codes.")]),
+    "free: a plain agent is refused": (
+        AGENT,
+        LOGIN + [("5", "END", "Only admin agents can make free and reset codes.")],
+    ),
     "reset: a plain agent is refused": (AGENT, LOGIN + [("6", "END", "Only admin agents")]),
-    "free: admin confirms and gets the code": (ADMIN, ADMIN_LOGIN + [
-        ("5", "CON", "Enter device"), ("1001", "CON", "FREE code for OVES001001"),
-        ("1", "END", "Free code for OVES001001:\n*0")]),
-    "reset: admin, back from confirm, then confirms": (ADMIN, ADMIN_LOGIN + [
-        ("6", "CON", "Enter device"), ("1001", "CON", "RESET code for OVES001001"),
-        ("0", "CON", "Enter device"), ("1003", "CON", "RESET code for OVES001003"),
-        ("1", "END", "Reset code for OVES001003:\n*0")]),
+    "free: admin confirms and gets the code": (
+        ADMIN,
+        ADMIN_LOGIN
+        + [
+            ("5", "CON", "Enter device"),
+            ("1001", "CON", "FREE code for OVES001001"),
+            ("1", "END", "Free code for OVES001001:\n*0"),
+        ],
+    ),
+    "reset: admin, back from confirm, then confirms": (
+        ADMIN,
+        ADMIN_LOGIN
+        + [
+            ("6", "CON", "Enter device"),
+            ("1001", "CON", "RESET code for OVES001001"),
+            ("0", "CON", "Enter device"),
+            ("1003", "CON", "RESET code for OVES001003"),
+            ("1", "END", "Reset code for OVES001003:\n*0"),
+        ],
+    ),
 }
 
 
 @pytest.fixture
 def client(world):
     populate(world)
-    return create_app(services=world.services).test_client()
+    return create_app(deps=world.services).test_client()
 
 
 def post(client, **form):
-    fields = dict(sessionId="ATUid_test", serviceCode="*384*123#", phoneNumber=AGENT,
-                  networkCode="63902", text="")
+    fields = dict(
+        sessionId="ATUid_test",
+        serviceCode="*384*123#",
+        phoneNumber=AGENT,
+        networkCode="63902",
+        text="",
+    )
     fields.update(form)
     response = client.post("/webhooks/ussd", data=fields)
     assert response.status_code == 200
@@ -138,8 +242,7 @@ def walk(client, label):
         else:
             assert value == "", "a session starts with an empty text"
             started = True
-        kind, screen = post(client, sessionId=session, phoneNumber=phone,
-                            text="*".join(inputs))
+        kind, screen = post(client, sessionId=session, phoneNumber=phone, text="*".join(inputs))
         yield value, want_kind, want_text, kind, screen
 
 
@@ -155,7 +258,7 @@ def client_in(database_url, tmp_path, lang):
     from tests.harness import build_world
 
     world = populate(build_world(database_url, tmp_path, default_language=lang))
-    yield create_app(services=world.services).test_client()
+    yield create_app(deps=world.services).test_client()
     world.services.close()
 
 
@@ -178,8 +281,10 @@ def test_refusals_before_the_menu_in_every_language(client_in, lang):
     assert response.get_data(as_text=True) == "END " + MESSAGES.render(lang, "ussd_bad_request")
     services = client_in.application.extensions["ovbot"]
     services.settings = services.settings.replace(ussd_service_codes=("*384*123#",))
-    assert post(client_in, **dict(form, serviceCode="*999#")) == \
-        ("END", MESSAGES.render(lang, "ussd_wrong_service"))
+    assert post(client_in, **dict(form, serviceCode="*999#")) == (
+        "END",
+        MESSAGES.render(lang, "ussd_wrong_service"),
+    )
 
 
 def test_a_repeated_request_is_answered_the_same_and_mints_nothing(client, world):
@@ -202,8 +307,9 @@ def test_a_missing_field_ends_politely_with_200(client, missing):
 
 
 def test_a_missing_text_is_the_first_request(client):
-    response = client.post("/webhooks/ussd", data=dict(
-        sessionId="s2", serviceCode="*384*123#", phoneNumber=AGENT))
+    response = client.post(
+        "/webhooks/ussd", data=dict(sessionId="s2", serviceCode="*384*123#", phoneNumber=AGENT)
+    )
     assert response.get_data(as_text=True).startswith("CON ")
 
 
@@ -214,12 +320,13 @@ def test_national_phone_numbers_are_normalised(client):
 
 def test_service_codes_can_be_restricted(world):
     populate(world)
-    world.services.settings = world.services.settings.replace(
-        ussd_service_codes=("*384*123#",))
-    client = create_app(services=world.services).test_client()
+    world.services.settings = world.services.settings.replace(ussd_service_codes=("*384*123#",))
+    client = create_app(deps=world.services).test_client()
     assert post(client, sessionId="s5", serviceCode="*384*123#")[0] == "CON"
-    assert post(client, sessionId="s6", serviceCode="*999#") == \
-        ("END", "This service code is not served here.")
+    assert post(client, sessionId="s6", serviceCode="*999#") == (
+        "END",
+        "This service code is not served here.",
+    )
 
 
 def test_a_crash_is_an_end_screen(client, monkeypatch):

@@ -1,4 +1,5 @@
 """The worker: the sweep on the whole product (emulator), the loop, the hooks, the commands."""
+
 from __future__ import annotations
 
 import os
@@ -10,11 +11,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.outbox import worker
 from bot.cli.main import main
 from bot.ledger import MintPending
+from bot.outbox import worker
 from bot.storage.models import Code, Device, OutboxMessage, Payment
-from bot.service import after_commit
 from tests.harness import build_world
 from tests.test_delivery import FakeSender, queue, rows
 
@@ -28,7 +28,7 @@ def outbox_bodies(world) -> list[str]:
 
 def code_in(text: str) -> str:
     start = text.index("*")
-    return text[start:text.index("#", start) + 1]
+    return text[start : text.index("#", start) + 1]
 
 
 def test_sweep_mints_paid_days_left_unminted_and_queues_the_push(world):
@@ -51,8 +51,9 @@ def test_sweep_reconciles_an_unknown_mint_adopts_and_pushes_it(world):
         device = s.scalar(select(Device).where(Device.product_id == 1001))
         world.ledger.record_payment(s, reference="pay-1", device=device, days=9, source="webhook")
         with pytest.raises(MintPending):
-            world.ledger.mint_days(s, device, request_key="payment:pay-1", channel="payments",
-                                   timeout=0.2)
+            world.ledger.mint_days(
+                s, device, request_key="payment:pay-1", channel="payments", timeout=0.2
+            )
     with world.session() as s:
         assert s.scalar(select(Code.state)) == "unknown"
     assert worker.sweep(world.services) == {"adopted": 1}
@@ -94,13 +95,14 @@ def test_embedded_drain_sends_after_commit_and_never_raises(sqlite_world, monkey
     queue(services.sessions, "code")
     sender = FakeSender()
     worker.install_embedded_drain(services, {"sms": sender})
-    after_commit(services)
+    services.committed()
     assert sender.sent == [(PHONE, "code")]
 
     def broken(*args, **kwargs):
         raise RuntimeError("database gone")
+
     monkeypatch.setattr(worker, "drain", broken)
-    services.extras["after_commit"]()  # logged, not raised
+    services.after_commit()  # logged, not raised
 
 
 def test_embedded_background_worker_wakes_on_commit(sqlite_world):
@@ -109,7 +111,7 @@ def test_embedded_background_worker_wakes_on_commit(sqlite_world):
     stop = worker.install_embedded_drain(services, {"sms": sender}, background=True)
     try:
         queue(services.sessions, "code")
-        after_commit(services)
+        services.committed()
         deadline = time.monotonic() + 5
         while not sender.sent and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -118,13 +120,16 @@ def test_embedded_background_worker_wakes_on_commit(sqlite_world):
         stop.set()
 
 
-def test_run_worker_drains_until_stopped(Session, monkeypatch):  # noqa: N803
+def test_run_worker_drains_until_stopped(Session, monkeypatch):
     [message] = queue(Session, "code")
     sweeps, stop = [], threading.Event()
     monkeypatch.setattr(worker, "sweep", sweeps.append)
     services = type("Services", (), {"sessions": Session})()
-    thread = threading.Thread(target=worker.run_worker, args=(services, {"sms": FakeSender()}),
-                              kwargs=dict(interval=0.01, stop=stop, sweep_every=3600))
+    thread = threading.Thread(
+        target=worker.run_worker,
+        args=(services, {"sms": FakeSender()}),
+        kwargs=dict(interval=0.01, stop=stop, sweep_every=3600),
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 5
@@ -137,7 +142,7 @@ def test_run_worker_drains_until_stopped(Session, monkeypatch):  # noqa: N803
     assert sweeps == [services]  # one sweep at start, the next an hour away
 
 
-def test_sigterm_stops_the_worker_cleanly(Session, monkeypatch):  # noqa: N803
+def test_sigterm_stops_the_worker_cleanly(Session, monkeypatch):
     monkeypatch.setattr(worker, "sweep", lambda services: None)
     services = type("Services", (), {"sessions": Session})()
     before = signal.getsignal(signal.SIGTERM)
@@ -149,8 +154,13 @@ def test_sigterm_stops_the_worker_cleanly(Session, monkeypatch):  # noqa: N803
 @pytest.fixture
 def cli_env(sqlite_world, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER",
-                 "TELEGRAM_BOT_TOKEN", "OMNIVOLTAIC_API_URL"):
+    for name in (
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_FROM_NUMBER",
+        "TELEGRAM_BOT_TOKEN",
+        "OMNIVOLTAIC_API_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", str(sqlite_world.services.engine.url))
     monkeypatch.setenv("OMNIVOLTAIC_EMULATOR_STATE", str(tmp_path / "cli-emulator.db"))
@@ -188,8 +198,9 @@ def test_sweep_pushes_a_payment_code_whose_push_was_lost_in_a_crash(world):
     with world.session() as s:  # the ledger commits the code; the push never commits
         device = s.scalar(select(Device).where(Device.product_id == 1001))
         world.ledger.record_payment(s, reference="pay-1", device=device, days=4, source="webhook")
-        [code] = world.ledger.mint_days(s, device, request_key="payment:pay-1",
-                                        channel="payments").codes
+        [code] = world.ledger.mint_days(
+            s, device, request_key="payment:pay-1", channel="payments"
+        ).codes
         s.rollback()
     assert worker.sweep(world.services) == {}  # too young: its request may still push it
     with world.session() as s:

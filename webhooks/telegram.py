@@ -4,6 +4,7 @@ Guard (X-Telegram-Bot-Api-Secret-Token, constant time), parse the Update into an
 hand it to the core, render the Reply. Updates we don't handle get an empty 200, so
 Telegram does not retry them.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -11,8 +12,10 @@ import hmac
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from telegram import Update
 
-from bot.inbound import Inbound, Reply
-from bot.service import process
+from bot.customers.conversation import RESPONDER
+from bot.deps import Deps
+from bot.inbound import Inbound, Reply, SharedContact, process
+from bot.settings import Settings
 
 bp = Blueprint("telegram", __name__)
 IGNORED = Response(status=200)
@@ -20,15 +23,16 @@ IGNORED = Response(status=200)
 
 @bp.post("/webhooks/telegram")
 def receive() -> Response:
-    services = current_app.extensions["ovbot"]
-    guard(services.settings)
-    inbound = parse(request.get_json(silent=True))
-    if inbound is None:
+    deps: Deps = current_app.extensions["ovbot"]
+    guard(deps.settings)
+    parsed = parse(request.get_json(silent=True))
+    if parsed is None:
         return IGNORED
-    return render(process(services, inbound), inbound.chat_id)
+    inbound, chat_id = parsed
+    return render(process(deps, inbound, RESPONDER), chat_id)
 
 
-def guard(settings) -> None:
+def guard(settings: Settings) -> None:
     secret = settings.telegram_secret_token
     if settings.demo and not secret:
         return
@@ -37,8 +41,9 @@ def guard(settings) -> None:
         abort(403)
 
 
-def parse(data) -> Inbound | None:
-    """An Inbound for a private text or contact message; None for updates we ignore."""
+def parse(data: object) -> tuple[Inbound, int] | None:
+    """An Inbound for a private text or contact message, and the chat to answer in;
+    None for updates we ignore."""
     if not isinstance(data, dict) or not _is_int(data.get("update_id")):
         abort(400, description="body must be a Telegram Update with an integer update_id")
     try:
@@ -55,22 +60,37 @@ def parse(data) -> Inbound | None:
     contact = message.contact
     if message.text is None and contact is None:
         return None
-    return Inbound(channel="telegram", provider_id=str(update.update_id),
-                   sender=str(message.from_user.id), text=message.text or "",
-                   chat_id=message.chat.id,
-                   contact_phone=contact.phone_number if contact else None,
-                   contact_user_id=contact.user_id if contact else None)
+    shared = (
+        SharedContact(phone=contact.phone_number, user_id=contact.user_id, chat_id=message.chat.id)
+        if contact
+        else None
+    )
+    inbound = Inbound(
+        channel="telegram",
+        provider_id=str(update.update_id),
+        sender=str(message.from_user.id),
+        text=message.text or "",
+        contact=shared,
+    )
+    return inbound, message.chat.id
 
 
 def _well_formed(message) -> bool:
     """PTB does not check types: ids must be integers, texts and numbers strings."""
     contact = message.contact
-    return (message.chat is not None and _is_int(message.chat.id)
-            and (message.from_user is None or _is_int(message.from_user.id))
-            and (message.text is None or isinstance(message.text, str))
-            and (contact is None or (isinstance(contact.phone_number, str)
-                                     and (contact.user_id is None
-                                          or _is_int(contact.user_id)))))
+    return (
+        message.chat is not None
+        and _is_int(message.chat.id)
+        and (message.from_user is None or _is_int(message.from_user.id))
+        and (message.text is None or isinstance(message.text, str))
+        and (
+            contact is None
+            or (
+                isinstance(contact.phone_number, str)
+                and (contact.user_id is None or _is_int(contact.user_id))
+            )
+        )
+    )
 
 
 def _is_int(value) -> bool:
@@ -82,7 +102,9 @@ def render(reply: Reply, chat_id: int) -> Response:
         return IGNORED
     call = {"method": "sendMessage", "chat_id": chat_id, "text": reply.text}
     if reply.request_contact:
-        call["reply_markup"] = {"keyboard": [[{"text": reply.request_contact,
-                                               "request_contact": True}]],
-                                "resize_keyboard": True, "one_time_keyboard": True}
+        call["reply_markup"] = {
+            "keyboard": [[{"text": reply.request_contact, "request_contact": True}]],
+            "resize_keyboard": True,
+            "one_time_keyboard": True,
+        }
     return jsonify(call)

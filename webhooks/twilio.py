@@ -3,14 +3,19 @@
 Guard (X-Twilio-Signature over PUBLIC_BASE_URL + path), parse the form into an Inbound,
 hand it to the core, render the Reply as TwiML. Twilio's field names stay in this module.
 """
+
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.inbound import Inbound, Reply
-from bot.service import process
+from bot.customers.conversation import RESPONDER
+from bot.deps import Deps
+from bot.inbound import Inbound, Reply, process
+from bot.settings import Settings
 
 bp = Blueprint("twilio", __name__)
 PATH = "/webhooks/twilio/sms"
@@ -18,13 +23,12 @@ PATH = "/webhooks/twilio/sms"
 
 @bp.post(PATH)
 def receive() -> Response:
-    services = current_app.extensions["ovbot"]
-    guard(services.settings)
-    reply = process(services, parse(request.form))
-    return render(reply)
+    deps: Deps = current_app.extensions["ovbot"]
+    guard(deps.settings)
+    return render(process(deps, parse(request.form), RESPONDER))
 
 
-def guard(settings) -> None:
+def guard(settings: Settings) -> None:
     """403 unless the request carries Twilio's signature of the public URL (fail closed)."""
     if settings.demo and not settings.twilio_auth_token:
         return
@@ -38,12 +42,16 @@ def guard(settings) -> None:
         abort(403)
 
 
-def parse(form) -> Inbound:
+def parse(form: Mapping[str, str]) -> Inbound:
     for field in ("MessageSid", "From"):
         if not form.get(field, "").strip():
             abort(400, description=f"missing form field {field}")
-    return Inbound(channel="sms", provider_id=form["MessageSid"].strip(),
-                   sender=form["From"].strip(), text=form.get("Body", ""))
+    return Inbound(
+        channel="sms",
+        provider_id=form["MessageSid"].strip(),
+        sender=form["From"].strip(),
+        text=form.get("Body", ""),
+    )
 
 
 def render(reply: Reply) -> Response:

@@ -8,13 +8,17 @@ gets an END screen.
 USSD requests carry no signature. Keep the callback URL unguessable and let only the
 gateway's addresses reach it (firewall or proxy allow-list); agents still need their PIN.
 """
+
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from flask import Blueprint, Response, current_app, request
 
 from bot.agents import menu as agent_menu
-from bot.inbound import Inbound, Reply
-from bot.service import process
+from bot.deps import Deps
+from bot.inbound import Inbound, Reply, process
+from bot.settings import Settings
 
 bp = Blueprint("ussd", __name__)
 REQUIRED = ("sessionId", "serviceCode", "phoneNumber")
@@ -22,16 +26,15 @@ REQUIRED = ("sessionId", "serviceCode", "phoneNumber")
 
 @bp.post("/webhooks/ussd")
 def receive() -> Response:
-    services = current_app.extensions["ovbot"]
-    refusal = guard(services.settings, request.form)
+    deps: Deps = current_app.extensions["ovbot"]
+    refusal = guard(deps.settings, request.form)
     inbound = parse(request.form) if refusal is None else None
     if inbound is None:
-        say, language = services.core.messages.render, services.settings.default_language
-        return render(Reply.say(say(language, refusal or "ussd_bad_request")))
-    return render(process(services, inbound, respond=agent_menu.respond))
+        return render(agent_menu.refuse(deps, refusal or "ussd_bad_request"))
+    return render(process(deps, inbound, agent_menu.RESPONDER))
 
 
-def guard(settings, form) -> str | None:
+def guard(settings: Settings, form: Mapping[str, str]) -> str | None:
     """The message key to end with when this service code is not ours; None when it is."""
     codes = settings.ussd_service_codes
     if codes and form.get("serviceCode", "").strip() not in codes:
@@ -39,13 +42,17 @@ def guard(settings, form) -> str | None:
     return None
 
 
-def parse(form) -> Inbound | None:
+def parse(form: Mapping[str, str]) -> Inbound | None:
     """An Inbound for the menu; None when a required field is missing."""
     if any(not form.get(name, "").strip() for name in REQUIRED):
         return None
     session, text = form["sessionId"].strip(), form.get("text", "").strip()
-    return Inbound(channel="ussd", provider_id=agent_menu.provider_id(session, text),
-                   sender=form["phoneNumber"].strip(), text=text)
+    return Inbound(
+        channel="ussd",
+        provider_id=agent_menu.provider_id(session, text),
+        sender=form["phoneNumber"].strip(),
+        text=text,
+    )
 
 
 def render(reply: Reply) -> Response:

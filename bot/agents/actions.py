@@ -4,21 +4,22 @@ Actions run only for the last input of a path (bot/agent_menu.py makes sure), an
 write is idempotent on the USSD session: the payment reference and the mint request keys
 derive from it, so a replayed confirm returns the same code and mints nothing.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import select
 
-from bot.ledger import devices
-from bot.outbox import queue as outbox
 from bot.agents.state import Ctx, State, label
 from bot.inbound import Reply
-from bot.ledger import MintPending, Refused, ServiceUnavailable
-from bot.text.templates import format_date
+from bot.ledger import devices
+from bot.ledger.outcome import attempt
+from bot.outbox import queue as outbox
 from bot.storage.models import Code, Customer, Device, OutboxMessage
 from bot.text.phones import mask
+from bot.text.templates import format_date
 
 log = logging.getLogger(__name__)
 SCREEN_SIZE = 160
@@ -28,23 +29,44 @@ def end(text: str) -> Reply:
     return Reply.say(text, end=True)
 
 
+SALE_FAILED = {
+    "pending": "ussd_sold_pending",
+    "unavailable": "ussd_sold_unavailable",
+    "refused": "ussd_sold_refused",
+}
+SPECIAL_FAILED = {
+    "pending": "ussd_special_pending",
+    "unavailable": "ussd_unavailable",
+    "refused": "ussd_special_refused",
+}
+
+
 def sell(ctx: Ctx, state: State) -> Reply:
     device, days = state.data["device"], state.data["days"]
-    ledger, values = ctx.core.ledger, dict(device=label(device), days=days)
-    ledger.record_payment(ctx.session, reference=ctx.reference, device=device, days=days,
-                          source="agent", agent_id=ctx.agent.id, phone=device.owner.phone)
-    try:
-        result = ledger.mint_days(ctx.session, device, request_key=f"{ctx.reference}:sell",
-                                  channel="ussd", requested_by=ctx.agent.phone,
-                                  timeout=ctx.settings.ussd_mint_budget)
-    except MintPending:
-        return end(ctx.say("ussd_sold_pending", **values))
-    except ServiceUnavailable as exc:
-        log.warning("USSD sale for device %s: %s", device.product_id, exc)
-        return end(ctx.say("ussd_sold_unavailable", **values))
-    except Refused as exc:
-        log.error("USSD sale for device %s refused upstream: %s", device.product_id, exc)
-        return end(ctx.say("ussd_sold_refused", **values))
+    ledger, values = ctx.deps.ledger, dict(device=label(device), days=days)
+    ledger.record_payment(
+        ctx.session,
+        reference=ctx.reference,
+        device=device,
+        days=days,
+        source="agent",
+        agent_id=ctx.agent.id,
+        phone=device.owner.phone,
+    )
+    outcome = attempt(
+        lambda: ledger.mint_days(
+            ctx.session,
+            device,
+            request_key=f"{ctx.reference}:sell",
+            channel="ussd",
+            requested_by=ctx.agent.phone,
+            timeout=ctx.settings.ussd_mint_budget,
+        ),
+        f"USSD sale for device {device.product_id}",
+    )
+    result = outcome.result
+    if result is None:
+        return end(ctx.say(SALE_FAILED[outcome.failure or "unavailable"], **values))
     if not result.codes:
         if not result.new:  # a retry of a session whose mint had failed
             return end(ctx.say("ussd_sold_unavailable", **values))
@@ -58,21 +80,27 @@ def sell(ctx: Ctx, state: State) -> Reply:
 
 def _push(ctx: Ctx, device: Device, codes: tuple[Code, ...]) -> bool:
     """Queue the codes for the owner, unless already queued (a retry after a crash)."""
-    queued = set(ctx.session.scalars(select(OutboxMessage.code_id).where(
-        OutboxMessage.code_id.in_([c.id for c in codes]))))
+    queued = set(
+        ctx.session.scalars(
+            select(OutboxMessage.code_id).where(OutboxMessage.code_id.in_([c.id for c in codes]))
+        )
+    )
     fresh = [c for c in codes if c.id not in queued]
     if fresh:
-        return bool(outbox.notify_codes(ctx.session, ctx.core.messages, device, fresh))
+        return bool(outbox.notify_codes(ctx.session, ctx.deps.messages, device, fresh))
     return bool(queued)
 
 
 def _sold_screen(ctx: Ctx, device: Device, codes: tuple[Code, ...], sent: bool) -> str:
     if len(codes) == 1:
-        text = ctx.say("ussd_sold", device=label(device), days=codes[0].days,
-                       code=codes[0].code)
+        text = ctx.say("ussd_sold", device=label(device), days=codes[0].days, code=codes[0].code)
     else:
-        text = ctx.say("ussd_sold_many", device=label(device), count=len(codes),
-                       codes="\n".join(c.code for c in codes))
+        text = ctx.say(
+            "ussd_sold_many",
+            device=label(device),
+            count=len(codes),
+            codes="\n".join(c.code for c in codes),
+        )
     if sent:
         text += "\n" + ctx.say("ussd_sent")
     if len(text) > SCREEN_SIZE:  # four codes or more: they went out by message
@@ -92,23 +120,29 @@ def register(ctx: Ctx, state: State) -> Reply:
     ctx.session.flush()
     device.owner = customer
     ctx.session.flush()
-    log.info("agent %s registered device %s to customer %s", ctx.agent.id,
-             device.product_id, customer.id)
+    log.info(
+        "agent %s registered device %s to customer %s", ctx.agent.id, device.product_id, customer.id
+    )
     return end(ctx.say("ussd_registered", device=label(device), name=name, phone=mask(phone)))
 
 
 def resend(ctx: Ctx, state: State) -> Reply:
     device = state.data["device"]
-    latest = ctx.core.ledger.latest_code(ctx.session, device)
+    latest = ctx.deps.ledger.latest_code(ctx.session, device)
     if latest is None:
         return end(ctx.say("ussd_no_code", device=label(device)))
-    text = ctx.say("ussd_resent", device=label(device), code=latest.code,
-                   date=format_date(latest.minted_at))
+    text = ctx.say(
+        "ussd_resent", device=label(device), code=latest.code, date=format_date(latest.minted_at)
+    )
     owner = device.owner
     if owner is not None:
-        body = ctx.core.messages.render(owner.language, "code_resent", code=latest.code,
-                                        device=devices.reference(ctx.session, device),
-                                        date=format_date(latest.minted_at))
+        body = ctx.deps.say(
+            owner.language,
+            "code_resent",
+            code=latest.code,
+            device=devices.reference(ctx.session, device),
+            date=format_date(latest.minted_at),
+        )
         if outbox.enqueue(ctx.session, owner, body, code_id=latest.id) is not None:
             text += "\n" + ctx.say("ussd_sent")
     return end(text)
@@ -116,32 +150,42 @@ def resend(ctx: Ctx, state: State) -> Reply:
 
 def status(ctx: Ctx, state: State) -> Reply:
     device = state.data["device"]
-    latest = ctx.core.ledger.latest_code(ctx.session, device)
+    latest = ctx.deps.ledger.latest_code(ctx.session, device)
     until = {"free": "ussd_state_free", "locked": "ussd_state_locked"}.get(device.state)
     owner = mask(device.owner.phone) if device.owner else ctx.say("ussd_no_owner")
-    return end(ctx.say("ussd_status", device=label(device), owner=owner,
-                       until=ctx.say(until) if until else format_date(device.credit_until),
-                       date=format_date(latest.minted_at) if latest else "-"))
+    return end(
+        ctx.say(
+            "ussd_status",
+            device=label(device),
+            owner=owner,
+            until=ctx.say(until) if until else format_date(device.credit_until),
+            date=format_date(latest.minted_at) if latest else "-",
+        )
+    )
 
 
 def special(ctx: Ctx, state: State) -> Reply:
     device, kind = state.data["device"], state.data["kind"]
-    try:
-        result = ctx.core.ledger.mint_special(
-            ctx.session, device, kind, request_key=f"{ctx.reference}:{kind}", channel="ussd",
-            requested_by=ctx.agent.phone, timeout=ctx.settings.ussd_mint_budget)
-    except MintPending:
-        return end(ctx.say("ussd_special_pending"))
-    except ServiceUnavailable as exc:
-        log.warning("USSD %s code for device %s: %s", kind, device.product_id, exc)
-        return end(ctx.say("ussd_unavailable"))
-    except Refused as exc:
-        log.warning("USSD %s code for device %s refused: %s", kind, device.product_id, exc)
-        return end(ctx.say("ussd_special_refused"))
-    if not result.codes:  # a retry of a session whose mint had failed
+    outcome = attempt(
+        lambda: ctx.deps.ledger.mint_special(
+            ctx.session,
+            device,
+            kind,
+            request_key=f"{ctx.reference}:{kind}",
+            channel="ussd",
+            requested_by=ctx.agent.phone,
+            timeout=ctx.settings.ussd_mint_budget,
+        ),
+        f"USSD {kind} code for device {device.product_id}",
+    )
+    if outcome.result is None:
+        return end(ctx.say(SPECIAL_FAILED[outcome.failure or "unavailable"]))
+    if not outcome.result.codes:  # a retry of a session whose mint had failed
         return end(ctx.say("ussd_unavailable"))
     log.info("agent %s made a %s code for device %s", ctx.agent.id, kind, device.product_id)
-    return end(ctx.say(f"ussd_{kind}_done", device=label(device), code=result.codes[0].code))
+    return end(
+        ctx.say(f"ussd_{kind}_done", device=label(device), code=outcome.result.codes[0].code)
+    )
 
 
 def admin_only(ctx: Ctx, state: State) -> Reply:
@@ -153,6 +197,11 @@ def locked(ctx: Ctx, state: State) -> Reply:
 
 
 ACTIONS: dict[str, Callable[[Ctx, State], Reply]] = {
-    "sell": sell, "register": register, "resend": resend, "status": status,
-    "special": special, "admin_only": admin_only, "locked": locked,
+    "sell": sell,
+    "register": register,
+    "resend": resend,
+    "status": status,
+    "special": special,
+    "admin_only": admin_only,
+    "locked": locked,
 }

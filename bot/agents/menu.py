@@ -1,4 +1,4 @@
-"""The agent USSD menu: `respond(core, session, inbound) -> Reply` (no Flask here).
+"""The agent USSD menu: `respond(deps, session, inbound) -> Reply` (no Flask here).
 
 USSD gateways send the whole input path on every request ("1234*1*1001*30"), so the menu
 keeps no session state: it replays the path, screen by screen (bot/agent_menu_screens.py),
@@ -18,22 +18,23 @@ correct fresh PIN resets the count; three failures lock the agent for
 `settings.agent_lock_minutes`.  The PIN is never logged, and the provider id stores a
 digest of the path, not the path (see `provider_id`).
 """
+
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.agents.actions import ACTIONS, end
+from bot.agents.pins import verify_pin
 from bot.agents.screens import MENU, PIN, SCREENS, render
 from bot.agents.state import Ctx, Finish, Next, Retry, State
-from bot.agents.pins import verify_pin
+from bot.deps import Deps
 from bot.domain import is_pin
-from bot.inbound import Inbound, Reply
+from bot.inbound import Inbound, Reply, Responder
 from bot.storage.models import Agent, InboundMessage
 from bot.text.phones import mask, try_normalise
 
@@ -56,21 +57,31 @@ def session_id(inbound: Inbound) -> str:
     return inbound.provider_id.rsplit(":", 1)[0]
 
 
-def respond(core, session: Session, inbound: Inbound) -> Reply:
-    language = core.settings.default_language
-    agent = _agent(core, session, inbound.sender)
+def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
+    language = deps.settings.default_language
+    agent = _agent(deps, session, inbound.sender)
     if agent is None:
         log.info("USSD from unknown number %s refused", mask(inbound.sender))
-        return end(core.messages.render(language, "ussd_unknown_agent"))
-    ctx = Ctx(core, session, agent, session_id(inbound))
-    if agent.locked_until is not None and agent.locked_until > core.clock():
-        minutes = -(-(agent.locked_until - core.clock()).total_seconds() // 60)
+        return end(deps.say(language, "ussd_unknown_agent"))
+    ctx = Ctx(deps, session, agent, session_id(inbound))
+    if agent.locked_until is not None and agent.locked_until > deps.clock():
+        minutes = -(-(agent.locked_until - deps.clock()).total_seconds() // 60)
         return end(ctx.say("ussd_locked", minutes=int(minutes)))
     return _replay(ctx, inbound.text.split("*") if inbound.text else [])
 
 
-def _agent(core, session: Session, sender: str) -> Agent | None:
-    phone = try_normalise(sender, core.settings.default_region)
+def refuse(deps: Deps, key: str) -> Reply:
+    """The END screen for a request the edge could not hand on (`ussd_bad_request`, ...)."""
+    return end(deps.say(deps.settings.default_language, key))
+
+
+RESPONDER = Responder(
+    respond=respond, language=lambda deps, session, inbound: deps.settings.default_language
+)
+
+
+def _agent(deps: Deps, session: Session, sender: str) -> Agent | None:
+    phone = try_normalise(sender, deps.settings.default_region)
     if phone is None:
         return None
     # Locked: one request per agent at a time keeps PIN counts and the daily cap exact.
@@ -82,7 +93,7 @@ def _replay(ctx: Ctx, inputs: list[str]) -> Reply:
     for position, value in enumerate(inputs):
         last, hint = position == len(inputs) - 1, None
         if state.screen == PIN:
-            outcome = _pin(ctx, value, fresh=last or not _answered(ctx, inputs[:position + 1]))
+            outcome = _pin(ctx, value, fresh=last or not _answered(ctx, inputs[: position + 1]))
         elif value == HOME:
             state, back = State(MENU), []
             continue
@@ -117,8 +128,9 @@ def _pin(ctx: Ctx, value: str, fresh: bool) -> Next | Retry | Finish:
         agent.failed_attempts += 1
         if agent.failed_attempts >= MAX_PIN_FAILURES:
             agent.failed_attempts = 0
-            agent.locked_until = ctx.core.clock() + timedelta(
-                minutes=ctx.settings.agent_lock_minutes)
+            agent.locked_until = ctx.deps.clock() + timedelta(
+                minutes=ctx.settings.agent_lock_minutes
+            )
             log.warning("agent %s locked after %d wrong PINs", agent.id, MAX_PIN_FAILURES)
             return Finish("locked", State(PIN))
     return Retry("ussd_hint_pin_wrong", {"left": MAX_PIN_FAILURES - agent.failed_attempts})
@@ -126,6 +138,12 @@ def _pin(ctx: Ctx, value: str, fresh: bool) -> Next | Retry | Finish:
 
 def _answered(ctx: Ctx, path: list[str]) -> bool:
     """Whether the request for this prefix of the path was answered before."""
-    return ctx.session.scalar(select(InboundMessage.id).where(
-        InboundMessage.channel == "ussd",
-        InboundMessage.provider_id == provider_id(ctx.session_id, "*".join(path)))) is not None
+    return (
+        ctx.session.scalar(
+            select(InboundMessage.id).where(
+                InboundMessage.channel == "ussd",
+                InboundMessage.provider_id == provider_id(ctx.session_id, "*".join(path)),
+            )
+        )
+        is not None
+    )

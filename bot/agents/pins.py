@@ -1,9 +1,9 @@
 """Agents: creating them and checking their PINs (stored as salted scrypt hashes)."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 
 from sqlalchemy import select
@@ -32,15 +32,17 @@ def verify_pin(pin: str, stored: str) -> bool:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt" or len(digest) != 2 * _DKLEN:  # a shorter digest is weaker
             return False
-        candidate = hashlib.scrypt(pin.encode(), salt=bytes.fromhex(salt),
-                                   n=int(n), r=int(r), p=int(p), dklen=_DKLEN)
+        candidate = hashlib.scrypt(
+            pin.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=_DKLEN
+        )
     except (ValueError, TypeError, AttributeError):  # garbage stored, or no PIN at all
         return False
     return hmac.compare_digest(candidate.hex(), digest)
 
 
-def add_agent(session: Session, phone: str, name: str, pin: str, role: str = "agent"
-              ) -> tuple[Agent, bool]:
+def add_agent(
+    session: Session, phone: str, name: str, pin: str, role: str = "agent"
+) -> tuple[Agent, bool]:
     """Create or update the agent with this (already normalised) phone; returns (agent, created)."""
     if not is_pin(pin):
         raise InvalidAgent(PIN_RULE)

@@ -5,21 +5,30 @@ an outcome (bot/agent_menu_state.py).  Steps have no side effects, so the menu c
 a whole input path on every request; the PIN screen's step is the exception and lives in
 bot/agent_menu.py.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import func, select
 
-from bot.ledger import devices
-from bot.text import gsm7
 from bot.agents.state import (
-    Ctx, Finish, Outcome, Retry, Screen, State, label, owner_phone,
+    Ctx,
+    Finish,
+    Outcome,
+    Retry,
+    Screen,
+    State,
+    label,
+    owner_phone,
 )
 from bot.domain import ADMIN, MAX_CODE_DAYS
+from bot.ledger import devices
 from bot.storage.models import Device, Payment
+from bot.text import gsm7
 from bot.text.phones import mask, try_normalise
 
 PIN, MENU = "pin", "menu"
@@ -32,17 +41,26 @@ def days_left_today(ctx: Ctx) -> int | None:
     cap = ctx.settings.agent_daily_days_cap
     if cap <= 0:
         return None
-    sold = ctx.session.scalar(select(func.coalesce(func.sum(Payment.days), 0)).where(
-        Payment.agent_id == ctx.agent.id, Payment.reference != ctx.reference,
-        Payment.created_at >= ctx.core.clock() - timedelta(hours=24)))
+    sold = ctx.session.scalar(
+        select(func.coalesce(func.sum(Payment.days), 0)).where(
+            Payment.agent_id == ctx.agent.id,
+            Payment.reference != ctx.reference,
+            Payment.created_at >= ctx.deps.clock() - timedelta(hours=24),
+        )
+    )
     return max(cap - int(sold), 0)
 
 
 # -- steps ----------------------------------------------------------------------------
 
-FLOWS = {"1": ("sell_device", {}), "2": ("register_device", {}),
-         "3": ("resend_device", {}), "4": ("status_device", {}),
-         "5": ("special_device", {"kind": "free"}), "6": ("special_device", {"kind": "reset"})}
+FLOWS = {
+    "1": ("sell_device", {}),
+    "2": ("register_device", {}),
+    "3": ("resend_device", {}),
+    "4": ("status_device", {}),
+    "5": ("special_device", {"kind": "free"}),
+    "6": ("special_device", {"kind": "reset"}),
+}
 ADMIN_ONLY = ("5", "6")
 
 
@@ -57,11 +75,13 @@ def menu(ctx: Ctx, state: State, value: str) -> Outcome:
 
 def device_then(then: Callable[[State, Device], Outcome]):
     """A step that reads a device of the fleet, then hands on to `then`."""
+
     def step(ctx: Ctx, state: State, value: str) -> Outcome:
         device = devices.find(ctx.session, value)
         if device is None:
             return Retry("ussd_hint_device")
         return then(State(state.screen, {**state.data, "device": device}), device)
+
     return step
 
 
@@ -83,8 +103,10 @@ def sell_days(ctx: Ctx, state: State, value: str) -> Outcome:
 
 def one_then(then: Callable[[State], Outcome]):
     """A confirm step: `1` goes on to `then`; anything else is re-asked."""
+
     def step(ctx: Ctx, state: State, value: str) -> Outcome:
         return then(state) if value == "1" else Retry("ussd_hint_confirm")
+
     return step
 
 
@@ -105,13 +127,16 @@ def name(ctx: Ctx, state: State, value: str) -> Outcome:
 
 # -- the table ------------------------------------------------------------------------
 
+
 def _ask(key: str, **extra: Callable[[State], Any]):
     """A prompt: template `key` with the device's label and values drawn from the state."""
+
     def prompt(ctx: Ctx, state: State) -> str:
         values = {k: f(state) for k, f in extra.items()}
         if "device" in state.data:
             values.setdefault("device", label(state.data["device"]))
         return ctx.say(key, **values)
+
     return prompt
 
 
@@ -125,26 +150,36 @@ SCREENS: dict[str, Screen] = {
     "sell_device": Screen(_ask("ussd_ask_device"), device_then(_sell_device)),
     "sell_days": Screen(_ask("ussd_ask_days"), sell_days),
     "sell_confirm": Screen(
-        _ask("ussd_confirm_sale", owner=lambda s: owner_phone(s.data["device"]),
-             days=lambda s: s.data["days"]),
-        one_then(lambda s: Finish("sell", s))),
-    "register_device": Screen(_ask("ussd_ask_device"), device_then(
-        lambda s, d: s.to("register_transfer" if d.owner_id else "register_phone"))),
+        _ask(
+            "ussd_confirm_sale",
+            owner=lambda s: owner_phone(s.data["device"]),
+            days=lambda s: s.data["days"],
+        ),
+        one_then(lambda s: Finish("sell", s)),
+    ),
+    "register_device": Screen(
+        _ask("ussd_ask_device"),
+        device_then(lambda s, d: s.to("register_transfer" if d.owner_id else "register_phone")),
+    ),
     "register_transfer": Screen(
         _ask("ussd_confirm_transfer", owner=lambda s: owner_phone(s.data["device"])),
-        one_then(lambda s: s.to("register_phone"))),
+        one_then(lambda s: s.to("register_phone")),
+    ),
     "register_phone": Screen(_ask("ussd_ask_phone"), phone),
     "register_name": Screen(_ask("ussd_ask_name"), name),
     "register_confirm": Screen(
-        _ask("ussd_confirm_register", name=lambda s: s.data["name"],
-             phone=lambda s: mask(s.data["phone"])),
-        one_then(lambda s: Finish("register", s))),
-    "resend_device": Screen(_ask("ussd_ask_device"),
-                            device_then(lambda s, d: Finish("resend", s))),
-    "status_device": Screen(_ask("ussd_ask_device"),
-                            device_then(lambda s, d: Finish("status", s))),
-    "special_device": Screen(_ask("ussd_ask_device"),
-                             device_then(lambda s, d: s.to("special_confirm"))),
+        _ask(
+            "ussd_confirm_register",
+            name=lambda s: s.data["name"],
+            phone=lambda s: mask(s.data["phone"]),
+        ),
+        one_then(lambda s: Finish("register", s)),
+    ),
+    "resend_device": Screen(_ask("ussd_ask_device"), device_then(lambda s, d: Finish("resend", s))),
+    "status_device": Screen(_ask("ussd_ask_device"), device_then(lambda s, d: Finish("status", s))),
+    "special_device": Screen(
+        _ask("ussd_ask_device"), device_then(lambda s, d: s.to("special_confirm"))
+    ),
     "special_confirm": Screen(_special_prompt, one_then(lambda s: Finish("special", s))),
 }
 

@@ -4,40 +4,41 @@ A step of bot/agent_menu_screens.py returns `Next` (go to a new screen), `Retry`
 screen again, with a hint) or `Finish` (a named action of bot/agent_menu_actions.py,
 which ends the session).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.deps import Deps
+from bot.settings import Settings
 from bot.storage.models import Agent, Device
 from bot.text.phones import mask
-
-if TYPE_CHECKING:
-    from bot.customers.conversation import Core
 
 
 @dataclass(frozen=True)
 class Ctx:
-    """One request: the core, the open session, the logged-in agent, the USSD session id."""
+    """One request: the dependencies, the open session, the logged-in agent, the session id."""
 
-    core: Core
+    deps: Deps
     session: Session
     agent: Agent
     session_id: str
 
     @property
-    def settings(self):
-        return self.core.settings
+    def settings(self) -> Settings:
+        return self.deps.settings
 
     @property
     def reference(self) -> str:
         """The payment reference (and mint key prefix) of this USSD session."""
         return f"ussd:{self.session_id}"
 
-    def say(self, key: str, **values) -> str:
-        return self.core.messages.render(self.settings.default_language, key, **values)
+    def say(self, key: str, **values: object) -> str:
+        return self.deps.say(self.settings.default_language, key, **values)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class State:
     screen: str
     data: Mapping[str, Any] = field(default_factory=dict)
 
-    def to(self, screen: str, **values) -> "Next":
+    def to(self, screen: str, **values) -> Next:
         return Next(State(screen, {**self.data, **values}))
 
 

@@ -2,6 +2,7 @@
 
 `seed()` is idempotent: running the demo twice keeps the same customers, agent and credit.
 """
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from bot.storage import db
 from bot.agents.pins import add_agent
 from bot.ledger.fleet import sync_devices
+from bot.storage import db
 from bot.storage.models import Customer, Device
 
 AGENT_PHONE, AGENT_PIN = "+254700000100", "1234"
@@ -33,10 +34,10 @@ CUSTOMERS = (
 )
 
 
-def seed(services) -> None:
-    db.upgrade(services.engine)
-    with db.transaction(services.sessions) as session:
-        sync_devices(session, services.omnivoltaic)
+def seed(deps) -> None:
+    db.upgrade(deps.engine)
+    with db.transaction(deps.sessions) as session:
+        sync_devices(session, deps.omnivoltaic)
         for c in CUSTOMERS:
             customer = session.scalar(select(Customer).where(Customer.phone == c.phone))
             if customer is None:
@@ -46,9 +47,9 @@ def seed(services) -> None:
             for pid in c.product_ids:
                 device = session.scalar(select(Device).where(Device.product_id == pid))
                 device.owner_id = customer.id
-                services.core.ledger.record_payment(
-                    session, reference=f"demo-{pid}", device=device, days=c.paid_days,
-                    source="demo")
+                deps.ledger.record_payment(
+                    session, reference=f"demo-{pid}", device=device, days=c.paid_days, source="demo"
+                )
         # Every run: the printed PIN must work, even after a lock-out or a changed PIN.
         add_agent(session, AGENT_PHONE, "Demo Agent", AGENT_PIN, "admin")
 
@@ -60,13 +61,17 @@ def instructions(base_url: str) -> str:
         f"OVES token bot demo on {base_url} (embedded Omnivoltaic emulator; webhooks unsigned)",
         "",
         "Customers (each has paid days: their codes are minted and pushed at start, see the log):",
-        *(f"  {c.phone}  {c.name} [{c.language}]  devices {', '.join(map(str, c.product_ids))}"
-          f"  {c.paid_days} days paid" for c in CUSTOMERS),
+        *(
+            f"  {c.phone}  {c.name} [{c.language}]  devices {', '.join(map(str, c.product_ids))}"
+            f"  {c.paid_days} days paid"
+            for c in CUSTOMERS
+        ),
         f"Agent (admin): {AGENT_PHONE}  PIN {AGENT_PIN}",
         "",
         "Try:",
         f"  ovbot chat --from {first.phone}            then type CODE, STATUS, HISTORY, HELP",
-        f"  curl -d From={first.phone} -d MessageSid=SM1 -d Body=CODE {base_url}/webhooks/twilio/sms",
+        f"  curl -d From={first.phone} -d MessageSid=SM1 -d Body=CODE"
+        f" {base_url}/webhooks/twilio/sms",
         f"  curl -d sessionId=s1 -d phoneNumber={AGENT_PHONE} -d serviceCode='*384#'"
         f" -d text={AGENT_PIN} {base_url}/webhooks/ussd",
         f"  curl -H 'Content-Type: application/json' -d '{payment}' {base_url}/webhooks/payments",

@@ -1,4 +1,5 @@
 """`ovbot`: the operator's command line. Like the app factory, it is a composition root."""
+
 from __future__ import annotations
 
 import logging
@@ -11,11 +12,11 @@ from bot.settings import ConfigError, Settings
 
 
 class _Context:
-    """Builds settings and services on first use, so `--help` needs no configuration."""
+    """Builds settings and deps on first use, so `--help` needs no configuration."""
 
     def __init__(self):
         self._settings: Settings | None = None
-        self._services = None
+        self._deps = None
 
     @property
     def settings(self) -> Settings:
@@ -27,16 +28,16 @@ class _Context:
         return self._settings
 
     @property
-    def services(self):
-        if self._services is None:
-            from bot import bootstrap as wiring
+    def deps(self):
+        if self._deps is None:
+            from bot import bootstrap
 
-            self._services = wiring.build(self.settings)
-        return self._services
+            self._deps = bootstrap.build(self.settings)
+        return self._deps
 
     def close(self) -> None:
-        if self._services is not None:
-            self._services.close()
+        if self._deps is not None:
+            self._deps.close()
 
 
 pass_ctx = click.make_pass_decorator(_Context)
@@ -83,8 +84,10 @@ def emulator(c: _Context, host: str, port: int) -> None:
 
     s = c.settings
     app = create_emulator(s.omnivoltaic_emulator_state, s.omnivoltaic_emulator_seed)
-    click.echo(f"Omnivoltaic emulator on http://{host}:{port} (state {s.omnivoltaic_emulator_state});"
-               " log in as demo@example.com / demo")
+    click.echo(
+        f"Omnivoltaic emulator on http://{host}:{port} (state {s.omnivoltaic_emulator_state});"
+        " log in as demo@example.com / demo"
+    )
     app.run(host=host, port=port, threaded=True)
 
 
@@ -92,15 +95,15 @@ def emulator(c: _Context, host: str, port: int) -> None:
 @pass_ctx
 def sync_devices(c: _Context) -> None:
     """Page through the distributor's assigned items into the devices table."""
-    from bot.storage import db
     from bot.ledger.fleet import sync_devices as sync
     from bot.omnivoltaic.client import OmnivoltaicError
+    from bot.storage import db
 
-    services = c.services
-    db.upgrade(services.engine)
+    deps = c.deps
+    db.upgrade(deps.engine)
     try:
-        with db.transaction(services.sessions) as session:
-            report = sync(session, services.omnivoltaic, progress=_progress("devices synced"))
+        with db.transaction(deps.sessions) as session:
+            report = sync(session, deps.omnivoltaic, progress=_progress("devices synced"))
     except OmnivoltaicError as exc:
         raise click.ClickException(f"sync failed, nothing changed: {exc}") from None
     click.echo(f"\r{report.total} devices synced ({report.created} new, {report.updated} updated)")
@@ -110,6 +113,7 @@ def _progress(label: str):
     def show(count: int) -> None:
         if count % 50 == 0:
             click.echo(f"\r{count} {label}...", nl=False, err=True)
+
     return show
 
 
@@ -118,23 +122,26 @@ def _progress(label: str):
 @pass_ctx
 def import_owners(c: _Context, file) -> None:
     """Import owners from FILE.csv: product_id,customer_phone,customer_name[,language]."""
-    from bot.storage import db
     from bot.ledger.owners import import_owners as run_import
+    from bot.storage import db
 
-    services = c.services
-    db.upgrade(services.engine)
+    deps = c.deps
+    db.upgrade(deps.engine)
     try:
-        with db.transaction(services.sessions) as session:
-            report = run_import(session, file, c.settings.default_region,
-                                c.settings.default_language)
+        with db.transaction(deps.sessions) as session:
+            report = run_import(
+                session, file, c.settings.default_region, c.settings.default_language
+            )
     except UnicodeDecodeError as exc:
-        raise click.ClickException(f"{file.name} is not UTF-8 text ({exc.reason} at byte "
-                                   f"{exc.start}); save it as CSV UTF-8. Nothing imported."
-                                   ) from None
+        raise click.ClickException(
+            f"{file.name} is not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); save it as CSV UTF-8. Nothing imported."
+        ) from None
     for line, reason in report.errors:
         click.echo(f"line {line}: {reason}", err=True)
-    click.echo(f"{report.imported} imported, {report.unchanged} unchanged, "
-               f"{len(report.errors)} bad rows")
+    click.echo(
+        f"{report.imported} imported, {report.unchanged} unchanged, {len(report.errors)} bad rows"
+    )
     if report.errors:
         sys.exit(1)
 
@@ -152,8 +159,8 @@ def agent_group() -> None:
 @pass_ctx
 def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
     """Create or update an agent."""
-    from bot.storage import db
     from bot.agents.pins import InvalidAgent, add_agent
+    from bot.storage import db
     from bot.text.phones import InvalidPhone, mask, normalise
 
     try:
@@ -179,37 +186,36 @@ def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
 @pass_ctx
 def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
     """Record a payment of DAYS days for PRODUCT_ID (product id or serial)."""
-    from bot.storage import db
-    from bot.ledger import devices
     from bot import payments
-    from bot.ledger import InvalidPayment
+    from bot.ledger import InvalidPayment, devices
+    from bot.storage import db
 
-    services = c.services
-    db.upgrade(services.engine)
-    with db.transaction(services.sessions) as session:
+    deps = c.deps
+    db.upgrade(deps.engine)
+    with db.transaction(deps.sessions) as session:
         device = devices.find(session, product_id)
         if device is None:
-            raise click.BadParameter(f"no device {product_id} (run `ovbot sync-devices`?)",
-                                     param_hint="PRODUCT_ID")
+            raise click.BadParameter(
+                f"no device {product_id} (run `ovbot sync-devices`?)", param_hint="PRODUCT_ID"
+            )
         try:
-            result = services.core.ledger.record_payment(
-                session, reference=reference, device=device, days=days, source="cli")
+            result = deps.ledger.record_payment(
+                session, reference=reference, device=device, days=days, source="cli"
+            )
         except InvalidPayment as exc:
             raise click.BadParameter(str(exc), param_hint="DAYS") from None
         if not result.created:
-            click.echo(f"payment {reference} was already recorded "
-                       f"({result.payment.days} days); nothing changed")
+            click.echo(
+                f"payment {reference} was already recorded "
+                f"({result.payment.days} days); nothing changed"
+            )
             return
-        answer = payments.settle(services.core, session, result.payment, channel="cli")
-    _after_commit(services)
-    click.echo(f"recorded {days} days for device {device.product_id} ({reference}); "
-               f"code: {answer.body.get('code')}")
-
-
-def _after_commit(services) -> None:
-    from bot.service import after_commit
-
-    after_commit(services)
+        answer = payments.settle(deps, session, result.payment, channel="cli")
+    deps.committed()
+    click.echo(
+        f"recorded {days} days for device {device.product_id} ({reference}); "
+        f"code: {answer.body.get('code')}"
+    )
 
 
 @main.group("payments")
@@ -221,17 +227,19 @@ def payments_group() -> None:
 @pass_ctx
 def payments_unmatched(c: _Context) -> None:
     """List payments for devices we did not know."""
-    from bot.storage import db
     from bot import payments
+    from bot.storage import db
     from bot.text.phones import mask
 
-    services = c.services
-    with db.transaction(services.sessions) as session:
+    deps = c.deps
+    with db.transaction(deps.sessions) as session:
         rows = payments.unmatched(session)
         for p in rows:
             what = f"{p.amount} (amount)" if p.amount is not None else f"{p.days} days"
-            click.echo(f"{p.reference}\t{p.product_ref}\t{what}\t{mask(p.phone or '')}\t"
-                       f"{p.created_at:%Y-%m-%d %H:%M}")
+            click.echo(
+                f"{p.reference}\t{p.product_ref}\t{what}\t{mask(p.phone or '')}\t"
+                f"{p.created_at:%Y-%m-%d %H:%M}"
+            )
     click.echo(f"{len(rows)} unmatched payment(s)")
 
 
@@ -241,19 +249,21 @@ def payments_unmatched(c: _Context) -> None:
 @pass_ctx
 def payments_assign(c: _Context, reference: str, product_id: str) -> None:
     """Give the unmatched payment REFERENCE its device; its code then goes out."""
-    from bot.storage import db
     from bot import payments
     from bot.ledger import LedgerError
+    from bot.storage import db
 
-    services = c.services
+    deps = c.deps
     try:
-        with db.transaction(services.sessions) as session:
-            answer = payments.assign(services.core, session, reference, product_id)
+        with db.transaction(deps.sessions) as session:
+            answer = payments.assign(deps, session, reference, product_id)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
-    _after_commit(services)
-    click.echo(f"assigned {reference} to device {answer.body.get('product_id')}: "
-               f"{answer.body.get('days')} days, code {answer.body.get('code')}")
+    deps.committed()
+    click.echo(
+        f"assigned {reference} to device {answer.body.get('product_id')}: "
+        f"{answer.body.get('days')} days, code {answer.body.get('code')}"
+    )
 
 
 @main.command()
@@ -275,8 +285,19 @@ def serve(c: _Context, host: str, port: int) -> None:
     db.upgrade(engine)
     engine.dispose()
     conf = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf),
-                               "--bind", f"{host}:{port}", "webhooks.app:create_app()"])
+    os.execvp(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(conf),
+            "--bind",
+            f"{host}:{port}",
+            "webhooks.app:create_app()",
+        ],
+    )
 
 
 @main.command()
@@ -289,23 +310,29 @@ def demo(c: _Context, host: str, port: int) -> None:
     from webhooks.app import create_app, embed_worker
 
     if not c.settings.uses_emulator:
-        raise click.ClickException("the demo runs on the embedded emulator: unset OMNIVOLTAIC_API_URL")
+        raise click.ClickException(
+            "the demo runs on the embedded emulator: unset OMNIVOLTAIC_API_URL"
+        )
     # The demo's webhooks take unsigned requests (so the printed curl lines work) and its
     # pushes go to the log: no secret from the environment applies.
-    c._settings = c.settings.replace(demo=True, twilio_auth_token=None, public_base_url=None,
-                                     telegram_secret_token=None, payments_secret=None)
-    services = c.services
-    demo_data.seed(services)
-    app = create_app(services=services)
-    embed_worker(services)
+    c._settings = c.settings.replace(
+        demo=True,
+        twilio_auth_token=None,
+        public_base_url=None,
+        telegram_secret_token=None,
+        payments_secret=None,
+    )
+    deps = c.deps
+    demo_data.seed(deps)
+    app = create_app(deps=deps)
+    embed_worker(deps)
     click.echo(demo_data.instructions(f"http://{host}:{port}"))
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
 @main.command()
 @click.option("--from", "phone", required=True, help="The customer's phone number.")
-@click.option("--channel", type=click.Choice(["sms", "telegram"]), default="sms",
-              show_default=True)
+@click.option("--channel", type=click.Choice(["sms", "telegram"]), default="sms", show_default=True)
 @pass_ctx
 def chat(c: _Context, phone: str, channel: str) -> None:
     """Type messages as PHONE through the real webhook stack; prints the replies."""
@@ -322,12 +349,16 @@ def chat(c: _Context, phone: str, channel: str) -> None:
     c._settings = s.replace(  # local secrets, so every request is really signed and checked
         twilio_auth_token=s.twilio_auth_token or "console-twilio-token",
         public_base_url=s.public_base_url or "http://console.invalid",
-        telegram_secret_token=s.telegram_secret_token or "console-telegram-secret")
-    db.upgrade(c.services.engine)
-    app = create_app(services=c.services)
+        telegram_secret_token=s.telegram_secret_token or "console-telegram-secret",
+    )
+    db.upgrade(c.deps.engine)
+    app = create_app(deps=c.deps)
     session = console.Chat(app.test_client(), c.settings, phone, channel)
-    click.echo(f"Chatting as {phone} over {channel}; /quit to leave"
-               + (", /contact to share your number" if channel == "telegram" else "") + ".")
+    click.echo(
+        f"Chatting as {phone} over {channel}; /quit to leave"
+        + (", /contact to share your number" if channel == "telegram" else "")
+        + "."
+    )
     interactive = sys.stdin.isatty()
 
     def lines():
@@ -364,8 +395,9 @@ def telegram_set_webhook(c: _Context, url: str) -> None:
 
     async def register() -> bool:
         async with Bot(c.settings.telegram_bot_token) as bot:
-            return await bot.set_webhook(url, secret_token=c.settings.telegram_secret_token,
-                                         allowed_updates=["message"])
+            return await bot.set_webhook(
+                url, secret_token=c.settings.telegram_secret_token, allowed_updates=["message"]
+            )
 
     try:
         ok = asyncio.run(register())
@@ -374,7 +406,8 @@ def telegram_set_webhook(c: _Context, url: str) -> None:
     click.echo(f"webhook set to {url}" if ok else "Telegram did not confirm the webhook")
 
 
-from bot.outbox.worker import outbox_command, worker_command  # noqa: E402 - needs `main` defined
+from bot.cli.worker import outbox_command, worker_command  # noqa: E402 - needs `main` defined
+
 main.add_command(worker_command)
 main.add_command(outbox_command)
 

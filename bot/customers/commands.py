@@ -5,6 +5,7 @@ spaces, punctuation, a leading "/" and Telegram's "@botname" suffix.  What it ca
 becomes `Command(UNKNOWN)`, which the conversation answers with help.  The keywords are
 data (`KEYWORDS`), so help texts and the README can list them per language.
 """
+
 from __future__ import annotations
 
 import re
@@ -75,17 +76,33 @@ KEYWORDS: dict[str, dict[str, tuple[str, ...]]] = {
 
 # What LANG accepts, folded to upper case without accents.
 LANGUAGE_NAMES = {
-    "EN": "en", "ENG": "en", "ENGLISH": "en", "ANGLAIS": "en", "KIINGEREZA": "en",
-    "FR": "fr", "FRANCAIS": "fr", "FRENCH": "fr", "KIFARANSA": "fr",
-    "SW": "sw", "SWAHILI": "sw", "KISWAHILI": "sw",
+    "EN": "en",
+    "ENG": "en",
+    "ENGLISH": "en",
+    "ANGLAIS": "en",
+    "KIINGEREZA": "en",
+    "FR": "fr",
+    "FRANCAIS": "fr",
+    "FRENCH": "fr",
+    "KIFARANSA": "fr",
+    "SW": "sw",
+    "SWAHILI": "sw",
+    "KISWAHILI": "sw",
 }
 
 # What may follow each keyword.  HELP and STOP ignore the rest of the message (an opt-out
 # is honoured however it is phrased); START too, for Telegram's "/start <payload>" links.
 _DEVICE, _LANGUAGE, _NOTHING, _ANYTHING = "device", "language", "nothing", "anything"
 _TAKES = {
-    CODE: _DEVICE, RESEND: _DEVICE, STATUS: _DEVICE, HISTORY: _DEVICE,
-    DEVICES: _NOTHING, LANG: _LANGUAGE, HELP: _ANYTHING, START: _ANYTHING, STOP: _ANYTHING,
+    CODE: _DEVICE,
+    RESEND: _DEVICE,
+    STATUS: _DEVICE,
+    HISTORY: _DEVICE,
+    DEVICES: _NOTHING,
+    LANG: _LANGUAGE,
+    HELP: _ANYTHING,
+    START: _ANYTHING,
+    STOP: _ANYTHING,
 }
 
 

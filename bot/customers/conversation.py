@@ -1,84 +1,89 @@
-"""The customer conversation: `respond(core, session, inbound) -> Reply` (no Flask here).
+"""The customer conversation: `respond(deps, session, inbound) -> Reply` (no Flask here).
 
 Identify the sender, parse the text, dispatch through a table. Unknown senders learn only
 how to register; a device that is not the sender's gets the same answer as one that does
-not exist.
+not exist. The edges hand `RESPONDER` to `bot.inbound.process`.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.customers import commands
-from bot.ledger import devices
-from bot.customers import telegram_link
+from bot.customers import commands, telegram_link
 from bot.customers.commands import Command
-from bot.inbound import Inbound, Reply
-from bot.ledger import Ledger, MintPending, Refused, ServiceUnavailable
-from bot.text.templates import Messages, format_date
-from bot.storage.models import Code, Customer, utcnow
+from bot.deps import Deps
+from bot.inbound import Inbound, Reply, Responder
+from bot.ledger import devices
+from bot.ledger.outcome import attempt
+from bot.storage.models import Code, Customer, Device
+from bot.text.codes import code_texts
 from bot.text.phones import try_normalise
-from bot.settings import Settings
+from bot.text.templates import format_date
 
 log = logging.getLogger(__name__)
 HISTORY_SIZE = 3
-
-
-@dataclass(frozen=True)
-class Core:
-    """What the conversation needs; built once by the composition root."""
-
-    ledger: Ledger
-    messages: Messages
-    settings: Settings
-    clock: Callable[[], datetime] = utcnow
+MINT_FAILED = {
+    "pending": "code_pending",
+    "unavailable": "api_unavailable",
+    "refused": "code_refused",
+}
 
 
 @dataclass(frozen=True)
 class Turn:
-    core: Core
+    deps: Deps
     session: Session
     inbound: Inbound
     customer: Customer
     command: Command
 
-    def say(self, key: str, **values) -> str:
-        return self.core.messages.render(self.customer.language, key, **values)
+    def say(self, key: str, **values: object) -> str:
+        return self.deps.say(self.customer.language, key, **values)
 
 
-def respond(core: Core, session: Session, inbound: Inbound) -> Reply:
-    if inbound.contact_phone is not None:
-        return telegram_link.link(core, session, inbound)
-    customer = identify(core, session, inbound)
+def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
+    if inbound.contact is not None:
+        return telegram_link.link(deps, session, inbound.sender, inbound.contact)
+    customer = identify(deps, session, inbound)
     command = commands.parse(inbound.text)
     if customer is None:
         if command.name == commands.STOP:
             return Reply()  # an opt-out is never answered, registered or not
         if inbound.channel == "telegram":
-            return telegram_link.ask_for_contact(core, inbound)
-        return Reply.say(core.messages.render(core.settings.default_language, "not_registered"))
+            return telegram_link.ask_for_contact(deps)
+        return Reply.say(deps.say(deps.settings.default_language, "not_registered"))
     customer.last_channel = inbound.channel
-    return HANDLERS[command.name](Turn(core, session, inbound, customer, command))
+    return HANDLERS[command.name](Turn(deps, session, inbound, customer, command))
 
 
-def identify(core: Core, session: Session, inbound: Inbound) -> Customer | None:
+def identify(deps: Deps, session: Session, inbound: Inbound) -> Customer | None:
     if inbound.channel == "telegram":
         return telegram_link.customer_for(session, inbound.sender)
-    phone = try_normalise(inbound.sender, core.settings.default_region)
+    phone = try_normalise(inbound.sender, deps.settings.default_region)
     if phone is None:
         return None
     return session.scalar(select(Customer).where(Customer.phone == phone))
 
 
+def language(deps: Deps, session: Session, inbound: Inbound) -> str:
+    customer = identify(deps, session, inbound)
+    return customer.language if customer else deps.settings.default_language
+
+
+RESPONDER = Responder(respond=respond, language=language)
+
+
 # -- the commands ---------------------------------------------------------------------
 
-def _with_device(handler: Callable[[Turn, object], Reply]) -> Callable[[Turn], Reply]:
+
+def _with_device(handler: Callable[[Turn, Device], Reply]) -> Callable[[Turn], Reply]:
     """Resolve the device the command names (or the only one) before calling `handler`."""
+
     def run(turn: Turn) -> Reply:
         owned = devices.owned(turn.session, turn.customer)
         found = devices.resolve(owned, turn.command.device)
@@ -87,88 +92,93 @@ def _with_device(handler: Callable[[Turn, object], Reply]) -> Callable[[Turn], R
         if found is None:
             return Reply.say(turn.say("unknown_device"))
         return handler(turn, found)
+
     run.__name__ = handler.__name__
     return run
 
 
 @_with_device
-def code(turn: Turn, device) -> Reply:
-    ledger, ref = turn.core.ledger, devices.reference(turn.session, device)
+def code(turn: Turn, device: Device) -> Reply:
+    ledger, ref = turn.deps.ledger, devices.reference(turn.session, device)
     key = f"{turn.inbound.channel}:{turn.inbound.provider_id}"
-    try:
-        result = ledger.mint_days(turn.session, device, request_key=key,
-                                  channel=turn.inbound.channel,
-                                  requested_by=turn.customer.phone)
-    except ServiceUnavailable as exc:
-        log.warning("CODE for device %s: %s", device.product_id, exc)
-        return Reply.say(turn.say("api_unavailable"))
-    except MintPending:
-        return Reply.say(turn.say("code_pending", device=ref))
-    except Refused as exc:
-        log.error("CODE for device %s refused upstream: %s", device.product_id, exc)
-        return Reply.say(turn.say("code_refused", device=ref))
-    if result.codes:
-        return minted_reply(turn.say, ref, result.codes)
+    outcome = attempt(
+        lambda: ledger.mint_days(
+            turn.session,
+            device,
+            request_key=key,
+            channel=turn.inbound.channel,
+            requested_by=turn.customer.phone,
+        ),
+        f"CODE for device {device.product_id}",
+    )
+    if outcome.result is None:
+        return Reply.say(turn.say(MINT_FAILED[outcome.failure or "unavailable"], device=ref))
+    if outcome.result.codes:
+        return Reply.say(*code_texts(turn.say, ref, outcome.result.codes))
     latest = ledger.latest_code(turn.session, device)
     if latest is None:
         return Reply.say(turn.say("no_code_yet", device=ref))
-    return Reply.say(turn.say("code_latest", code=latest.code, device=ref,
-                              date=format_date(latest.minted_at)))
-
-
-def minted_reply(say: Callable[..., str], ref: str, codes: tuple[Code, ...]) -> Reply:
-    """One message per code, so each fits one SMS; several codes come in entry order."""
-    if len(codes) == 1:
-        c = codes[0]
-        return Reply.say(say("code_minted", code=c.code, device=ref, days=c.days,
-                             until=format_date(c.credit_until_after)))
-    return Reply.say(say("codes_minted_many", count=len(codes), device=ref),
-                     *(say("code_part", index=i, count=len(codes), code=c.code, days=c.days)
-                       for i, c in enumerate(codes, start=1)))
+    return Reply.say(
+        turn.say("code_latest", code=latest.code, device=ref, date=format_date(latest.minted_at))
+    )
 
 
 @_with_device
-def resend(turn: Turn, device) -> Reply:
+def resend(turn: Turn, device: Device) -> Reply:
     ref = devices.reference(turn.session, device)
-    latest = turn.core.ledger.latest_code(turn.session, device)
+    latest = turn.deps.ledger.latest_code(turn.session, device)
     if latest is None:
         return Reply.say(turn.say("no_code_yet", device=ref))
-    return Reply.say(turn.say("code_resent", code=latest.code, device=ref,
-                              date=format_date(latest.minted_at)))
+    return Reply.say(
+        turn.say("code_resent", code=latest.code, device=ref, date=format_date(latest.minted_at))
+    )
 
 
 @_with_device
-def status(turn: Turn, device) -> Reply:
+def status(turn: Turn, device: Device) -> Reply:
     ref = devices.reference(turn.session, device)
     if device.state == "free":
         return Reply.say(turn.say("status_free", device=ref))
     if device.state == "locked":
         return Reply.say(turn.say("status_locked", device=ref))
-    ledger, now = turn.core.ledger, turn.core.clock()
+    ledger, now = turn.deps.ledger, turn.deps.clock()
     latest = ledger.latest_code(turn.session, device)
-    values = dict(device=ref, unredeemed=ledger.unspent_days(turn.session, device),
-                  last_date=format_date(latest.minted_at) if latest else "-")
+    values = dict(
+        device=ref,
+        unredeemed=ledger.unspent_days(turn.session, device),
+        last_date=format_date(latest.minted_at) if latest else "-",
+    )
     if device.credit_until is None and values["unredeemed"] == 0:
         return Reply.say(turn.say("no_code_yet", device=ref))
     if device.credit_until and device.credit_until > now:
         left = -(-(device.credit_until - now).total_seconds() // 86400)
-        return Reply.say(turn.say("status_active", days_left=int(left),
-                                  until=format_date(device.credit_until), **values))
+        return Reply.say(
+            turn.say(
+                "status_active",
+                days_left=int(left),
+                until=format_date(device.credit_until),
+                **values,
+            )
+        )
     return Reply.say(turn.say("status_expired", until=format_date(device.credit_until), **values))
 
 
 @_with_device
-def history(turn: Turn, device) -> Reply:
+def history(turn: Turn, device: Device) -> Reply:
     ref = devices.reference(turn.session, device)
-    codes = turn.session.scalars(select(Code).where(
-        Code.device_id == device.id, Code.state == "minted")
-        .order_by(Code.minted_at.desc(), Code.id.desc()).limit(HISTORY_SIZE)).all()
+    codes = turn.session.scalars(
+        select(Code)
+        .where(Code.device_id == device.id, Code.state == "minted")
+        .order_by(Code.minted_at.desc(), Code.id.desc())
+        .limit(HISTORY_SIZE)
+    ).all()
     if not codes:
         return Reply.say(turn.say("history_empty", device=ref))
     lines = [turn.say("history_header", device=ref)]
     for c in codes:
-        key = {"days": "history_line", "free": "history_line_free"}.get(c.kind,
-                                                                       "history_line_reset")
+        key = {"days": "history_line", "free": "history_line_free"}.get(
+            c.kind, "history_line_reset"
+        )
         lines.append(turn.say(key, date=format_date(c.minted_at), days=c.days, code=c.code))
     return Reply.say("\n".join(lines))
 
@@ -179,8 +189,9 @@ def list_devices(turn: Turn) -> Reply:
         return Reply.say(turn.say("unknown_device"))
     refs = devices.references(owned)
     lines = [turn.say("devices_header")]
-    lines += [turn.say("devices_line", ref=refs[d.id], serial=d.oem_serial or d.product_id)
-              for d in owned]
+    lines += [
+        turn.say("devices_line", ref=refs[d.id], serial=d.oem_serial or d.product_id) for d in owned
+    ]
     return Reply.say("\n".join(lines))
 
 

@@ -1,53 +1,58 @@
 """Linking a Telegram chat to a customer: only by sharing one's own registered contact."""
-from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.inbound import Inbound, Reply
+from bot.deps import Deps
+from bot.inbound import Reply, SharedContact
 from bot.storage.models import Customer, TelegramLink
 from bot.text.phones import try_normalise
-
-if TYPE_CHECKING:
-    from bot.customers.conversation import Core
 
 
 def customer_for(session: Session, telegram_user_id: str) -> Customer | None:
     if not telegram_user_id.lstrip("-").isdigit():
         return None
-    return session.scalar(select(Customer).join(TelegramLink).where(
-        TelegramLink.telegram_user_id == int(telegram_user_id)))
+    return session.scalar(
+        select(Customer)
+        .join(TelegramLink)
+        .where(TelegramLink.telegram_user_id == int(telegram_user_id))
+    )
 
 
-def ask_for_contact(core: "Core", inbound: Inbound) -> Reply:
-    lang = core.settings.default_language
-    return Reply.say(core.messages.render(lang, "telegram_share_contact"),
-                     request_contact=core.messages.render(lang, "telegram_share_button"))
+def ask_for_contact(deps: Deps) -> Reply:
+    lang = deps.settings.default_language
+    return Reply.say(
+        deps.say(lang, "telegram_share_contact"),
+        request_contact=deps.say(lang, "telegram_share_button"),
+    )
 
 
-def link(core: "Core", session: Session, inbound: Inbound) -> Reply:
+def link(deps: Deps, session: Session, sender: str, contact: SharedContact) -> Reply:
     """Link the chat when the contact is the sender's own and its number is a customer's."""
-    lang = core.settings.default_language
-    if str(inbound.contact_user_id) != inbound.sender:
-        return Reply.say(core.messages.render(lang, "telegram_contact_not_yours"),
-                         request_contact=core.messages.render(lang, "telegram_share_button"))
-    customer = session.scalar(select(Customer).where(
-        Customer.phone == _e164(inbound.contact_phone, core.settings.default_region)))
+    lang = deps.settings.default_language
+    if str(contact.user_id) != sender:
+        return Reply.say(
+            deps.say(lang, "telegram_contact_not_yours"),
+            request_contact=deps.say(lang, "telegram_share_button"),
+        )
+    customer = session.scalar(
+        select(Customer).where(Customer.phone == _e164(contact.phone, deps.settings.default_region))
+    )
     if customer is None:
-        return Reply.say(core.messages.render(lang, "telegram_contact_unknown"))
-    user_id = int(inbound.sender)
+        return Reply.say(deps.say(lang, "telegram_contact_unknown"))
+    user_id = int(sender)
     row = session.scalar(select(TelegramLink).where(TelegramLink.telegram_user_id == user_id))
     if row is None:
-        row = TelegramLink(telegram_user_id=user_id, customer_id=customer.id,
-                           chat_id=inbound.chat_id or user_id)
+        row = TelegramLink(
+            telegram_user_id=user_id, customer_id=customer.id, chat_id=contact.chat_id
+        )
         session.add(row)
-    row.customer_id, row.chat_id = customer.id, inbound.chat_id or user_id
+    row.customer_id, row.chat_id = customer.id, contact.chat_id
     customer.last_channel = "telegram"
     session.flush()
-    return Reply.say(core.messages.render(customer.language, "telegram_linked",
-                                          name=customer.name or ""))
+    return Reply.say(deps.say(customer.language, "telegram_linked", name=customer.name or ""))
 
 
 def _e164(raw: str | None, region: str) -> str | None:

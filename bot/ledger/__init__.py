@@ -3,12 +3,31 @@
 `book` keeps the ledger (payments, mints, reconciliation); `devices` finds devices,
 `fleet` keeps the devices table in step with the API, `owners` imports who owns what.
 """
+
 from bot.ledger.book import (
-    MAX_PAYMENT_DAYS, OPEN, InvalidPayment, Ledger, LedgerError, MintPending, MintResult,
-    PaymentResult, Refused, ServiceUnavailable, money,
+    MAX_PAYMENT_DAYS,
+    OPEN,
+    InvalidPayment,
+    Ledger,
+    LedgerError,
+    MintPending,
+    MintResult,
+    PaymentResult,
+    Refused,
+    ServiceUnavailable,
+    money,
 )
 
 __all__ = [
-    "MAX_PAYMENT_DAYS", "OPEN", "InvalidPayment", "Ledger", "LedgerError", "MintPending",
-    "MintResult", "PaymentResult", "Refused", "ServiceUnavailable", "money",
+    "MAX_PAYMENT_DAYS",
+    "OPEN",
+    "InvalidPayment",
+    "Ledger",
+    "LedgerError",
+    "MintPending",
+    "MintResult",
+    "PaymentResult",
+    "Refused",
+    "ServiceUnavailable",
+    "money",
 ]

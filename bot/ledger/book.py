@@ -13,20 +13,21 @@ disk before the API can mint, or a crash would lose the code. An `unknown` (or a
 `pending`) attempt is reconciled from the API's code history before anything new is
 minted for that device; while that cannot be done, nothing new is minted.
 """
+
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation, ROUND_FLOOR
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot.domain import MAX_CODE_DAYS
-from bot.storage.models import Code, Device, Payment, utcnow
 from bot.omnivoltaic import client as api
+from bot.storage.models import Code, Device, Payment, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +70,32 @@ class PaymentResult:
 
 
 class Ledger:
-    def __init__(self, client: api.OmnivoltaicClient, *, grace: timedelta = timedelta(seconds=60),
-                 clock=utcnow):
+    def __init__(
+        self,
+        client: api.OmnivoltaicClient,
+        *,
+        grace: timedelta = timedelta(seconds=60),
+        clock=utcnow,
+    ):
         self.client = client
         self.grace = grace  # how long an unseen attempt may still be in flight upstream
         self.clock = clock
 
     # -- payments ---------------------------------------------------------------------
 
-    def record_payment(self, session: Session, *, reference: str, device: Device | None,
-                       days: int | None = None, amount: Decimal | None = None,
-                       source: str, agent_id: int | None = None, phone: str | None = None,
-                       product_ref: str | None = None) -> PaymentResult:
+    def record_payment(
+        self,
+        session: Session,
+        *,
+        reference: str,
+        device: Device | None,
+        days: int | None = None,
+        amount: Decimal | None = None,
+        source: str,
+        agent_id: int | None = None,
+        phone: str | None = None,
+        product_ref: str | None = None,
+    ) -> PaymentResult:
         """Record a payment once per reference; a repeat returns the first one unchanged.
 
         Nothing is changed (not even the device's balance) unless the payment is recorded.
@@ -99,15 +114,26 @@ class Ledger:
         balance = None
         if amount is not None:
             days, balance = self._convert(device, amount) if device is not None else (0, None)
-        if not isinstance(days, int) or isinstance(days, bool) or days < 0 \
-                or (amount is None and days == 0):
+        if (
+            not isinstance(days, int)
+            or isinstance(days, bool)
+            or days < 0
+            or (amount is None and days == 0)
+        ):
             raise InvalidPayment("days must be a positive whole number")
         _check_days(days)
         if balance is not None:
             device.balance = balance
-        payment = Payment(reference=reference, device_id=device.id if device else None,
-                          days=days, amount=amount, source=source, agent_id=agent_id,
-                          phone=phone, product_ref=product_ref)
+        payment = Payment(
+            reference=reference,
+            device_id=device.id if device else None,
+            days=days,
+            amount=amount,
+            source=source,
+            agent_id=agent_id,
+            phone=phone,
+            product_ref=product_ref,
+        )
         try:
             with session.begin_nested():
                 session.add(payment)
@@ -141,21 +167,36 @@ class Ledger:
         return days, total - days * Decimal(device.value_per_day)
 
     def unspent_days(self, session: Session, device: Device) -> int:
-        paid = session.scalar(select(func.coalesce(func.sum(Payment.days), 0))
-                              .where(Payment.device_id == device.id))
-        reserved = session.scalar(select(func.coalesce(func.sum(Code.days), 0)).where(
-            Code.device_id == device.id, Code.kind == "days", Code.state != "failed"))
+        paid = session.scalar(
+            select(func.coalesce(func.sum(Payment.days), 0)).where(Payment.device_id == device.id)
+        )
+        reserved = session.scalar(
+            select(func.coalesce(func.sum(Code.days), 0)).where(
+                Code.device_id == device.id, Code.kind == "days", Code.state != "failed"
+            )
+        )
         return int(paid) - int(reserved)
 
     # -- codes ------------------------------------------------------------------------
 
     def latest_code(self, session: Session, device: Device) -> Code | None:
-        return session.scalar(select(Code).where(Code.device_id == device.id,
-                                                 Code.state == "minted")
-                              .order_by(Code.minted_at.desc(), Code.id.desc()).limit(1))
+        return session.scalar(
+            select(Code)
+            .where(Code.device_id == device.id, Code.state == "minted")
+            .order_by(Code.minted_at.desc(), Code.id.desc())
+            .limit(1)
+        )
 
-    def mint_days(self, session: Session, device: Device, *, request_key: str, channel: str,
-                  requested_by: str | None = None, timeout: float | None = None) -> MintResult:
+    def mint_days(
+        self,
+        session: Session,
+        device: Device,
+        *,
+        request_key: str,
+        channel: str,
+        requested_by: str | None = None,
+        timeout: float | None = None,
+    ) -> MintResult:
         """Mint every paid day not yet in a code (several codes above 1095 days).
 
         The result also holds, first, any code this request adopted from the history while
@@ -172,10 +213,13 @@ class Ledger:
         unspent = self.unspent_days(session, device)
         if unspent <= 0:
             return MintResult(adopted, new=True)
-        chunks = [min(MAX_CODE_DAYS, unspent - start)
-                  for start in range(0, unspent, MAX_CODE_DAYS)]
-        attempts = [self._reserve(session, device, "days", days, f"{request_key}:{i}",
-                                  channel, requested_by) for i, days in enumerate(chunks)]
+        chunks = [min(MAX_CODE_DAYS, unspent - start) for start in range(0, unspent, MAX_CODE_DAYS)]
+        attempts = [
+            self._reserve(
+                session, device, "days", days, f"{request_key}:{i}", channel, requested_by
+            )
+            for i, days in enumerate(chunks)
+        ]
         self._link_payments(session, device, attempts[-1])
         session.commit()  # the attempts are on disk before the API can mint anything
         try:
@@ -186,9 +230,17 @@ class Ledger:
             minted = ()  # the new days wait for the next request; the adopted code goes out
         return MintResult(adopted + minted, new=True)
 
-    def mint_special(self, session: Session, device: Device, kind: str, *, request_key: str,
-                     channel: str, requested_by: str | None = None,
-                     timeout: float | None = None) -> MintResult:
+    def mint_special(
+        self,
+        session: Session,
+        device: Device,
+        kind: str,
+        *,
+        request_key: str,
+        channel: str,
+        requested_by: str | None = None,
+        timeout: float | None = None,
+    ) -> MintResult:
         """A free or reset code, through the same recorded path."""
         if kind not in ("free", "reset"):
             raise ValueError(f"not a special code kind: {kind}")
@@ -200,16 +252,20 @@ class Ledger:
         served = self._served(session, request_key)
         if served is not None:
             return served
-        attempt = self._reserve(session, device, kind, None, f"{request_key}:0", channel,
-                                requested_by)
+        attempt = self._reserve(
+            session, device, kind, None, f"{request_key}:0", channel, requested_by
+        )
         session.commit()
         return self._call_all(session, device, [attempt], timeout)
 
     def _served(self, session: Session, request_key: str) -> MintResult | None:
         """The codes already made for this request key (`key:0`, `key:1`, ...), if any."""
         codes = []
-        while (code := session.scalar(select(Code).where(
-                Code.request_key == f"{request_key}:{len(codes)}"))) is not None:
+        while (
+            code := session.scalar(
+                select(Code).where(Code.request_key == f"{request_key}:{len(codes)}")
+            )
+        ) is not None:
             codes.append(code)
         if not codes:
             return None
@@ -218,27 +274,36 @@ class Ledger:
         return MintResult(tuple(c for c in codes if c.state == "minted"), new=False)
 
     def _reserve(self, session, device, kind, days, key, channel, requested_by) -> Code:
-        code = Code(device_id=device.id, kind=kind, days=days, state="pending",
-                    request_key=key, channel=channel, requested_by=requested_by,
-                    created_at=self.clock())
+        code = Code(
+            device_id=device.id,
+            kind=kind,
+            days=days,
+            state="pending",
+            request_key=key,
+            channel=channel,
+            requested_by=requested_by,
+            created_at=self.clock(),
+        )
         session.add(code)
         session.flush()
         return code
 
     def _link_payments(self, session: Session, device: Device, code: Code) -> None:
-        for payment in session.scalars(select(Payment).where(
-                Payment.device_id == device.id, Payment.code_id.is_(None))):
+        for payment in session.scalars(
+            select(Payment).where(Payment.device_id == device.id, Payment.code_id.is_(None))
+        ):
             payment.code_id = code.id
 
-    def _call_all(self, session: Session, device: Device, attempts: list[Code],
-                  timeout: float | None) -> MintResult:
+    def _call_all(
+        self, session: Session, device: Device, attempts: list[Code], timeout: float | None
+    ) -> MintResult:
         """Call the API for each committed attempt in order; stop at the first failure."""
         minted: list[Code] = []
         for position, attempt in enumerate(attempts):
             try:
                 minted.append(self._call(session, device, attempt, timeout))
             except LedgerError:
-                for never_sent in attempts[position + 1:]:
+                for never_sent in attempts[position + 1 :]:
                     self._fail(session, never_sent)
                 session.commit()
                 if not minted:
@@ -246,8 +311,7 @@ class Ledger:
                 break
         return MintResult(tuple(minted), new=True)
 
-    def _call(self, session: Session, device: Device, attempt: Code,
-              timeout: float | None) -> Code:
+    def _call(self, session: Session, device: Device, attempt: Code, timeout: float | None) -> Code:
         """Call the API for one committed attempt and record what happened."""
         try:
             if attempt.kind == "days":
@@ -257,8 +321,11 @@ class Ledger:
             else:
                 minted = self.client.reset_code(device.product_id, timeout=timeout)
         except api.OutcomeUnknown:
-            log.warning("mint %s for device %s: outcome unknown; will reconcile",
-                        attempt.id, device.product_id)
+            log.warning(
+                "mint %s for device %s: outcome unknown; will reconcile",
+                attempt.id,
+                device.product_id,
+            )
             attempt.state = "unknown"
             session.commit()
             raise MintPending("the code service did not answer in time") from None
@@ -272,13 +339,21 @@ class Ledger:
         session.refresh(attempt)  # a reconciliation may have settled it while we waited
         if attempt.state == "minted":  # adopted from the history: applied once already
             if attempt.code != minted.code:
-                log.error("mint %s for device %s: answer %s differs from the adopted code",
-                          attempt.id, device.product_id, minted.otp_count)
+                log.error(
+                    "mint %s for device %s: answer %s differs from the adopted code",
+                    attempt.id,
+                    device.product_id,
+                    minted.otp_count,
+                )
             session.commit()
             return attempt
         if attempt.state == "failed":
-            log.error("mint %s for device %s was released before its answer came; "
-                      "recording its code anyway", attempt.id, device.product_id)
+            log.error(
+                "mint %s for device %s was released before its answer came; "
+                "recording its code anyway",
+                attempt.id,
+                device.product_id,
+            )
         self._apply(device, attempt, minted.code, minted.otp_hash, minted.otp_count)
         session.commit()
         return attempt
@@ -288,8 +363,9 @@ class Ledger:
         for payment in session.scalars(select(Payment).where(Payment.code_id == attempt.id)):
             payment.code_id = None
 
-    def _apply(self, device: Device, attempt: Code, code: str, otp_hash: str | None,
-               index: int | None) -> None:
+    def _apply(
+        self, device: Device, attempt: Code, code: str, otp_hash: str | None, index: int | None
+    ) -> None:
         now = self.clock()
         attempt.code, attempt.otp_hash, attempt.otp_count = code, otp_hash, index
         attempt.upstream_index = index
@@ -316,9 +392,12 @@ class Ledger:
         the same history row; this path is rare (only after a timeout or a crash).
         """
         device = self._lock(session, device.id)
-        open_ = session.scalars(select(Code).where(Code.device_id == device.id,
-                                                   Code.state.in_(OPEN)).order_by(Code.id)
-                                .execution_options(populate_existing=True)).all()
+        open_ = session.scalars(
+            select(Code)
+            .where(Code.device_id == device.id, Code.state.in_(OPEN))
+            .order_by(Code.id)
+            .execution_options(populate_existing=True)
+        ).all()
         if not open_:
             return ()
         now = self.clock()
@@ -328,25 +407,44 @@ class Ledger:
             history = self.client.code_history(device.product_id, 0, 100)
         except api.OmnivoltaicError as exc:
             raise ServiceUnavailable(f"cannot read the code history: {exc}") from exc
-        known = set(session.scalars(select(Code.code).where(Code.device_id == device.id,
-                                                            Code.code.is_not(None))))
-        last = session.scalar(select(func.max(Code.upstream_index)).where(
-            Code.device_id == device.id)) or 0
-        candidates = sorted((r for r in history if r.code not in known and r.index > last),
-                            key=lambda r: r.index)
+        known = set(
+            session.scalars(
+                select(Code.code).where(Code.device_id == device.id, Code.code.is_not(None))
+            )
+        )
+        last = (
+            session.scalar(select(func.max(Code.upstream_index)).where(Code.device_id == device.id))
+            or 0
+        )
+        candidates = sorted(
+            (r for r in history if r.code not in known and r.index > last), key=lambda r: r.index
+        )
         waiting, adopted = False, []
         for attempt in open_:
-            match = next((r for r in candidates if r.kind == attempt.kind
-                          and (attempt.kind != "days" or r.days == attempt.days)), None)
+            match = next(
+                (
+                    r
+                    for r in candidates
+                    if r.kind == attempt.kind and (attempt.kind != "days" or r.days == attempt.days)
+                ),
+                None,
+            )
             if match is not None:
                 candidates.remove(match)
-                log.info("reconciled mint %s for device %s from history index %s",
-                         attempt.id, device.product_id, match.index)
+                log.info(
+                    "reconciled mint %s for device %s from history index %s",
+                    attempt.id,
+                    device.product_id,
+                    match.index,
+                )
                 self._apply(device, attempt, match.code, None, match.index)
                 adopted.append(attempt)
             elif now - attempt.created_at >= self.grace:
-                log.info("mint %s for device %s is not in the history; credit released",
-                         attempt.id, device.product_id)
+                log.info(
+                    "mint %s for device %s is not in the history; credit released",
+                    attempt.id,
+                    device.product_id,
+                )
                 self._fail(session, attempt)
             else:
                 waiting = True
@@ -357,8 +455,12 @@ class Ledger:
 
     @staticmethod
     def _lock(session: Session, device_id: int) -> Device:
-        return session.scalars(select(Device).where(Device.id == device_id)
-                               .with_for_update().execution_options(populate_existing=True)).one()
+        return session.scalars(
+            select(Device)
+            .where(Device.id == device_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
 
 
 def money(value) -> Decimal:
@@ -367,8 +469,13 @@ def money(value) -> Decimal:
         amount = None if isinstance(value, bool) else Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
         amount = None
-    if amount is None or not amount.is_finite() or amount <= 0 or amount > MAX_AMOUNT \
-            or amount % CENT:
+    if (
+        amount is None
+        or not amount.is_finite()
+        or amount <= 0
+        or amount > MAX_AMOUNT
+        or amount % CENT
+    ):
         raise InvalidPayment(f"amount must be above 0, at most {MAX_AMOUNT}, in whole cents")
     return amount
 

@@ -1,4 +1,5 @@
 """Finding devices: by a customer's short reference, or by product id or serial (agents)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ class Ambiguous:
 
 
 def owned(session: Session, customer: Customer) -> list[Device]:
-    return list(session.scalars(select(Device).where(Device.owner_id == customer.id)
-                                .order_by(Device.product_id)))
+    return list(
+        session.scalars(
+            select(Device).where(Device.owner_id == customer.id).order_by(Device.product_id)
+        )
+    )
 
 
 def references(devices: list[Device]) -> dict[int, str]:
@@ -33,16 +37,19 @@ def references(devices: list[Device]) -> dict[int, str]:
         serial = serials[device.id]
         others = [d for d in devices if d.id != device.id]
         size = min(MIN_REF, len(serial))
-        while size < len(serial) and any(_answers_to(o, serials[o.id], serial[-size:])
-                                         for o in others):
+        while size < len(serial) and any(
+            _answers_to(o, serials[o.id], serial[-size:]) for o in others
+        ):
             size += 1
         refs[device.id] = serial[-size:]
     return refs
 
 
 def _answers_to(device: Device, serial: str, ref: str) -> bool:
-    return serial.endswith(ref) or ref in (str(device.product_id),
-                                           (device.payg_serial or "").upper())
+    return serial.endswith(ref) or ref in (
+        str(device.product_id),
+        (device.payg_serial or "").upper(),
+    )
 
 
 def reference(session: Session, device: Device) -> str:
@@ -60,12 +67,16 @@ def resolve(devices: list[Device], ref: str | None) -> Device | Ambiguous | None
             return Ambiguous(tuple(refs[d.id] for d in devices))
         return devices[0] if devices else None
     ref = ref.upper()
-    exact = [d for d in devices if ref in (str(d.product_id), (d.oem_serial or "").upper(),
-                                           (d.payg_serial or "").upper())]
+    exact = [
+        d
+        for d in devices
+        if ref in (str(d.product_id), (d.oem_serial or "").upper(), (d.payg_serial or "").upper())
+    ]
     if len(exact) == 1:
         return exact[0]
-    by_suffix = [d for d in devices if len(ref) >= 3 and d.oem_serial
-                 and d.oem_serial.upper().endswith(ref)]
+    by_suffix = [
+        d for d in devices if len(ref) >= 3 and d.oem_serial and d.oem_serial.upper().endswith(ref)
+    ]
     if len(by_suffix) == 1:
         return by_suffix[0]
     if len(by_suffix) > 1:

@@ -1,14 +1,15 @@
 """Keeping the local devices table in step with the distributor's assigned items."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.storage.models import Device, utcnow
 from bot.omnivoltaic.client import Item, OmnivoltaicClient
+from bot.storage.models import Device, utcnow
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,9 @@ class SyncReport:
         return self.created + self.updated
 
 
-def sync_devices(session: Session, client: OmnivoltaicClient,
-                 progress: Callable[[int], None] | None = None) -> SyncReport:
+def sync_devices(
+    session: Session, client: OmnivoltaicClient, progress: Callable[[int], None] | None = None
+) -> SyncReport:
     """Upsert every assigned item into `devices`; running it twice changes nothing more."""
     known = {d.product_id: d for d in session.scalars(select(Device))}
     created = updated = 0

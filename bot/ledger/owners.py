@@ -3,11 +3,12 @@
 Every row is checked on its own: good rows are imported, bad rows are reported by line
 number and reason. Importing the same file twice changes nothing the second time.
 """
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -44,8 +45,9 @@ class BadRow(ValueError):
     pass
 
 
-def import_owners(session: Session, lines: Iterable[str], region: str,
-                  default_language: str = "en") -> ImportReport:
+def import_owners(
+    session: Session, lines: Iterable[str], region: str, default_language: str = "en"
+) -> ImportReport:
     report = ImportReport()
     claimed: dict[int, str] = {}
     people: dict[str, tuple[int, str, str | None]] = {}
@@ -84,8 +86,10 @@ def _parse(fields: list[str], region: str) -> _Row:
     product, phone, name = fields[:3]
     language = fields[3].lower() if len(fields) == 4 and fields[3] else None
     if not (product.isascii() and product.isdigit()) or len(product) > MAX_PRODUCT_DIGITS:
-        raise BadRow(f"product_id must be a number of at most {MAX_PRODUCT_DIGITS} digits, "
-                     f"got {product[:20]!r}")
+        raise BadRow(
+            f"product_id must be a number of at most {MAX_PRODUCT_DIGITS} digits, "
+            f"got {product[:20]!r}"
+        )
     if not name:
         raise BadRow("customer_name is empty")
     if len(name) > MAX_NAME:
@@ -106,7 +110,9 @@ def _apply(session: Session, row: _Row, default_language: str) -> bool:
     customer = session.scalar(select(Customer).where(Customer.phone == row.phone))
     changed = False
     if customer is None:
-        customer = Customer(phone=row.phone, name=row.name, language=row.language or default_language)
+        customer = Customer(
+            phone=row.phone, name=row.name, language=row.language or default_language
+        )
         session.add(customer)
         session.flush()
         changed = True
@@ -118,4 +124,3 @@ def _apply(session: Session, row: _Row, default_language: str) -> bool:
     if device.owner_id != customer.id:
         device.owner_id, changed = customer.id, True
     return changed
-

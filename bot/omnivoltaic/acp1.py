@@ -4,12 +4,13 @@ A value is a 16-character upper-case hex string; one chain step is `h64` of it.
 A code is the value at some position counted from the device's secret root; the
 device holds the value at position CHAIN_LENGTH (`top`) and walks entered codes forward.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 import struct
-from typing import Sequence
+from collections.abc import Sequence
 
 from bot.domain import MAX_CODE_DAYS
 
@@ -47,8 +48,8 @@ def format_code(hex16: str) -> str:
     """Hex value -> `*ddd ddd ddd ddd ddd ddd ddd#` (21 digits, the first always 0)."""
     if not _HEX16.fullmatch(hex16):
         raise ValueError(f"not a 16-digit upper-case hex value: {hex16!r}")
-    digits = "0%010d%010d" % (int(hex16[:8], 16), int(hex16[8:], 16))
-    return "*" + " ".join(digits[i:i + 3] for i in range(0, 21, 3)) + "#"
+    digits = f"0{int(hex16[:8], 16):010d}{int(hex16[8:], 16):010d}"
+    return "*" + " ".join(digits[i : i + 3] for i in range(0, 21, 3)) + "#"
 
 
 def parse_code(code: str) -> str:
@@ -60,7 +61,7 @@ def parse_code(code: str) -> str:
     a, b = int(digits[1:11]), int(digits[11:])
     if a > 0xFFFFFFFF or b > 0xFFFFFFFF:
         raise ValueError(f"not a token code: {code!r}")
-    return "%08X%08X" % (a, b)
+    return f"{a:08X}{b:08X}"
 
 
 def root_for(seed: str, product_id: int) -> str:

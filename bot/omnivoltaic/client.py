@@ -29,16 +29,30 @@ from typing import Any
 import httpx
 
 from bot.domain import MAX_CODE_DAYS
-
 from bot.omnivoltaic.types import (
-    HistoryRow, Item, ItemPage, MintedCode,
-    history_row_from_api, item_from_api, minted_code_from_api,
+    HistoryRow,
+    Item,
+    ItemPage,
+    MintedCode,
+    history_row_from_api,
+    item_from_api,
+    minted_code_from_api,
 )
 
 __all__ = [
-    "OmnivoltaicClient", "Item", "ItemPage", "MintedCode", "HistoryRow",  # results re-exported
-    "OmnivoltaicError", "InvalidRequest", "AuthFailed", "Rejected", "NotAssigned",
-    "Unavailable", "ProtocolError", "OutcomeUnknown",
+    "OmnivoltaicClient",
+    "Item",
+    "ItemPage",
+    "MintedCode",
+    "HistoryRow",  # results re-exported
+    "OmnivoltaicError",
+    "InvalidRequest",
+    "AuthFailed",
+    "Rejected",
+    "NotAssigned",
+    "Unavailable",
+    "ProtocolError",
+    "OutcomeUnknown",
 ]
 log = logging.getLogger(__name__)
 
@@ -78,17 +92,31 @@ class OutcomeUnknown(OmnivoltaicError):
 
 
 # Failures raised before any byte of the request left us: a mint that hit one did nothing.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-             httpx.UnsupportedProtocol, httpx.InvalidURL)
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
 MAX_DAYS, MAX_LIMIT = MAX_CODE_DAYS, 100
 
 
 class OmnivoltaicClient:
-    def __init__(self, http: httpx.Client, username: str, password: str, *,
-                 timeout: float = 10.0, token_ttl: float = 3600.0, renew_margin: float = 300.0,
-                 retries: int = 2, backoff: float = 0.2,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        http: httpx.Client,
+        username: str,
+        password: str,
+        *,
+        timeout: float = 10.0,
+        token_ttl: float = 3600.0,
+        renew_margin: float = 300.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._http, self._username, self._password = http, username, password
         self._timeout = httpx.Timeout(timeout)
         self._token_life = max(token_ttl - renew_margin, 0.0)
@@ -151,12 +179,12 @@ class OmnivoltaicClient:
             body = body.get("item", body.get("data", body))
         return _parse(item_from_api, body)
 
-    def days_code(self, product_id: int, days: int, *, timeout: float | None = None
-                  ) -> MintedCode:
+    def days_code(self, product_id: int, days: int, *, timeout: float | None = None) -> MintedCode:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
             raise InvalidRequest(f"days must be an integer 1..{MAX_DAYS}, got {days!r}")
-        return self._mint("/otp/daysCode", {"productId": _product(product_id), "days": days},
-                          timeout)
+        return self._mint(
+            "/otp/daysCode", {"productId": _product(product_id), "days": days}, timeout
+        )
 
     def free_code(self, product_id: int, *, timeout: float | None = None) -> MintedCode:
         return self._mint("/code/code/freecodeotp", {"productId": _product(product_id)}, timeout)
@@ -164,13 +192,15 @@ class OmnivoltaicClient:
     def reset_code(self, product_id: int, *, timeout: float | None = None) -> MintedCode:
         return self._mint("/code/code/resetcode", {"productId": _product(product_id)}, timeout)
 
-    def code_history(self, product_id: int, offset: int = 0,
-                     limit: int = MAX_LIMIT) -> list[HistoryRow]:
+    def code_history(
+        self, product_id: int, offset: int = 0, limit: int = MAX_LIMIT
+    ) -> list[HistoryRow]:
         """Newest first."""
         return list(self._history_page(product_id, offset, limit).items)
 
-    def iter_code_history(self, product_id: int,
-                          page_size: int = MAX_LIMIT) -> Iterator[HistoryRow]:
+    def iter_code_history(
+        self, product_id: int, page_size: int = MAX_LIMIT
+    ) -> Iterator[HistoryRow]:
         return _paged(lambda offset: self._history_page(product_id, offset, page_size), page_size)
 
     def code_history_metadata(self) -> dict:
@@ -195,20 +225,34 @@ class OmnivoltaicClient:
 
     # --- transport --------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: dict | None = None, *, mint: bool = False,
-              timeout: float | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        mint: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
         token = self._current_token()
         response = self._exchange(method, path, body, token=token, mint=mint, timeout=timeout)
         if response.status_code == 401:
             token = self._token_after_401(token)
-            response = self._exchange(method, path, body, token=token, mint=mint,
-                                      timeout=timeout)
+            response = self._exchange(method, path, body, token=token, mint=mint, timeout=timeout)
             if response.status_code == 401:
                 raise AuthFailed(f"{method} {path}: 401 after a fresh login")
         return self._decode(response, mint=mint)
 
-    def _exchange(self, method: str, path: str, body: dict | None, *, token: str | None,
-                  mint: bool, timeout: float | None = None) -> httpx.Response:
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        *,
+        token: str | None,
+        mint: bool,
+        timeout: float | None = None,
+    ) -> httpx.Response:
         """One logical request. Read calls retry failures; a mint is sent once, whatever happens."""
         headers = {"Authorization": token} if token else {}
         attempts = 1 if mint else 1 + max(self._retries, 0)
@@ -217,11 +261,17 @@ class OmnivoltaicClient:
                 self._sleep(self._backoff * 2 ** (attempt - 1))
             started = self._clock()
             try:
-                response = self._http.request(method, path, json=body, headers=headers,
-                                              timeout=timeout or self._timeout)
+                response = self._http.request(
+                    method, path, json=body, headers=headers, timeout=timeout or self._timeout
+                )
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-                log.warning("%s %s failed after %.3fs: %s", method, path,
-                            self._clock() - started, type(exc).__name__)
+                log.warning(
+                    "%s %s failed after %.3fs: %s",
+                    method,
+                    path,
+                    self._clock() - started,
+                    type(exc).__name__,
+                )
                 if mint and not isinstance(exc, _NOT_SENT):
                     raise OutcomeUnknown(f"{method} {path}: {type(exc).__name__}") from exc
                 failure: OmnivoltaicError = Unavailable(f"{method} {path}: {type(exc).__name__}")
@@ -280,8 +330,11 @@ def _paged(fetch: Callable[[int], ItemPage], page_size: int) -> Iterator:
         page = fetch(offset)
         yield from page.items
         offset += len(page.items)
-        if not page.items or (page.total is None and len(page.items) < page_size) \
-                or (page.total is not None and offset >= page.total):
+        if (
+            not page.items
+            or (page.total is None and len(page.items) < page_size)
+            or (page.total is not None and offset >= page.total)
+        ):
             return
 
 

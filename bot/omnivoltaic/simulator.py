@@ -3,6 +3,7 @@
 The device stores the last accepted chain value (at first the provisioned `top`) and
 hashes an entered code forward until it meets it; the number of steps decides the effect.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ OUTCOMES = ("days", "free", "reset", "rejected")
 @dataclass(frozen=True)
 class Entry:
     """What one keypad entry did: `days` is the days it added (0 unless outcome is days)."""
+
     outcome: str
     days: int = 0
 

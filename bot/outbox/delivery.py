@@ -16,6 +16,7 @@ So a committed message is sent unless it ends `failed` (listed by `ovbot outbox`
 took the message but before recording it; when the lease expires the message goes again.
 The lease is longer than any send may take, so a live worker's message is never taken over.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,11 +27,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.storage import db
-from bot.text.logs import scrub
-from bot.storage.models import CUSTOMER_CHANNELS, Customer, OutboxMessage, utcnow
-from bot.text.phones import mask
 from bot.outbox.senders import NotSent, OutcomeUnknown, Undeliverable, Unsubscribed
+from bot.storage import db
+from bot.storage.models import CUSTOMER_CHANNELS, Customer, OutboxMessage, utcnow
+from bot.text.logs import scrub
+from bot.text.phones import mask
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +62,22 @@ class Claim:
     customer_id: int | None
 
 
-def drain(sessions: sessionmaker, senders: dict, *, batch: int = 50,
-          now: datetime | None = None, lease: timedelta = LEASE,
-          max_attempts: int = MAX_ATTEMPTS, stop=None) -> DrainReport:
+def drain(
+    sessions: sessionmaker,
+    senders: dict,
+    *,
+    batch: int = 50,
+    now: datetime | None = None,
+    lease: timedelta = LEASE,
+    max_attempts: int = MAX_ATTEMPTS,
+    stop=None,
+) -> DrainReport:
     """Send one batch of due messages; `stop` (an Event) hands the rest back unsent."""
     clock = (lambda: now) if now is not None else utcnow
     _warn_unsendable(sessions, set(senders))
-    claims, outcomes = claim(sessions, set(senders), batch=batch, now=clock(), lease=lease,
-                             max_attempts=max_attempts)
+    claims, outcomes = claim(
+        sessions, set(senders), batch=batch, now=clock(), lease=lease, max_attempts=max_attempts
+    )
     for position, c in enumerate(claims):
         if stop is not None and stop.is_set():
             release(sessions, claims[position:], clock())
@@ -77,22 +86,39 @@ def drain(sessions: sessionmaker, senders: dict, *, batch: int = 50,
     return DrainReport(outcomes["sent"], outcomes["retried"], outcomes["failed"])
 
 
-def claim(sessions: sessionmaker, channels: set[str], *, batch: int, now: datetime,
-          lease: timedelta, max_attempts: int) -> tuple[list[Claim], Counter]:
+def claim(
+    sessions: sessionmaker,
+    channels: set[str],
+    *,
+    batch: int,
+    now: datetime,
+    lease: timedelta,
+    max_attempts: int,
+) -> tuple[list[Claim], Counter]:
     claims, outcomes = [], Counter()
     if not channels:
         return claims, outcomes
     with db.transaction(sessions) as session:
         rows = session.scalars(
             select(OutboxMessage)
-            .where(OutboxMessage.status.in_(("pending", "sending")),
-                   OutboxMessage.next_attempt_at <= now, OutboxMessage.channel.in_(channels))
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id).limit(batch)
-            .with_for_update(skip_locked=True)).all()
+            .where(
+                OutboxMessage.status.in_(("pending", "sending")),
+                OutboxMessage.next_attempt_at <= now,
+                OutboxMessage.channel.in_(channels),
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        ).all()
         if not rows:
             return claims, outcomes
-        opted_out = set(session.scalars(select(Customer.id).where(
-            Customer.id.in_({r.customer_id for r in rows}), Customer.opted_out)))
+        opted_out = set(
+            session.scalars(
+                select(Customer.id).where(
+                    Customer.id.in_({r.customer_id for r in rows}), Customer.opted_out
+                )
+            )
+        )
         for row in rows:
             if row.customer_id in opted_out:
                 row.status, row.last_error = "failed", "customer opted out: not sent"
@@ -104,8 +130,11 @@ def claim(sessions: sessionmaker, channels: set[str], *, batch: int, now: dateti
             else:
                 row.status, row.attempts = "sending", row.attempts + 1
                 row.next_attempt_at = now + lease
-                claims.append(Claim(row.id, row.channel, row.recipient, row.body,
-                                    row.attempts, row.customer_id))
+                claims.append(
+                    Claim(
+                        row.id, row.channel, row.recipient, row.body, row.attempts, row.customer_id
+                    )
+                )
     return claims, outcomes
 
 
@@ -115,41 +144,65 @@ def _deliver(sessions, sender, c: Claim, clock, max_attempts: int) -> str:
     except NotSent as exc:
         if c.attempts >= max_attempts:
             return _record(sessions, c, "failed", f"gave up after {c.attempts} attempts: {exc}")
-        wait = max(min(MAX_BACKOFF, BACKOFF * 2 ** (c.attempts - 1)),
-                   timedelta(seconds=exc.retry_after or 0))
+        wait = max(
+            min(MAX_BACKOFF, BACKOFF * 2 ** (c.attempts - 1)),
+            timedelta(seconds=exc.retry_after or 0),
+        )
         return _record(sessions, c, "retried", str(exc), next_attempt_at=clock() + wait)
     except Unsubscribed as exc:
-        return _record(sessions, c, "failed", f"unsubscribed, customer opted out: {exc}",
-                       opt_out=True)
+        return _record(
+            sessions, c, "failed", f"unsubscribed, customer opted out: {exc}", opt_out=True
+        )
     except Undeliverable as exc:
         return _record(sessions, c, "failed", f"undeliverable: {exc}")
-    except Exception as exc:  # noqa: BLE001 - OutcomeUnknown, or a sender's bug: same rule
+    except Exception as exc:
         if not isinstance(exc, OutcomeUnknown):
             log.exception("outbox %s: unexpected error from the %s sender", c.id, c.channel)
-        return _record(sessions, c, "failed",
-                       f"outcome unknown, not resent (the customer can RESEND): {exc}")
-    return _record(sessions, c, "sent", None, provider_message_id=result.provider_id,
-                   sent_at=clock())
+        return _record(
+            sessions, c, "failed", f"outcome unknown, not resent (the customer can RESEND): {exc}"
+        )
+    return _record(
+        sessions, c, "sent", None, provider_message_id=result.provider_id, sent_at=clock()
+    )
 
 
-def _record(sessions, c: Claim, outcome: str, error: str | None, *, opt_out: bool = False,
-            **values) -> str:
+def _record(
+    sessions, c: Claim, outcome: str, error: str | None, *, opt_out: bool = False, **values
+) -> str:
     status = {"sent": "sent", "retried": "pending", "failed": "failed"}[outcome]
     error = scrub(error) if error else None
     with db.transaction(sessions) as session:
-        ours = session.execute(update(OutboxMessage).where(
-            OutboxMessage.id == c.id, OutboxMessage.status == "sending",
-            OutboxMessage.attempts == c.attempts).values(status=status, last_error=error,
-                                                         **values)).rowcount
+        ours = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == c.id,
+                OutboxMessage.status == "sending",
+                OutboxMessage.attempts == c.attempts,
+            )
+            .values(status=status, last_error=error, **values)
+        ).rowcount
         if opt_out and c.customer_id is not None:
-            session.execute(update(Customer).where(Customer.id == c.customer_id)
-                            .values(opted_out=True))
+            session.execute(
+                update(Customer).where(Customer.id == c.customer_id).values(opted_out=True)
+            )
     if not ours:
-        log.warning("outbox %s: another worker took it over before its outcome (%s) was "
-                    "recorded; is the lease shorter than a send?", c.id, outcome)
+        log.warning(
+            "outbox %s: another worker took it over before its outcome (%s) was "
+            "recorded; is the lease shorter than a send?",
+            c.id,
+            outcome,
+        )
     level = logging.INFO if outcome == "sent" else logging.WARNING
-    log.log(level, "outbox %s: %s to %s %s (attempt %s)%s", c.id, c.channel, mask(c.recipient),
-            outcome, c.attempts, f": {error}" if error else "")
+    log.log(
+        level,
+        "outbox %s: %s to %s %s (attempt %s)%s",
+        c.id,
+        c.channel,
+        mask(c.recipient),
+        outcome,
+        c.attempts,
+        f": {error}" if error else "",
+    )
     return outcome
 
 
@@ -157,10 +210,15 @@ def release(sessions: sessionmaker, claims: list[Claim], now: datetime) -> None:
     """Hand claimed, unsent messages back (the worker is stopping): due now, attempt undone."""
     with db.transaction(sessions) as session:
         for c in claims:
-            session.execute(update(OutboxMessage).where(
-                OutboxMessage.id == c.id, OutboxMessage.status == "sending",
-                OutboxMessage.attempts == c.attempts).values(
-                    status="pending", attempts=c.attempts - 1, next_attempt_at=now))
+            session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == c.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.attempts == c.attempts,
+                )
+                .values(status="pending", attempts=c.attempts - 1, next_attempt_at=now)
+            )
 
 
 def _warn_unsendable(sessions: sessionmaker, channels: set[str]) -> None:
@@ -169,15 +227,27 @@ def _warn_unsendable(sessions: sessionmaker, channels: set[str]) -> None:
     if not missing:
         return
     with sessions() as session:
-        found = set(session.scalars(select(OutboxMessage.channel).distinct().where(
-            OutboxMessage.status == "pending", OutboxMessage.channel.in_(missing))))
+        found = set(
+            session.scalars(
+                select(OutboxMessage.channel)
+                .distinct()
+                .where(OutboxMessage.status == "pending", OutboxMessage.channel.in_(missing))
+            )
+        )
     for channel in sorted(found):
         _warned.add(channel)
-        log.warning("outbox: %s messages stay pending: no %s sender is configured",
-                    channel, channel)
+        log.warning(
+            "outbox: %s messages stay pending: no %s sender is configured", channel, channel
+        )
 
 
 def pending_and_failed(session: Session, limit: int = 200) -> list[OutboxMessage]:
     """What has not been sent (pending, in flight, failed), oldest first."""
-    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.status != "sent")
-                                .order_by(OutboxMessage.id).limit(limit)))
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status != "sent")
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        )
+    )

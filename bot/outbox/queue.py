@@ -3,41 +3,53 @@
 A payment rolled back takes its message with it; a committed one is sent by the worker
 (or, in the embedded default, by the web process right after the commit).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.ledger import devices
-from bot.text.templates import Messages
 from bot.storage.models import Code, Customer, Device, OutboxMessage, TelegramLink, utcnow
+from bot.text.codes import code_texts
+from bot.text.templates import Messages
 
 
-def enqueue(session: Session, customer: Customer, body: str, *,
-            code_id: int | None = None) -> OutboxMessage | None:
+def enqueue(
+    session: Session, customer: Customer, body: str, *, code_id: int | None = None
+) -> OutboxMessage | None:
     """Queue `body` for `customer` on the channel they last used; None if opted out."""
     if customer.opted_out:
         return None
     channel, recipient = "sms", customer.phone
     if customer.last_channel == "telegram":
-        link = session.scalar(select(TelegramLink).where(TelegramLink.customer_id == customer.id)
-                              .order_by(TelegramLink.linked_at.desc()).limit(1))
+        link = session.scalar(
+            select(TelegramLink)
+            .where(TelegramLink.customer_id == customer.id)
+            .order_by(TelegramLink.linked_at.desc())
+            .limit(1)
+        )
         if link is not None:
             channel, recipient = "telegram", str(link.chat_id)
-    message = OutboxMessage(customer_id=customer.id, channel=channel, recipient=recipient,
-                            body=body, code_id=code_id, next_attempt_at=utcnow())
+    message = OutboxMessage(
+        customer_id=customer.id,
+        channel=channel,
+        recipient=recipient,
+        body=body,
+        code_id=code_id,
+        next_attempt_at=utcnow(),
+    )
     session.add(message)
     session.flush()
     return message
 
 
-def notify_codes(session: Session, messages: Messages, device: Device,
-                 codes: Sequence[Code]) -> list[OutboxMessage]:
+def notify_codes(
+    session: Session, messages: Messages, device: Device, codes: Sequence[Code]
+) -> list[OutboxMessage]:
     """Push new codes to the device's owner, one message per code, in their language."""
-    from bot.customers.conversation import minted_reply
-
     owner = session.get(Customer, device.owner_id) if device.owner_id else None
     if owner is None or not codes:
         return []
@@ -45,8 +57,10 @@ def notify_codes(session: Session, messages: Messages, device: Device,
     def say(key: str, **values) -> str:
         return messages.render(owner.language, key, **values)
 
-    reply = minted_reply(say, devices.reference(session, device), tuple(codes))
-    code_ids = [codes[0].id] * (len(reply.texts) - len(codes)) + [c.id for c in codes]
-    queued = [enqueue(session, owner, text, code_id=code_id)
-              for text, code_id in zip(reply.texts, code_ids)]
+    texts = code_texts(say, devices.reference(session, device), codes)
+    code_ids = [codes[0].id] * (len(texts) - len(codes)) + [c.id for c in codes]
+    queued = [
+        enqueue(session, owner, text, code_id=code_id)
+        for text, code_id in zip(texts, code_ids, strict=True)
+    ]
     return [m for m in queued if m is not None]

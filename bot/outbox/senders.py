@@ -12,6 +12,7 @@ surfaces as one of the errors below, never as a provider or HTTP exception:
 Only what surely did not leave is retried: a message sent twice is a nuisance, but the
 rule is the same as for mints — when in doubt, stop, and let the customer ask (RESEND).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,6 +20,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from bot.text.phones import mask
 
@@ -29,6 +31,16 @@ _TWILIO_RETRYABLE_CODES = {21611}  # the From number's queue is full
 @dataclass(frozen=True)
 class SendResult:
     provider_id: str
+
+
+class Sender(Protocol):
+    """What the outbox sends through: one per channel."""
+
+    channel: str
+
+    def send(self, recipient: str, body: str) -> SendResult: ...
+
+    def close(self) -> None: ...
 
 
 class SendError(Exception):
@@ -59,8 +71,11 @@ class TwilioSmsSender:
     def __init__(self, client, from_number: str):
         self.client, self.from_number = client, from_number
         # A Messaging Service SID (MG...) may stand in for the From number.
-        self._sender = ({"messaging_service_sid": from_number} if from_number.startswith("MG")
-                        else {"from_": from_number})
+        self._sender = (
+            {"messaging_service_sid": from_number}
+            if from_number.startswith("MG")
+            else {"from_": from_number}
+        )
 
     def send(self, recipient: str, body: str) -> SendResult:
         from twilio.base.exceptions import TwilioException
@@ -69,7 +84,7 @@ class TwilioSmsSender:
             message = self.client.messages.create(to=recipient, body=body, **self._sender)
         except TwilioException as exc:  # TwilioRestException, TwilioServiceException
             raise _twilio_error(exc) from exc
-        except Exception as exc:  # noqa: BLE001 - the HTTP client's errors, and anything else
+        except Exception as exc:
             raise _connection_error(exc) from exc
         return SendResult(str(message.sid))
 
@@ -126,14 +141,15 @@ class TelegramSender:
                 self._loop = asyncio.new_event_loop()
             try:
                 self._loop.run_until_complete(self.bot.initialize())  # getMe, once
-            except Exception as exc:  # noqa: BLE001 - nothing was sent yet
+            except Exception as exc:
                 raise NotSent(f"telegram: cannot start the bot: {exc}") from exc
             try:
                 message = self._loop.run_until_complete(
-                    self.bot.send_message(chat_id=chat_id, text=body))
+                    self.bot.send_message(chat_id=chat_id, text=body)
+                )
             except TelegramError as exc:
                 raise _telegram_error(exc) from exc
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise OutcomeUnknown(f"telegram: {exc!r}") from exc
         return SendResult(str(message.message_id))
 
@@ -154,8 +170,9 @@ def _telegram_error(exc) -> SendError:
         with warnings.catch_warnings():  # PTB 22 deprecates the int form
             warnings.simplefilter("ignore")
             wait = exc.retry_after
-        return NotSent(text, retry_after=wait.total_seconds()
-                       if isinstance(wait, timedelta) else float(wait))
+        return NotSent(
+            text, retry_after=wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+        )
     if isinstance(exc, (error.Forbidden, error.BadRequest, error.ChatMigrated)):
         return Undeliverable(text)  # blocked by the user, chat not found, ...
     if isinstance(exc, error.InvalidToken):
@@ -196,15 +213,19 @@ def build_senders(settings) -> dict[str, object]:
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
-        client = Client(settings.twilio_account_sid, settings.twilio_auth_token,
-                        http_client=TwilioHttpClient(timeout=SEND_TIMEOUT))
+        client = Client(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            http_client=TwilioHttpClient(timeout=SEND_TIMEOUT),
+        )
         senders["sms"] = TwilioSmsSender(client, settings.twilio_from_number)
     if settings.telegram_bot_token:
         from telegram import Bot
         from telegram.request import HTTPXRequest
 
-        request = HTTPXRequest(connect_timeout=5.0, read_timeout=SEND_TIMEOUT,
-                               write_timeout=SEND_TIMEOUT)
+        request = HTTPXRequest(
+            connect_timeout=5.0, read_timeout=SEND_TIMEOUT, write_timeout=SEND_TIMEOUT
+        )
         senders["telegram"] = TelegramSender(Bot(settings.telegram_bot_token, request=request))
     return senders
 

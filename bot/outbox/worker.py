@@ -13,6 +13,7 @@ each inbound transaction, once committed, drains a batch in the web process; wit
 `background=True` a daemon thread runs this same loop, so retries and the sweep also
 happen between inbound messages.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,17 +23,13 @@ import time
 from collections import Counter
 from datetime import timedelta
 
-import click
 from sqlalchemy import func, select
 
-from bot.storage import db
-from bot.outbox import queue as outbox
-from bot.outbox.delivery import drain, pending_and_failed
 from bot.ledger import OPEN, LedgerError, MintPending
+from bot.outbox import queue as outbox
+from bot.outbox.delivery import drain
+from bot.storage import db
 from bot.storage.models import Code, Customer, Device, OutboxMessage, Payment, utcnow
-from bot.text.phones import mask
-from bot.outbox.senders import build_senders, close_senders
-from bot.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -43,26 +40,37 @@ PUSHED_CHANNELS = ("payments", "cli", "system", "ussd")
 PUSH_SETTLE, PUSH_HORIZON = timedelta(minutes=2), timedelta(days=1)
 
 
-def sweep(services) -> Counter:
+def sweep(deps) -> Counter:
     """Settle open mint attempts and mint paid days left over; counts what was done."""
     counts: Counter = Counter()
-    with services.sessions() as session:
-        open_ids = set(session.scalars(select(Code.device_id).distinct()
-                                       .where(Code.state.in_(OPEN))))
-        unminted = set() if not services.settings.mint_on_payment else set(session.scalars(
-            select(Payment.device_id).distinct().where(
-                Payment.device_id.is_not(None), Payment.code_id.is_(None), Payment.days > 0)))
+    with deps.sessions() as session:
+        open_ids = set(
+            session.scalars(select(Code.device_id).distinct().where(Code.state.in_(OPEN)))
+        )
+        unminted = (
+            set()
+            if not deps.settings.mint_on_payment
+            else set(
+                session.scalars(
+                    select(Payment.device_id)
+                    .distinct()
+                    .where(
+                        Payment.device_id.is_not(None), Payment.code_id.is_(None), Payment.days > 0
+                    )
+                )
+            )
+        )
     for device_id in sorted(open_ids):
-        _one_device(services, device_id, _settle, "adopted", counts)
+        _one_device(deps, device_id, _settle, "adopted", counts)
     for device_id in sorted(unminted - open_ids):
-        _one_device(services, device_id, _mint, "minted", counts)
-    with db.transaction(services.sessions) as session:
-        if pushed := _push_unsent(services, session):
+        _one_device(deps, device_id, _mint, "minted", counts)
+    with db.transaction(deps.sessions) as session:
+        if pushed := _push_unsent(deps, session):
             counts["pushed"] += pushed
     return counts
 
 
-def _push_unsent(services, session) -> int:
+def _push_unsent(deps, session) -> int:
     """Queue pushes for codes minted for a payment whose push never committed.
 
     The ledger commits a code before the caller's transaction commits its push; a crash
@@ -70,77 +78,111 @@ def _push_unsent(services, session) -> int:
     which minted them has surely finished, and young enough to still matter.
     """
     now = utcnow()
-    orphans = session.scalars(select(Code).join(Device, Device.id == Code.device_id)
-                              .join(Customer, Customer.id == Device.owner_id).where(
-        Code.state == "minted", Code.kind == "days", Code.channel.in_(PUSHED_CHANNELS),
-        Code.minted_at < now - PUSH_SETTLE, Code.minted_at > now - PUSH_HORIZON,
-        Customer.opted_out.is_(False),
-        ~select(OutboxMessage.id).where(OutboxMessage.code_id == Code.id).exists())
-        .order_by(Code.device_id, Code.id)).all()
+    orphans = session.scalars(
+        select(Code)
+        .join(Device, Device.id == Code.device_id)
+        .join(Customer, Customer.id == Device.owner_id)
+        .where(
+            Code.state == "minted",
+            Code.kind == "days",
+            Code.channel.in_(PUSHED_CHANNELS),
+            Code.minted_at < now - PUSH_SETTLE,
+            Code.minted_at > now - PUSH_HORIZON,
+            Customer.opted_out.is_(False),
+            ~select(OutboxMessage.id).where(OutboxMessage.code_id == Code.id).exists(),
+        )
+        .order_by(Code.device_id, Code.id)
+    ).all()
     queued = 0
     for code in orphans:
-        queued += len(outbox.notify_codes(session, services.core.messages,
-                                          session.get(Device, code.device_id), [code]))
+        queued += len(
+            outbox.notify_codes(session, deps.messages, session.get(Device, code.device_id), [code])
+        )
     return queued
 
 
-def _one_device(services, device_id: int, work, label: str, counts: Counter) -> None:
+def _one_device(deps, device_id: int, work, label: str, counts: Counter) -> None:
     name = f"id {device_id}"
     try:
-        with db.transaction(services.sessions) as session:
+        with db.transaction(deps.sessions) as session:
             device = session.get(Device, device_id)
             name = str(device.product_id)
-            if done := work(services, session, device):
+            if done := work(deps, session, device):
                 counts[label] += done
     except MintPending as exc:
         log.info("sweep: device %s: %s", name, exc)
     except LedgerError as exc:
         counts["errors"] += 1
         log.warning("sweep: device %s: %s", name, exc)
-    except Exception:  # noqa: BLE001 - one device must not stop the sweep
+    except Exception:
         counts["errors"] += 1
         log.exception("sweep: device %s failed", name)
 
 
-def _settle(services, session, device: Device) -> int:
+def _settle(deps, session, device: Device) -> int:
     """Reconcile; a days code adopted from the history goes to the owner."""
-    open_ids = list(session.scalars(select(Code.id).where(
-        Code.device_id == device.id, Code.state.in_(OPEN))))
+    open_ids = list(
+        session.scalars(select(Code.id).where(Code.device_id == device.id, Code.state.in_(OPEN)))
+    )
     try:
-        services.core.ledger.reconcile(session, device)
+        deps.ledger.reconcile(session, device)
     except MintPending as exc:  # others still in flight; what was adopted goes out now
         log.info("sweep: device %s: %s", device.product_id, exc)
-    adopted = list(session.scalars(select(Code).where(
-        Code.id.in_(open_ids), Code.state == "minted").order_by(Code.id)))
+    adopted = list(
+        session.scalars(
+            select(Code).where(Code.id.in_(open_ids), Code.state == "minted").order_by(Code.id)
+        )
+    )
     for code in adopted:
         log.info("sweep: device %s: adopted %s code %s", device.product_id, code.kind, code.id)
-    outbox.notify_codes(session, services.core.messages, device,
-                        [c for c in adopted if c.kind == "days"])
+    outbox.notify_codes(session, deps.messages, device, [c for c in adopted if c.kind == "days"])
     return len(adopted)
 
 
-def _mint(services, session, device: Device) -> int:
-    ledger = services.core.ledger
+def _mint(deps, session, device: Device) -> int:
+    ledger = deps.ledger
     if ledger.unspent_days(session, device) <= 0:
         return 0
-    if session.scalar(select(Code.id).where(
-            Code.device_id == device.id, Code.state == "failed",
-            Code.created_at > utcnow() - RETRY_FAILED_MINT_AFTER).limit(1)) is not None:
+    if (
+        session.scalar(
+            select(Code.id)
+            .where(
+                Code.device_id == device.id,
+                Code.state == "failed",
+                Code.created_at > utcnow() - RETRY_FAILED_MINT_AFTER,
+            )
+            .limit(1)
+        )
+        is not None
+    ):
         return 0  # a mint just failed: give the API a rest
     # Stable while nothing changes, so two sweepers share one key; new after any attempt.
-    last_payment = session.scalar(select(func.max(Payment.id)).where(
-        Payment.device_id == device.id))
+    last_payment = session.scalar(
+        select(func.max(Payment.id)).where(Payment.device_id == device.id)
+    )
     tries = session.scalar(select(func.count(Code.id)).where(Code.device_id == device.id))
-    result = ledger.mint_days(session, device, channel="system", requested_by="sweep",
-                              request_key=f"sweep:{device.id}:{last_payment}:{tries}")
+    result = ledger.mint_days(
+        session,
+        device,
+        channel="system",
+        requested_by="sweep",
+        request_key=f"sweep:{device.id}:{last_payment}:{tries}",
+    )
     if result.new:
-        outbox.notify_codes(session, services.core.messages, device, result.codes)
+        outbox.notify_codes(session, deps.messages, device, result.codes)
     return len(result.codes) if result.new else 0
 
 
-def run_worker(services, senders: dict, *, interval: float = 1.0,
-               sweep_every: float = SWEEP_EVERY, batch: int = 50,
-               stop: threading.Event | None = None, wake: threading.Event | None = None) -> None:
+def run_worker(
+    deps,
+    senders: dict,
+    *,
+    interval: float = 1.0,
+    sweep_every: float = SWEEP_EVERY,
+    batch: int = 50,
+    stop: threading.Event | None = None,
+    wake: threading.Event | None = None,
+) -> None:
     """Drain and sweep until `stop` is set (or SIGTERM/SIGINT, in the main thread)."""
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
@@ -148,11 +190,11 @@ def run_worker(services, senders: dict, *, interval: float = 1.0,
     try:
         while not stop.is_set():
             try:
-                busy = drain(services.sessions, senders, batch=batch, stop=stop).total >= batch
+                busy = drain(deps.sessions, senders, batch=batch, stop=stop).total >= batch
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + sweep_every
-                    sweep(services)
-            except Exception:  # noqa: BLE001 - e.g. the database is restarting
+                    sweep(deps)
+            except Exception:
                 log.exception("worker: pass failed; trying again shortly")
                 busy = False
             if not busy:
@@ -167,84 +209,37 @@ def run_worker(services, senders: dict, *, interval: float = 1.0,
 def _stop_on_signals(stop: threading.Event):
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
 
 
-def install_embedded_drain(services, senders: dict, *, batch: int = 20,
-                           background: bool = False) -> threading.Event | None:
+def install_embedded_drain(
+    deps, senders: dict, *, batch: int = 20, background: bool = False
+) -> threading.Event | None:
     """Drain after each inbound commit, in-process (see the module docstring).
 
     Synchronous by default: one batch, never raising.  With `background=True` the hook
     only wakes a daemon thread running `run_worker`; the returned Event stops it.
     """
     if not background:
+
         def after_commit() -> None:
             try:
-                drain(services.sessions, senders, batch=batch)
-            except Exception:  # noqa: BLE001 - the messages stay queued for the next pass
+                drain(deps.sessions, senders, batch=batch)
+            except Exception:
                 log.exception("embedded outbox drain failed")
-        services.extras["after_commit"] = after_commit
+
+        deps.after_commit = after_commit
         return None
     stop, wake = threading.Event(), threading.Event()
-    threading.Thread(target=run_worker, args=(services, senders), daemon=True,
-                     kwargs=dict(batch=batch, stop=stop, wake=wake, interval=5.0),
-                     name="ovbot-embedded-worker").start()
-    services.extras["after_commit"] = wake.set
+    threading.Thread(
+        target=run_worker,
+        args=(deps, senders),
+        daemon=True,
+        kwargs=dict(batch=batch, stop=stop, wake=wake, interval=5.0),
+        name="ovbot-embedded-worker",
+    ).start()
+    deps.after_commit = wake.set
     return stop
-
-
-@click.command("worker")
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between idle polls.")
-@click.option("--sweep-every", default=SWEEP_EVERY, show_default=True, help="Seconds.")
-@click.option("--once", is_flag=True, help="Drain one batch and sweep once, then exit.")
-@click.pass_obj
-def worker_command(c, interval: float, sweep_every: float, once: bool) -> None:
-    """Drain the outbox and finish interrupted mints, until SIGTERM or Ctrl+C."""
-    settings = c.settings
-    if not settings.uses_emulator:
-        try:
-            settings.require_for_production()
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-    services = c.services
-    _require_migrated(services.engine)
-    senders = build_senders(settings)
-    if not senders:
-        log.warning("worker: no sender configured (TWILIO_*, TELEGRAM_BOT_TOKEN): "
-                    "messages stay pending")
-    try:
-        if once:
-            report, swept = drain(services.sessions, senders), sweep(services)
-            click.echo(f"sent {report.sent}, retried {report.retried}, failed {report.failed};"
-                       f" sweep: {dict(swept) or 'nothing to do'}")
-        else:
-            log.info("worker: draining the outbox (%s)", ", ".join(senders) or "no senders")
-            run_worker(services, senders, interval=interval, sweep_every=sweep_every)
-    finally:
-        close_senders(senders)
-
-
-@click.command("outbox")
-@click.option("--limit", default=200, show_default=True)
-@click.pass_obj
-def outbox_command(c, limit: int) -> None:
-    """List the messages not sent: pending, in flight and failed."""
-    engine = db.make_engine(c.settings.database_url)
-    try:
-        _require_migrated(engine)
-        with db.make_sessionmaker(engine)() as session:
-            rows = pending_and_failed(session, limit)
-    finally:
-        engine.dispose()
-    for m in rows:
-        click.echo(f"{m.id}\t{m.status}\t{m.channel}\t{mask(m.recipient)}\tattempts {m.attempts}"
-                   f"\tnext {m.next_attempt_at:%Y-%m-%d %H:%M:%S}\t{m.last_error or ''}")
-    click.echo(f"{len(rows)} message(s) pending or failed")
-
-
-def _require_migrated(engine) -> None:
-    if db.current_revision(engine) != db.head_revision():
-        raise click.ClickException("the database is not at the latest revision: "
-                                   "run `ovbot db upgrade` first")

@@ -11,11 +11,12 @@ taking the write lock up front is what stops two concurrent requests from readin
 credit and both spending it; the second simply waits for the first to commit.  On
 PostgreSQL the core locks rows with SELECT ... FOR UPDATE instead.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config

@@ -9,14 +9,24 @@ makes them, and `UTCDateTime` refuses naive values and reads back UTC on every b
 The schema itself is created by the Alembic migrations in bot/migrations, never by
 `create_all`; a test proves the migrations and these models agree.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
-    BigInteger, CheckConstraint, DateTime, ForeignKey, Index, MetaData, Numeric, String,
-    Text, UniqueConstraint, false,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -49,7 +59,7 @@ NAMING_CONVENTION = {
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC: the only kind of datetime the models take."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -67,14 +77,14 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: use an aware one, e.g. utcnow()")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def one_of(column: str, values: tuple[str, ...], name: str | None = None) -> CheckConstraint:
@@ -105,9 +115,11 @@ class Customer(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     devices: Mapped[list[Device]] = relationship(
-        back_populates="owner", order_by="Device.product_id", passive_deletes=True)
+        back_populates="owner", order_by="Device.product_id", passive_deletes=True
+    )
     telegram_links: Mapped[list[TelegramLink]] = relationship(
-        back_populates="customer", passive_deletes=True)
+        back_populates="customer", passive_deletes=True
+    )
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.phone}>"
@@ -184,7 +196,8 @@ class Code(Base):
         CheckConstraint(
             f"(kind = 'days' AND days IS NOT NULL AND days BETWEEN 1 AND {MAX_CODE_DAYS})"
             " OR (kind <> 'days' AND days IS NULL)",
-            name="days_match_kind"),
+            name="days_match_kind",
+        ),
         CheckConstraint("state <> 'minted' OR code IS NOT NULL", name="minted_has_code"),
         UniqueConstraint("device_id", "code"),
         Index("ix_codes_device_id_created_at", "device_id", "created_at"),

@@ -5,6 +5,7 @@ the basic table take one septet; those of the extension table are sent as ESC + 
 and take two.  Anything else forces UCS-2 (70 characters a segment), which is why every
 reply template must stay inside this alphabet.
 """
+
 from __future__ import annotations
 
 SEGMENT_SEPTETS = 160
@@ -13,7 +14,7 @@ SEGMENT_SEPTETS = 160
 # extension table, not a character, so it is left out.
 _BASIC_ROWS = (
     "@£$¥èéùìòÇ\nØø\rÅå",
-    "Δ_ΦΓΛΩΠΨΣΘΞ" "ÆæßÉ",
+    "Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ",
     " !\"#¤%&'()*+,-./",
     "0123456789:;<=>?",
     "¡ABCDEFGHIJKLMNO",

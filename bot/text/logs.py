@@ -1,4 +1,5 @@
 """Logging set-up: phone numbers never reach a log in clear, whatever code logged them."""
+
 from __future__ import annotations
 
 import logging
@@ -13,12 +14,14 @@ _PHONE = re.compile(
     r"(?P<code>\*\d[\d ]*#)"
     r"|\+\d(?:[ ()-]{0,2}\d){8,14}(?!\w)"
     r"|(?<![\w*.:+-])\(?0\d(?:\)?[ -]?\d){7,10}(?!\w)"
-    r"|(?<![\w*.:-])\d{9,15}(?!\w)")
+    r"|(?<![\w*.:-])\d{9,15}(?!\w)"
+)
 
 
 def scrub(text: str) -> str:
-    return _PHONE.sub(lambda m: m.group(0) if m.group("code")
-                      else mask(re.sub(r"[ ()-]", "", m.group(0))), text)
+    return _PHONE.sub(
+        lambda m: m.group(0) if m.group("code") else mask(re.sub(r"[ ()-]", "", m.group(0))), text
+    )
 
 
 class MaskingFormatter(logging.Formatter):

@@ -4,6 +4,7 @@
 "254712345678" (Telegram contacts often drop the "+"), "0712 345 678" or "(0712) 345-678"
 in the default region.  `mask` is the only form a number may take in logs and on screens.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,23 +39,26 @@ def normalise(raw: str, region: str) -> str:
     if len(text) > MAX_LENGTH:
         raise InvalidPhone(f"the phone number is longer than {MAX_LENGTH} characters")
     if not _ALLOWED.fullmatch(text):
-        raise InvalidPhone("the phone number contains characters other than digits, "
-                           "a leading + and separators")
+        raise InvalidPhone(
+            "the phone number contains characters other than digits, a leading + and separators"
+        )
     digits = re.sub(r"\D", "", text)
     if not digits:
         raise InvalidPhone("the phone number has no digits")
     if not text.startswith("+") and digits.startswith("00"):
         text, digits = "+" + digits[2:], digits[2:]  # 00 international prefix
     number = _parse(text, region)
-    if (number is None or not phonenumbers.is_valid_number(number)) \
-            and not text.startswith(("+", "0")):
+    if (number is None or not phonenumbers.is_valid_number(number)) and not text.startswith(
+        ("+", "0")
+    ):
         # "254712345678": an international number that lost its "+".
         number = _parse("+" + digits, None)
     if number is None:
         raise InvalidPhone(f"{mask(raw)} is not a phone number")
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhone(f"{mask(raw)} is not a valid phone number for region {region} "
-                           "or in international form")
+        raise InvalidPhone(
+            f"{mask(raw)} is not a valid phone number for region {region} or in international form"
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -80,7 +84,7 @@ def mask(phone: object) -> str:
         number = _parse("+" + digits, None)
         if number is not None and number.country_code:
             prefix = f"+{number.country_code}"
-            digits = digits[len(str(number.country_code)):]
+            digits = digits[len(str(number.country_code)) :]
     if len(digits) < 7:  # too short to show any of it without giving most of it away
         return prefix + _MASK if prefix else "***"
     return prefix + _MASK + digits[-3:]

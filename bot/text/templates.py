@@ -6,14 +6,15 @@ language, or a language with no file, renders in English.  A key missing everywh
 programming error (KeyError).  Loading checks that every translation uses exactly the
 placeholders of its English template, so a typo fails at start-up, not in a customer's SMS.
 """
+
 from __future__ import annotations
 
 import string
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 FALLBACK = "en"
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2] / "config" / "messages"
@@ -55,7 +56,8 @@ def _check(path: Path, templates: Mapping[str, str], english: Mapping[str, str])
         if want != got:
             raise MessagesError(
                 f"{path}: {key} uses placeholders {sorted(got)} "
-                f"but {FALLBACK}.toml uses {sorted(want)}")
+                f"but {FALLBACK}.toml uses {sorted(want)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Messages:
     templates: Mapping[str, Mapping[str, str]]  # language -> key -> template
 
     @classmethod
-    def load(cls, directory: Path | str | None = None) -> "Messages":
+    def load(cls, directory: Path | str | None = None) -> Messages:
         """Read every `<lang>.toml` in `directory` (default: the repository's config)."""
         folder = Path(directory) if directory is not None else DEFAULT_DIRECTORY
         english_path = folder / f"{FALLBACK}.toml"

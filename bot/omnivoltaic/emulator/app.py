@@ -6,6 +6,7 @@ file (emulator_store) that any number of processes can share.  Provider field na
 fault-injection methods are NOT part of the real API: they exist for the device simulator
 and for tests.  `EmulatorTransport` mounts the app in-process behind an httpx client.
 """
+
 from __future__ import annotations
 
 import re
@@ -58,10 +59,11 @@ class Emulator:
 
     def faults(self) -> dict:
         with self._lock:
-            return {"latency": self._latency,
-                    "fail_next": {"count": self._fail[0], "status": self._fail[1]},
-                    "mint_then_timeout": {"count": self._late_mints[0],
-                                          "delay": self._late_mints[1]}}
+            return {
+                "latency": self._latency,
+                "fail_next": {"count": self._fail[0], "status": self._fail[1]},
+                "mint_then_timeout": {"count": self._late_mints[0], "delay": self._late_mints[1]},
+            }
 
     def before_call(self) -> int | None:
         """Apply latency; the status to fail this call with, if a failure is armed."""
@@ -155,20 +157,34 @@ def _guard():
 
 # -- provider JSON --------------------------------------------------------------------
 def _item_json(row) -> dict:
-    return {"productItemID": row["product_id"], "productItemOEM_SN": row["oem_sn"],
-            "productItemPAYG_SN": row["payg_sn"], "lifeCycleStatus": "ASSIGNED",
-            "firmwareVersion": row["firmware"], "assignedItemsID": row["assignment_id"],
-            "distributorID": row["distributor_id"], "itemAssignDate": row["assigned_at"],
-            "valuePerDay": row["value_per_day"], "valueDays": row["days_total"],
-            "longevityDays": acp1.MAX_DAYS, "activateDate": row["activated_at"],
-            "deployNotes": "", "oemItemID": row["oem_item_id"],
-            "sellerItemID": row["seller_item_id"]}
+    return {
+        "productItemID": row["product_id"],
+        "productItemOEM_SN": row["oem_sn"],
+        "productItemPAYG_SN": row["payg_sn"],
+        "lifeCycleStatus": "ASSIGNED",
+        "firmwareVersion": row["firmware"],
+        "assignedItemsID": row["assignment_id"],
+        "distributorID": row["distributor_id"],
+        "itemAssignDate": row["assigned_at"],
+        "valuePerDay": row["value_per_day"],
+        "valueDays": row["days_total"],
+        "longevityDays": acp1.MAX_DAYS,
+        "activateDate": row["activated_at"],
+        "deployNotes": "",
+        "oemItemID": row["oem_item_id"],
+        "sellerItemID": row["seller_item_id"],
+    }
 
 
 def _history_json(row) -> dict:
-    return {"codeHistoryID": row["id"], "otpGeneratorID": row["product_id"],
-            "codeIndex": row["code_index"], "codeValue": acp1.format_code(row["code_hex"]),
-            "codeDate": row["created_at"], "codeDays": row["code_days"]}
+    return {
+        "codeHistoryID": row["id"],
+        "otpGeneratorID": row["product_id"],
+        "codeIndex": row["code_index"],
+        "codeValue": acp1.format_code(row["code_hex"]),
+        "codeDate": row["created_at"],
+        "codeDays": row["code_days"],
+    }
 
 
 def _mint(kind: str, days: int = 0):
@@ -178,8 +194,12 @@ def _mint(kind: str, days: int = 0):
         days = _body_int(body, "days", 1, acp1.MAX_DAYS)
     minted = _emulator().store.mint(g.distributor_id, product_id, kind, days)
     _emulator().after_mint()
-    return {"message": "Succeed", "otpCount": minted.count,
-            "code": acp1.format_code(minted.value), "otpHash": minted.value}
+    return {
+        "message": "Succeed",
+        "otpCount": minted.count,
+        "code": acp1.format_code(minted.value),
+        "otpHash": minted.value,
+    }
 
 
 # -- the API --------------------------------------------------------------------------
@@ -210,8 +230,12 @@ def graphql():
 def assigned_items_list(offset: str, limit: str):
     offset_n, limit_n = _page(offset, limit)
     rows, total = _emulator().store.items_page(g.distributor_id, offset_n, limit_n)
-    return {"items": [_item_json(r) for r in rows], "total": total,
-            "offset": offset_n, "limit": limit_n}
+    return {
+        "items": [_item_json(r) for r in rows],
+        "total": total,
+        "offset": offset_n,
+        "limit": limit_n,
+    }
 
 
 @api.get("/oves/assignedItems/<product_id>")
@@ -239,17 +263,26 @@ def reset_code():
 def code_history_list(product_id: str, offset: str, limit: str):
     offset_n, limit_n = _page(offset, limit)
     rows, total = _emulator().store.history_page(
-        g.distributor_id, _path_int(product_id, "productId"), offset_n, limit_n)
-    return {"items": [_history_json(r) for r in rows], "total": total,
-            "offset": offset_n, "limit": limit_n}
+        g.distributor_id, _path_int(product_id, "productId"), offset_n, limit_n
+    )
+    return {
+        "items": [_history_json(r) for r in rows],
+        "total": total,
+        "offset": offset_n,
+        "limit": limit_n,
+    }
 
 
 @api.get("/oves/codeHistory_Metadata")
 def code_history_metadata():
     summary = _emulator().store.history_summary(g.distributor_id)
-    return {"distributorID": g.distributor_id, "itemCount": summary["items"],
-            "itemsWithCodes": summary["items_with_codes"], "codeCount": summary["codes"],
-            "lastCodeDate": summary["last_code_at"]}
+    return {
+        "distributorID": g.distributor_id,
+        "itemCount": summary["items"],
+        "itemsWithCodes": summary["items_with_codes"],
+        "codeCount": summary["codes"],
+        "lastCodeDate": summary["last_code_at"],
+    }
 
 
 # -- NOT part of the real API: the device simulator's and the tests' back door ----------
@@ -271,8 +304,9 @@ def set_faults():
             late = body["mint_then_timeout"]
             emulator.mint_then_timeout(late.get("count", 1), late.get("delay", 5.0))
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise ApiError(400, "faults: latency, fail_next{count,status}, "
-                            "mint_then_timeout{count,delay}") from None
+        raise ApiError(
+            400, "faults: latency, fail_next{count,status}, mint_then_timeout{count,delay}"
+        ) from None
     return {"faults": emulator.faults()}
 
 
@@ -301,16 +335,16 @@ class EmulatorTransport(httpx.WSGITransport):
                 response = httpx.WSGITransport.handle_request(self, request)
                 content = response.read()
                 outcome["response"] = httpx.Response(
-                    response.status_code, headers=response.headers, content=content)
-            except BaseException as exc:  # re-raised in the caller's thread
+                    response.status_code, headers=response.headers, content=content
+                )
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 outcome["error"] = exc
             finally:
                 done.set()
 
         threading.Thread(target=run, name="emulator-request", daemon=True).start()
         if not done.wait(timeout):
-            raise httpx.ReadTimeout(f"emulator did not answer within {timeout}s",
-                                    request=request)
+            raise httpx.ReadTimeout(f"emulator did not answer within {timeout}s", request=request)
         if "error" in outcome:
             raise outcome["error"]
         return outcome["response"]

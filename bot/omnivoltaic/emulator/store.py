@@ -4,6 +4,7 @@ Each mint is one `BEGIN IMMEDIATE` transaction (read index and counters, compute
 code, write them and the history row), so an item has one chain whoever mints it.
 Chain checkpoints are stored per item on first use; a mint then costs < 1000 hashes.
 """
+
 from __future__ import annotations
 
 import functools
@@ -13,10 +14,10 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 from bot.omnivoltaic import acp1
 
@@ -24,8 +25,10 @@ BUSY_SECONDS = 30.0
 POOL_SIZE = 8
 ALLOWANCE = 5  # free codes, and reset codes, per item
 JUMPS = {"free": acp1.FREE_JUMP, "reset": acp1.RESET_JUMP}
-DISTRIBUTORS = [(1, "demo@example.com", "demo", range(1001, 1101)),
-                (2, "other@example.com", "other", range(1101, 1111))]
+DISTRIBUTORS = [
+    (1, "demo@example.com", "demo", range(1001, 1101)),
+    (2, "other@example.com", "other", range(1101, 1111)),
+]
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS distributors (
@@ -72,7 +75,7 @@ def _not_assigned(product_id: int) -> ApiError:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class EmulatorStore:
@@ -105,8 +108,9 @@ class EmulatorStore:
                 self._idle, self._pid = [], os.getpid()
             if self._idle:
                 return self._idle.pop()
-        conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False
+        )
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -134,8 +138,10 @@ class EmulatorStore:
                 conn.execute("INSERT INTO meta VALUES ('seed', ?)", (fingerprint,))
                 self._seed_fleet(conn)
             elif row["value"] != fingerprint:
-                raise ValueError(f"emulator state {self.path} was created with another seed; "
-                                 "use that seed or a new state file")
+                raise ValueError(
+                    f"emulator state {self.path} was created with another seed; "
+                    "use that seed or a new state file"
+                )
 
     @staticmethod
     def _seed_fleet(conn: sqlite3.Connection) -> None:
@@ -145,15 +151,28 @@ class EmulatorStore:
                 "INSERT INTO items (product_id, distributor_id, assignment_id, oem_sn, payg_sn,"
                 " oem_item_id, seller_item_id, firmware, value_per_day, assigned_at, idx)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, '1.0.3', 50, '2025-01-06T08:00:00.000Z', ?)",
-                [(pid, dist_id, pid - 1000, f"OVES{pid:06d}", f"PAYG{pid:06d}",
-                  f"TEST2501{pid:06d}", f"ACC{pid:06d}", acp1.CHAIN_LENGTH) for pid in product_ids])
+                [
+                    (
+                        pid,
+                        dist_id,
+                        pid - 1000,
+                        f"OVES{pid:06d}",
+                        f"PAYG{pid:06d}",
+                        f"TEST2501{pid:06d}",
+                        f"ACC{pid:06d}",
+                        acp1.CHAIN_LENGTH,
+                    )
+                    for pid in product_ids
+                ],
+            )
 
     # -- distributors and tokens ------------------------------------------------------
     def login(self, username: str, password: str, ttl: float) -> str | None:
         """A new access token for these credentials, or None if they are wrong."""
         with self._connect(write=True) as conn:
-            row = conn.execute("SELECT id, password FROM distributors WHERE username = ?",
-                               (username,)).fetchone()
+            row = conn.execute(
+                "SELECT id, password FROM distributors WHERE username = ?", (username,)
+            ).fetchone()
             if row is None or not hmac.compare_digest(row["password"].encode(), password.encode()):
                 return None
             token, now = secrets.token_urlsafe(32), time.time()
@@ -164,25 +183,32 @@ class EmulatorStore:
     def distributor_for(self, token: str) -> int | None:
         """The distributor id of an unexpired token, or None."""
         with self._connect() as conn:
-            row = conn.execute("SELECT distributor_id FROM tokens WHERE token = ? AND expires > ?",
-                               (token, time.time())).fetchone()
+            row = conn.execute(
+                "SELECT distributor_id FROM tokens WHERE token = ? AND expires > ?",
+                (token, time.time()),
+            ).fetchone()
         return None if row is None else row[0]
 
     # -- items ------------------------------------------------------------------------
     def item(self, distributor_id: int, product_id: int) -> sqlite3.Row:
         with self._connect() as conn:
-            row = conn.execute("SELECT * FROM items WHERE product_id = ? AND distributor_id = ?",
-                               (product_id, distributor_id)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM items WHERE product_id = ? AND distributor_id = ?",
+                (product_id, distributor_id),
+            ).fetchone()
         if row is None:
             raise _not_assigned(product_id)
         return row
 
     def items_page(self, distributor_id: int, offset: int, limit: int) -> tuple[list, int]:
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM items WHERE distributor_id = ? ORDER BY product_id"
-                                " LIMIT ? OFFSET ?", (distributor_id, limit, offset)).fetchall()
-            total = conn.execute("SELECT COUNT(*) FROM items WHERE distributor_id = ?",
-                                 (distributor_id,)).fetchone()[0]
+            rows = conn.execute(
+                "SELECT * FROM items WHERE distributor_id = ? ORDER BY product_id LIMIT ? OFFSET ?",
+                (distributor_id, limit, offset),
+            ).fetchall()
+            total = conn.execute(
+                "SELECT COUNT(*) FROM items WHERE distributor_id = ?", (distributor_id,)
+            ).fetchone()[0]
         return rows, total
 
     def top(self, product_id: int) -> str:
@@ -198,15 +224,19 @@ class EmulatorStore:
         points = self._points.get(product_id)
         if points is None:
             with self._connect() as conn:
-                stored = conn.execute("SELECT checkpoints FROM items WHERE product_id = ?",
-                                      (product_id,)).fetchone()[0]
+                stored = conn.execute(
+                    "SELECT checkpoints FROM items WHERE product_id = ?", (product_id,)
+                ).fetchone()[0]
             if stored:
-                points = [stored[i:i + 16] for i in range(0, len(stored), 16)]
+                points = [stored[i : i + 16] for i in range(0, len(stored), 16)]
             else:  # outside any write lock; every process computes the same values
                 points = _computed_checkpoints(self.seed, product_id)
                 with self._connect(write=True) as conn:
-                    conn.execute("UPDATE items SET checkpoints = ? WHERE product_id = ?"
-                                 " AND checkpoints IS NULL", ("".join(points), product_id))
+                    conn.execute(
+                        "UPDATE items SET checkpoints = ? WHERE product_id = ?"
+                        " AND checkpoints IS NULL",
+                        ("".join(points), product_id),
+                    )
             self._points[product_id] = points
         return points
 
@@ -218,8 +248,10 @@ class EmulatorStore:
         points = self._checkpoints(product_id)
         jump = days if kind == "days" else JUMPS[kind]
         with self._connect(write=True) as conn:
-            row = conn.execute("SELECT * FROM items WHERE product_id = ? AND distributor_id = ?",
-                               (product_id, distributor_id)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM items WHERE product_id = ? AND distributor_id = ?",
+                (product_id, distributor_id),
+            ).fetchone()
             if row is None:
                 raise _not_assigned(product_id)
             if kind != "days" and row[f"{kind}_used"] >= ALLOWANCE:
@@ -232,22 +264,37 @@ class EmulatorStore:
                 "UPDATE items SET idx = ?, count = ?, days_total = days_total + ?,"
                 " activated_at = COALESCE(activated_at, ?), free_used = free_used + ?,"
                 " reset_used = reset_used + ? WHERE product_id = ?",
-                (position, count, days if kind == "days" else 0, now,
-                 kind == "free", kind == "reset", product_id))
-            conn.execute("INSERT INTO history (product_id, code_index, code_hex, code_days,"
-                         " created_at) VALUES (?, ?, ?, ?, ?)",
-                         (product_id, count, value, str(days) if kind == "days" else kind, now))
+                (
+                    position,
+                    count,
+                    days if kind == "days" else 0,
+                    now,
+                    kind == "free",
+                    kind == "reset",
+                    product_id,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO history (product_id, code_index, code_hex, code_days,"
+                " created_at) VALUES (?, ?, ?, ?, ?)",
+                (product_id, count, value, str(days) if kind == "days" else kind, now),
+            )
         return Minted(count, value)
 
-    def history_page(self, distributor_id: int, product_id: int, offset: int,
-                     limit: int) -> tuple[list, int]:
+    def history_page(
+        self, distributor_id: int, product_id: int, offset: int, limit: int
+    ) -> tuple[list, int]:
         """The item's codes, newest first, and how many it has."""
         self.item(distributor_id, product_id)
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM history WHERE product_id = ? ORDER BY code_index"
-                                " DESC LIMIT ? OFFSET ?", (product_id, limit, offset)).fetchall()
-            total = conn.execute("SELECT COUNT(*) FROM history WHERE product_id = ?",
-                                 (product_id,)).fetchone()[0]
+            rows = conn.execute(
+                "SELECT * FROM history WHERE product_id = ? ORDER BY code_index"
+                " DESC LIMIT ? OFFSET ?",
+                (product_id, limit, offset),
+            ).fetchall()
+            total = conn.execute(
+                "SELECT COUNT(*) FROM history WHERE product_id = ?", (product_id,)
+            ).fetchone()[0]
         return rows, total
 
     def history_summary(self, distributor_id: int) -> sqlite3.Row:
@@ -258,4 +305,5 @@ class EmulatorStore:
                 " COUNT(DISTINCT h.product_id) AS items_with_codes, COUNT(h.id) AS codes,"
                 " MAX(h.created_at) AS last_code_at FROM items i"
                 " LEFT JOIN history h ON h.product_id = i.product_id WHERE i.distributor_id = ?",
-                (distributor_id,)).fetchone()
+                (distributor_id,),
+            ).fetchone()

@@ -5,6 +5,7 @@ command line may instead set "sqlalchemy.url".  Either way all pending migration
 one transaction.  On SQLite, foreign keys are switched off while migrating (a batch
 operation copies and drops tables, and a DROP must not cascade) and checked before commit.
 """
+
 from contextlib import contextmanager
 
 from alembic import context

@@ -7,6 +7,7 @@ Create Date: 2026-11-26
 Written by hand to stay frozen: it does not import bot.storage.models, and every constraint is
 named here in full (the names match bot.storage.models.NAMING_CONVENTION).
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -54,8 +55,11 @@ def upgrade() -> None:
         sa.Column("linked_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_telegram_links")),
         sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], ondelete="CASCADE",
-            name=op.f("fk_telegram_links_customer_id_customers")),
+            ["customer_id"],
+            ["customers.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_telegram_links_customer_id_customers"),
+        ),
         sa.UniqueConstraint("telegram_user_id", name=op.f("uq_telegram_links_telegram_user_id")),
     )
 
@@ -75,8 +79,11 @@ def upgrade() -> None:
         sa.Column("created_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_devices")),
         sa.ForeignKeyConstraint(
-            ["owner_id"], ["customers.id"], ondelete="SET NULL",
-            name=op.f("fk_devices_owner_id_customers")),
+            ["owner_id"],
+            ["customers.id"],
+            ondelete="SET NULL",
+            name=op.f("fk_devices_owner_id_customers"),
+        ),
         sa.UniqueConstraint("product_id", name=op.f("uq_devices_product_id")),
         sa.UniqueConstraint("oem_serial", name=op.f("uq_devices_oem_serial")),
         check("ck_devices_state", "state IN ('payg', 'free', 'locked')"),
@@ -119,16 +126,21 @@ def upgrade() -> None:
         sa.Column("minted_at", utc(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_codes")),
         sa.ForeignKeyConstraint(
-            ["device_id"], ["devices.id"], name=op.f("fk_codes_device_id_devices")),
+            ["device_id"], ["devices.id"], name=op.f("fk_codes_device_id_devices")
+        ),
         sa.UniqueConstraint("request_key", name=op.f("uq_codes_request_key")),
         sa.UniqueConstraint("device_id", "code", name=op.f("uq_codes_device_id_code")),
         check("ck_codes_kind", "kind IN ('days', 'free', 'reset')"),
         check("ck_codes_state", "state IN ('pending', 'minted', 'unknown', 'failed')"),
-        check("ck_codes_channel",
-              "channel IN ('sms', 'telegram', 'ussd', 'payments', 'cli', 'system')"),
-        check("ck_codes_days_match_kind",
-              "(kind = 'days' AND days IS NOT NULL AND days BETWEEN 1 AND 1095)"
-              " OR (kind <> 'days' AND days IS NULL)"),
+        check(
+            "ck_codes_channel",
+            "channel IN ('sms', 'telegram', 'ussd', 'payments', 'cli', 'system')",
+        ),
+        check(
+            "ck_codes_days_match_kind",
+            "(kind = 'days' AND days IS NOT NULL AND days BETWEEN 1 AND 1095)"
+            " OR (kind <> 'days' AND days IS NULL)",
+        ),
         check("ck_codes_minted_has_code", "state <> 'minted' OR code IS NOT NULL"),
     )
     op.create_index("ix_codes_device_id_created_at", "codes", ["device_id", "created_at"])
@@ -149,11 +161,12 @@ def upgrade() -> None:
         sa.Column("created_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
         sa.ForeignKeyConstraint(
-            ["device_id"], ["devices.id"], name=op.f("fk_payments_device_id_devices")),
+            ["device_id"], ["devices.id"], name=op.f("fk_payments_device_id_devices")
+        ),
         sa.ForeignKeyConstraint(
-            ["agent_id"], ["agents.id"], name=op.f("fk_payments_agent_id_agents")),
-        sa.ForeignKeyConstraint(
-            ["code_id"], ["codes.id"], name=op.f("fk_payments_code_id_codes")),
+            ["agent_id"], ["agents.id"], name=op.f("fk_payments_agent_id_agents")
+        ),
+        sa.ForeignKeyConstraint(["code_id"], ["codes.id"], name=op.f("fk_payments_code_id_codes")),
         sa.UniqueConstraint("reference", name=op.f("uq_payments_reference")),
         check("ck_payments_source", "source IN ('agent', 'webhook', 'cli', 'demo')"),
         check("ck_payments_days_not_negative", "days >= 0"),
@@ -170,7 +183,8 @@ def upgrade() -> None:
         sa.Column("created_at", utc(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbound_messages")),
         sa.UniqueConstraint(
-            "channel", "provider_id", name=op.f("uq_inbound_messages_channel_provider_id")),
+            "channel", "provider_id", name=op.f("uq_inbound_messages_channel_provider_id")
+        ),
     )
 
     op.create_table(
@@ -190,7 +204,8 @@ def upgrade() -> None:
         sa.Column("sent_at", utc(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.ForeignKeyConstraint(
-            ["customer_id"], ["customers.id"], name=op.f("fk_outbox_customer_id_customers")),
+            ["customer_id"], ["customers.id"], name=op.f("fk_outbox_customer_id_customers")
+        ),
         sa.ForeignKeyConstraint(["code_id"], ["codes.id"], name=op.f("fk_outbox_code_id_codes")),
         check("ck_outbox_channel", "channel IN ('sms', 'telegram')"),
         check("ck_outbox_status", "status IN ('pending', 'sending', 'sent', 'failed')"),
@@ -200,6 +215,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("outbox", "inbound_messages", "payments", "codes", "agents",
-                  "devices", "telegram_links", "customers"):
+    for table in (
+        "outbox",
+        "inbound_messages",
+        "payments",
+        "codes",
+        "agents",
+        "devices",
+        "telegram_links",
+        "customers",
+    ):
         op.drop_table(table)
