@@ -28,8 +28,8 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot webhooks tests scripts
 	$(BIN)/ruff format --check bot webhooks tests scripts
-	@echo "mypy: not yet"
-	@echo "import contracts: not yet"
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_emulator.py

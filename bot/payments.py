@@ -107,6 +107,8 @@ def settle(deps: Deps, session: Session, payment: Payment, *, channel: str) -> A
         body["code"] = "deferred"
         return Answer(body)
     codes = outcome.result.codes
+    if outcome.result.held:  # the credit-ahead cap: minted when they fit
+        body["held_days"] = outcome.result.held
     queued = outbox.notify_codes(session, deps.messages, device, codes)
     body["code"] = "sent" if queued else ("minted" if codes else "none")
     return Answer(body)

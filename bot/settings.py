@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, overload
 
 import phonenumbers
 
@@ -30,7 +31,13 @@ def _text(env: Mapping[str, str], name: str, default: str | None = None) -> str 
     return value or default
 
 
-def _number(env: Mapping[str, str], name: str, default: float, cast=float):
+@overload
+def _number(env: Mapping[str, str], name: str, default: float) -> float: ...
+@overload
+def _number(env: Mapping[str, str], name: str, default: int, cast: Callable[[str], int]) -> int: ...
+def _number(
+    env: Mapping[str, str], name: str, default: float, cast: Callable[[str], float] = float
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -85,10 +92,10 @@ class Settings:
     demo: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if env is None else env
         codes = _text(env, "USSD_SERVICE_CODES", "") or ""
-        values = dict(
+        values: dict[str, Any] = dict(
             database_url=_text(env, "DATABASE_URL", cls.database_url),
             omnivoltaic_api_url=_text(env, "OMNIVOLTAIC_API_URL"),
             omnivoltaic_username=_text(env, "OMNIVOLTAIC_USERNAME"),
@@ -122,7 +129,7 @@ class Settings:
         settings.check()
         return settings
 
-    def replace(self, **changes) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     @property
@@ -172,7 +179,7 @@ class Settings:
 
     def require_for_production(self) -> None:
         """What `ovbot serve` and `ovbot worker` need before they start."""
-        needed = []
+        needed: list[str] = []
         if not self.uses_emulator:
             needed += ["OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD"]
         if self.twilio_auth_token:

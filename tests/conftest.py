@@ -14,41 +14,12 @@ afterwards, so test runs sharing one database do not trample on each other.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bot.storage import db
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-]
-
-
-def sqlite_file_url(directory) -> str:
-    return f"sqlite:///{directory / 'test.db'}"
-
-
-@contextmanager
-def postgres_schema_url(base_url: str) -> Iterator[str]:
-    """A URL whose connections use a new, empty schema; the schema is dropped afterwards."""
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = db.make_engine(base_url)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text("SET LOCAL lock_timeout = '10s'"))
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+from tests.harness import BACKENDS, build_world, postgres_schema_url, sqlite_file_url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -105,8 +76,6 @@ def sqlite_engine(sqlite_url):
 @pytest.fixture
 def world(database_url, tmp_path):
     """The product on the embedded emulator, fleet synced, on each backend."""
-    from tests.harness import build_world
-
     world = build_world(database_url, tmp_path)
     yield world
     world.services.close()
@@ -114,8 +83,6 @@ def world(database_url, tmp_path):
 
 @pytest.fixture
 def sqlite_world(sqlite_url, tmp_path):
-    from tests.harness import build_world
-
     world = build_world(sqlite_url, tmp_path)
     yield world
     world.services.close()

@@ -1,11 +1,86 @@
-"""Fakes that stand in for the outside world in tests: what providers and payers send."""
+"""Fakes that stand in for the outside world in tests: what providers and payers send.
+
+- `payment_signature`: the signature a payment system puts on its webhook;
+- `FakeSender`: a sender (bot/outbox/senders.py's seam) answering from a script;
+- `FakeTwilioHttp` / `twilio_sender`: twilio's real Client on a fake HTTP client with
+  canned provider payloads, recording what was asked.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
+import threading
+
+from twilio.http import HttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from bot.outbox.senders import SendResult, TwilioSmsSender
+
+TWILIO_FROM = "+15005550006"
 
 
 def payment_signature(secret: str, body: bytes) -> str:
     """The X-Signature a payment system sends: hex HMAC-SHA256 of the exact body."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class FakeSender:
+    """Answers from a script (a SendError to raise, or None to succeed); counts every send."""
+
+    channel = "sms"
+
+    def __init__(self, *script, on_send=None):
+        self.script, self.on_send = list(script), on_send
+        self.sent: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def send(self, recipient: str, body: str) -> SendResult:
+        with self._lock:
+            outcome = self.script.pop(0) if self.script else None
+            self.sent.append((recipient, body))
+            number = len(self.sent)
+        if self.on_send is not None:
+            self.on_send(body)
+        if outcome is not None:
+            raise outcome
+        return SendResult(f"SM{number}")
+
+    def close(self) -> None:
+        pass
+
+
+class FakeTwilioHttp(HttpClient):
+    """Answers each request with the next canned (status, body) or raises it."""
+
+    def __init__(self, *answers):
+        super().__init__(logging.getLogger("fake-twilio"), is_async=False)
+        self.answers, self.requests = list(answers), []
+
+    def request(
+        self,
+        method,
+        uri,
+        params=None,
+        data=None,
+        headers=None,
+        auth=None,
+        timeout=None,
+        allow_redirects=False,
+    ):
+        self.requests.append(dict(method=method, uri=uri, data=data, auth=auth))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        status, body = answer
+        return Response(status, json.dumps(body))
+
+
+def twilio_sender(*answers, from_number=TWILIO_FROM):
+    """A TwilioSmsSender on twilio's real Client over a FakeTwilioHttp; both, to inspect."""
+    http = FakeTwilioHttp(*answers)
+    client = Client("AC" + "0" * 32, "token", http_client=http)
+    return TwilioSmsSender(client, from_number), http

@@ -1,20 +1,28 @@
 """A whole product on the embedded emulator, for tests: no network, real database.
 
 `World` holds the dependencies (database, emulator-backed client, ledger) plus helpers to set up
-customers and payments and to feed codes to device simulators.
+customers and payments and to feed codes to device simulators.  Also here: the databases the
+tests run on (`BACKENDS`, `sqlite_file_url`, `postgres_schema_url`, used by conftest.py), the
+agents' world of the USSD menu (`populate_agents`, `check_screen`), outbox rows
+(`queue_messages`, `outbox_rows`) and the variables `Settings.from_env` reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from bot import bootstrap
+from bot.agents.pins import add_agent
 from bot.customers import conversation
 from bot.deps import Deps
 from bot.inbound import Inbound, Reply, Responder, process
@@ -22,9 +30,11 @@ from bot.ledger import Ledger
 from bot.ledger.fleet import sync_devices
 from bot.omnivoltaic.emulator import EmulatorTransport, create_emulator
 from bot.omnivoltaic.simulator import Device as Simulator
+from bot.outbox import queue as outbox
 from bot.settings import Settings
 from bot.storage import db
-from bot.storage.models import Customer, Device
+from bot.storage.models import Customer, Device, OutboxMessage, TelegramLink
+from bot.text import gsm7
 
 SECRETS = dict(
     twilio_account_sid="AC" + "0" * 32,
@@ -35,6 +45,37 @@ SECRETS = dict(
     payments_secret="test-pay-secret",
     public_base_url="https://bot.example.test",
 )
+
+# -- databases ------------------------------------------------------------------------------
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+def sqlite_file_url(directory) -> str:
+    return f"sqlite:///{directory / 'test.db'}"
+
+
+@contextmanager
+def postgres_schema_url(base_url: str) -> Iterator[str]:
+    """A URL whose connections use a new, empty schema; the schema is dropped afterwards."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = db.make_engine(base_url)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+# -- the product ----------------------------------------------------------------------------
 
 
 def converse(deps: Deps, inbound: Inbound, responder: Responder | Callable | None = None) -> Reply:
@@ -132,3 +173,96 @@ def build_world(
     with db.transaction(services.sessions) as session:
         sync_devices(session, services.omnivoltaic)
     return World(services=services, emulator_app=app)
+
+
+# -- the agents' world (the USSD menu, in the core and over HTTP) ---------------------------
+
+AGENT, ADMIN, STRANGER = "+254700000101", "+254700000102", "+254700000199"
+OWNER, OTHER_OWNER = "+254712345678", "+254722000333"
+PIN, ADMIN_PIN = "2468", "1357"
+SCREEN = 160
+
+
+def populate_agents(world: World) -> World:
+    """Two agents; 1001 owned, 1002 free of owners, 1003 owned with one 5-day code."""
+    with world.session() as s:
+        add_agent(s, AGENT, "Wanjiru", PIN)
+        add_agent(s, ADMIN, "Otieno", ADMIN_PIN, role="admin")
+    world.customer(OWNER, 1001)
+    world.customer(OTHER_OWNER, 1003, name="Juma")
+    world.pay(1003, 5, "seed-1003")
+    with world.session() as s:
+        device = s.scalar(select(Device).where(Device.product_id == 1003))
+        world.ledger.mint_days(s, device, request_key="seed-1003", channel="cli")
+    return world
+
+
+def check_screen(text: str) -> None:
+    """A USSD screen: not empty, at most 160 characters, all GSM-7."""
+    assert text, "an empty screen"
+    assert len(text) <= SCREEN, (len(text), text)
+    assert gsm7.is_gsm7(text), [ch for ch in text if not gsm7.is_gsm7(ch)]
+
+
+# -- outbox rows ----------------------------------------------------------------------------
+
+
+def queue_messages(
+    Session,
+    *bodies: str,
+    phone: str = "+254712345678",
+    telegram_chat: int | None = None,
+) -> list[int]:
+    """Messages queued for the customer with `phone` (made if new; linked to `telegram_chat`
+    and last seen on Telegram if given); their outbox ids."""
+    with db.transaction(Session) as session:
+        customer = session.scalar(select(Customer).where(Customer.phone == phone))
+        if customer is None:
+            customer = Customer(phone=phone)
+            session.add(customer)
+            session.flush()
+        if telegram_chat is not None:
+            customer.last_channel = "telegram"
+            session.add(
+                TelegramLink(
+                    customer_id=customer.id, telegram_user_id=telegram_chat, chat_id=telegram_chat
+                )
+            )
+            session.flush()
+        return [outbox.enqueue(session, customer, body).id for body in bodies]
+
+
+def outbox_rows(Session) -> dict[int, OutboxMessage]:
+    """Every outbox row, by id."""
+    with Session() as session:
+        return {m.id: m for m in session.scalars(select(OutboxMessage))}
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+class _Recorder(dict):
+    """An environment that remembers every name asked for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.asked.add(key)
+        return super().__contains__(key)
+
+
+def variables_read() -> set[str]:
+    """Every environment variable `Settings.from_env` reads (found by running it)."""
+    env = _Recorder()
+    Settings.from_env(env)
+    return env.asked

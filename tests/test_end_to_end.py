@@ -21,8 +21,7 @@ from bot.storage import db
 from bot.storage.models import Code, InboundMessage
 from bot.text.logs import MaskingFormatter
 from bot.text.templates import Messages
-from tests.conftest import sqlite_file_url
-from tests.harness import SECRETS, build_world, converse
+from tests.harness import SECRETS, build_world, converse, sqlite_file_url
 from webhooks.app import create_app
 
 AMINA = "+254712345678"

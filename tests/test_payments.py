@@ -3,7 +3,7 @@
 Parsing the JSON (webhooks/payments.py `parse`) is tested here too, as a pure function.
 
 The HTTP edge (signature, status codes, the full table of bad payloads) is in
-test_payments_webhook.py; here the core is called directly, on SQLite and PostgreSQL.
+tests/webhooks/test_payments.py; here the core is called directly, on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def test_the_owners_code_request_after_a_payment_returns_the_pushed_code(world):
     assert len(minted(world)) == 1
 
 
-def test_more_than_one_codes_worth_of_days_goes_out_as_several_codes_in_order(world):
+def test_more_than_1095_days_ahead_are_kept_as_credit_and_the_answer_says_how_many(world):
     world.customer(OWNER, 1001)
 
     answer = receive(world, {"reference": "P-LONG", "product_id": 1001, "days": 1200})
@@ -231,12 +231,12 @@ def test_more_than_one_codes_worth_of_days_goes_out_as_several_codes_in_order(wo
         1200,
         "sent",
     )
-    codes = minted(world)
-    assert [c.days for c in codes] == [1095, 105]
+    assert answer.body["held_days"] == 105
+    (code,) = minted(world)
+    assert code.days == 1095
     bodies = [m.body for m in rows(world, OutboxMessage)]
-    assert len(bodies) == 3 and codes[0].code in bodies[1] and codes[1].code in bodies[2]
-    simulator = world.simulator(1001)
-    assert [simulator.enter(c.code).days for c in codes] == [1095, 105]
+    assert len(bodies) == 1 and code.code in bodies[0]
+    assert world.simulator(1001).enter(code.code).days == 1095
 
 
 def test_an_amount_converts_at_the_device_price_and_keeps_the_remainder(world):

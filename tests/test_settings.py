@@ -11,6 +11,7 @@ import pytest
 
 from bot import settings as settings_module
 from bot.settings import DEMO_PASSWORD, DEMO_USERNAME, ConfigError, Settings
+from tests.harness import variables_read
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,33 +33,6 @@ CONTRACT = {
     "DEFAULT_REGION",
     "DEFAULT_LANGUAGE",
 }
-
-
-class _Recorder(dict):
-    """An environment that remembers every name asked for."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.asked: set[str] = set()
-
-    def get(self, key, default=None):
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key):
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-    def __contains__(self, key):
-        self.asked.add(key)
-        return super().__contains__(key)
-
-
-def variables_read() -> set[str]:
-    """Every environment variable `Settings.from_env` reads (found by running it)."""
-    env = _Recorder()
-    Settings.from_env(env)
-    return env.asked
 
 
 def variables_in_source() -> set[str]:

@@ -24,7 +24,9 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
     if settings is None and deps is None:  # production: read and check the environment
         settings = Settings.from_env()
         settings.require_for_production()
-    settings = settings or deps.settings
+    if settings is None:
+        assert deps is not None  # both None is the production case, handled above
+        settings = deps.settings
     if deps is None:
         deps = bootstrap.build(settings)
         if settings.database_url.startswith("sqlite"):  # the embedded default: no worker
@@ -36,7 +38,7 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
         app.register_blueprint(module.bp)
 
     @app.get("/healthz")
-    def healthz():
+    def healthz() -> dict[str, str] | tuple[dict[str, str], int]:
         try:
             with deps.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))

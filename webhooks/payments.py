@@ -63,7 +63,7 @@ def guard(settings: Settings, body: bytes) -> None:
 
 
 class BadPayment(ValueError):
-    def __init__(self, field: str, reason: str):
+    def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason = field, reason
 

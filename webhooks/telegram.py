@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
-from telegram import Update
+from telegram import Message, Update
 
 from bot.customers.conversation import RESPONDER
 from bot.deps import Deps
@@ -75,7 +75,7 @@ def parse(data: object) -> tuple[Inbound, int] | None:
     return inbound, message.chat.id
 
 
-def _well_formed(message) -> bool:
+def _well_formed(message: Message) -> bool:
     """PTB does not check types: ids must be integers, texts and numbers strings."""
     contact = message.contact
     return (
@@ -93,7 +93,7 @@ def _well_formed(message) -> bool:
     )
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -46,7 +46,10 @@ def parse(form: Mapping[str, str]) -> Inbound | None:
     """An Inbound for the menu; None when a required field is missing."""
     if any(not form.get(name, "").strip() for name in REQUIRED):
         return None
-    session, text = form["sessionId"].strip(), form.get("text", "").strip()
+    # A session is the gateway's id on one service code for one phone: gateways may
+    # reuse ids, so the other two are part of what makes a request this request.
+    session = ":".join(form[name].strip() for name in ("serviceCode", "phoneNumber", "sessionId"))
+    text = form.get("text", "").strip()
     return Inbound(
         channel="ussd",
         provider_id=agent_menu.provider_id(session, text),

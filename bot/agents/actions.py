@@ -57,7 +57,7 @@ def sell(ctx: Ctx, state: State) -> Reply:
         lambda: ledger.mint_days(
             ctx.session,
             device,
-            request_key=f"{ctx.reference}:sell",
+            request_key=f"{ctx.reference}:sell:{device.id}",
             channel="ussd",
             requested_by=ctx.agent.phone,
             timeout=ctx.settings.ussd_mint_budget,
@@ -99,7 +99,7 @@ def _sold_screen(ctx: Ctx, device: Device, codes: tuple[Code, ...], sent: bool) 
             "ussd_sold_many",
             device=label(device),
             count=len(codes),
-            codes="\n".join(c.code for c in codes),
+            codes="\n".join(_text(c) for c in codes),
         )
     if sent:
         text += "\n" + ctx.say("ussd_sent")
@@ -108,6 +108,12 @@ def _sold_screen(ctx: Ctx, device: Device, codes: tuple[Code, ...], sent: bool) 
         if sent:
             text += "\n" + ctx.say("ussd_sent")
     return text
+
+
+def _text(code: Code) -> str:
+    """The text of a minted code: the schema's CHECK (minted_has_code) makes it non-null."""
+    assert code.code is not None, f"minted code {code.id} has no text"
+    return code.code
 
 
 def register(ctx: Ctx, state: State) -> Reply:
@@ -171,7 +177,7 @@ def special(ctx: Ctx, state: State) -> Reply:
             ctx.session,
             device,
             kind,
-            request_key=f"{ctx.reference}:{kind}",
+            request_key=f"{ctx.reference}:{kind}:{device.id}",
             channel="ussd",
             requested_by=ctx.agent.phone,
             timeout=ctx.settings.ussd_mint_budget,
@@ -180,11 +186,24 @@ def special(ctx: Ctx, state: State) -> Reply:
     )
     if outcome.result is None:
         return end(ctx.say(SPECIAL_FAILED[outcome.failure or "unavailable"]))
-    if not outcome.result.codes:  # a retry of a session whose mint had failed
+    codes = outcome.result.codes
+    if not codes:  # a retry of a session whose mint had failed
         return end(ctx.say("ussd_unavailable"))
     log.info("agent %s made a %s code for device %s", ctx.agent.id, kind, device.product_id)
+    # Days codes adopted on the way were never shown: the owner gets them too, and they
+    # come first on the screen, in the order they must be entered.
+    adopted = tuple(c for c in codes if c.kind == "days")
+    if adopted:
+        _push(ctx, device, adopted)
+    if len(codes) == 1:
+        return end(ctx.say(f"ussd_{kind}_done", device=label(device), code=_text(codes[0])))
     return end(
-        ctx.say(f"ussd_{kind}_done", device=label(device), code=outcome.result.codes[0].code)
+        ctx.say(
+            "ussd_sold_many",
+            device=label(device),
+            count=len(codes),
+            codes="\n".join(_text(c) for c in codes),
+        )
     )
 
 

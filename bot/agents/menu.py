@@ -89,7 +89,8 @@ def _agent(deps: Deps, session: Session, sender: str) -> Agent | None:
 
 
 def _replay(ctx: Ctx, inputs: list[str]) -> Reply:
-    state, back, hint = State(PIN), [], None
+    back: list[State] = []
+    state, hint = State(PIN), None
     for position, value in enumerate(inputs):
         last, hint = position == len(inputs) - 1, None
         if state.screen == PIN:
@@ -101,7 +102,9 @@ def _replay(ctx: Ctx, inputs: list[str]) -> Reply:
             state = back.pop()
             continue
         else:
-            outcome = SCREENS[state.screen].step(ctx, state, value)
+            step = SCREENS[state.screen].step
+            assert step is not None  # only the PIN screen has no step, and it is handled above
+            outcome = step(ctx, state, value)
         if isinstance(outcome, Next):
             if state.screen != PIN:
                 back.append(state)

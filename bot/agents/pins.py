@@ -54,7 +54,7 @@ def add_agent(
         raise InvalidAgent(f"name must be at most {MAX_NAME} characters")
     agent = session.scalar(select(Agent).where(Agent.phone == phone))
     created = agent is None
-    if created:
+    if agent is None:
         agent = Agent(phone=phone)
         session.add(agent)
     agent.name = name.strip()

@@ -26,7 +26,7 @@ from bot.agents.state import (
     owner_phone,
 )
 from bot.domain import ADMIN, MAX_CODE_DAYS
-from bot.ledger import devices
+from bot.ledger import devices, room
 from bot.storage.models import Device, Payment
 from bot.text import gsm7
 from bot.text.phones import mask, try_normalise
@@ -48,6 +48,7 @@ def days_left_today(ctx: Ctx) -> int | None:
             Payment.created_at >= ctx.deps.clock() - timedelta(hours=24),
         )
     )
+    assert sold is not None  # COALESCE(SUM(...), 0): an aggregate always has its one row
     return max(cap - int(sold), 0)
 
 
@@ -73,7 +74,9 @@ def menu(ctx: Ctx, state: State, value: str) -> Outcome:
     return state.to(screen, **values)
 
 
-def device_then(then: Callable[[State, Device], Outcome]):
+def device_then(
+    then: Callable[[State, Device], Outcome],
+) -> Callable[[Ctx, State, str], Outcome]:
     """A step that reads a device of the fleet, then hands on to `then`."""
 
     def step(ctx: Ctx, state: State, value: str) -> Outcome:
@@ -98,10 +101,19 @@ def sell_days(ctx: Ctx, state: State, value: str) -> Outcome:
     left = days_left_today(ctx)
     if left is not None and days > left:
         return Retry("ussd_hint_cap", {"left": left})
+    fits = days_that_fit(ctx, state.data["device"])
+    if days > fits:  # the credit-ahead cap: say how many days can be sold now
+        return Retry("ussd_hint_room", {"left": fits})
     return state.to("sell_confirm", days=days)
 
 
-def one_then(then: Callable[[State], Outcome]):
+def days_that_fit(ctx: Ctx, device: Device) -> int:
+    """Days one more code may carry now, after the paid days already held as credit."""
+    held = max(ctx.deps.ledger.unspent_days(ctx.session, device), 0)
+    return max(room(device, ctx.deps.clock()) - held, 0)
+
+
+def one_then(then: Callable[[State], Outcome]) -> Callable[[Ctx, State, str], Outcome]:
     """A confirm step: `1` goes on to `then`; anything else is re-asked."""
 
     def step(ctx: Ctx, state: State, value: str) -> Outcome:
@@ -128,7 +140,7 @@ def name(ctx: Ctx, state: State, value: str) -> Outcome:
 # -- the table ------------------------------------------------------------------------
 
 
-def _ask(key: str, **extra: Callable[[State], Any]):
+def _ask(key: str, **extra: Callable[[State], Any]) -> Callable[[Ctx, State], str]:
     """A prompt: template `key` with the device's label and values drawn from the state."""
 
     def prompt(ctx: Ctx, state: State) -> str:

@@ -34,8 +34,12 @@ class Ctx:
 
     @property
     def reference(self) -> str:
-        """The payment reference (and mint key prefix) of this USSD session."""
-        return f"ussd:{self.session_id}"
+        """The payment reference (and mint key prefix) of this USSD session.
+
+        The agent's phone is part of it: a gateway may reuse a session id, and agent B's
+        session must never be answered with agent A's sale.
+        """
+        return f"ussd:{self.agent.phone}:{self.session_id}"
 
     def say(self, key: str, **values: object) -> str:
         return self.deps.say(self.settings.default_language, key, **values)
@@ -46,7 +50,7 @@ class State:
     screen: str
     data: Mapping[str, Any] = field(default_factory=dict)
 
-    def to(self, screen: str, **values) -> Next:
+    def to(self, screen: str, **values: object) -> Next:
         return Next(State(screen, {**self.data, **values}))
 
 

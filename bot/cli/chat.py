@@ -11,8 +11,14 @@ import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from twilio.request_validator import RequestValidator
+
+from bot.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from flask.testing import FlaskClient
 
 SMS_PATH, TELEGRAM_PATH = "/webhooks/twilio/sms", "/webhooks/telegram"
 
@@ -22,12 +28,12 @@ class Chat:
 
     def __init__(
         self,
-        client,
-        settings,
+        client: FlaskClient,
+        settings: Settings,
         phone: str,
         channel: str = "sms",
         telegram_user_id: int | None = None,
-    ):
+    ) -> None:
         self.client, self.settings, self.phone, self.channel = client, settings, phone, channel
         # One Telegram user per phone, so chatting as another number is another person.
         self.user_id = telegram_user_id or int("".join(filter(str.isdigit, phone)) or 777000111)
@@ -57,14 +63,17 @@ class Chat:
             "NumSegments": "1",
             "ApiVersion": "2010-04-01",
         }
-        url = self.settings.public_base_url.rstrip("/") + SMS_PATH
+        base_url = self.settings.public_base_url
+        if base_url is None:  # `ovbot chat` always sets one: the signature needs it
+            raise ConfigError("missing required setting(s): PUBLIC_BASE_URL")
+        url = base_url.rstrip("/") + SMS_PATH
         signature = RequestValidator(self.settings.twilio_auth_token).compute_signature(url, form)
         response = self.client.post(SMS_PATH, data=form, headers={"X-Twilio-Signature": signature})
         if response.status_code != 200:
             return [f"[HTTP {response.status_code}]"]
         return [m.text or "" for m in ET.fromstring(response.data).iter("Message")]
 
-    def _telegram(self, **content) -> list[str]:
+    def _telegram(self, **content: object) -> list[str]:
         update_id = next(self._ids)
         user = {"id": self.user_id, "is_bot": False, "first_name": "Demo"}
         message = {

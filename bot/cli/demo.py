@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import click
 from sqlalchemy import select
 
 from bot.agents.pins import add_agent
 from bot.ledger.fleet import sync_devices
 from bot.storage import db
 from bot.storage.models import Customer, Device
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
 
 AGENT_PHONE, AGENT_PIN = "+254700000100", "1234"
 
@@ -34,7 +39,7 @@ CUSTOMERS = (
 )
 
 
-def seed(deps) -> None:
+def seed(deps: Deps) -> None:
     db.upgrade(deps.engine)
     with db.transaction(deps.sessions) as session:
         sync_devices(session, deps.omnivoltaic)
@@ -46,6 +51,8 @@ def seed(deps) -> None:
                 session.flush()
             for pid in c.product_ids:
                 device = session.scalar(select(Device).where(Device.product_id == pid))
+                if device is None:  # the emulator's fleet lacks a demo device
+                    raise click.ClickException(f"no device {pid} to seed the demo with")
                 device.owner_id = customer.id
                 deps.ledger.record_payment(
                     session, reference=f"demo-{pid}", device=device, days=c.paid_days, source="demo"

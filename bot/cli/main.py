@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
 import click
 
+from bot.cli.context import _Context
 from bot.domain import AGENT_ROLES
-from bot.settings import ConfigError, Settings
-
-
-class _Context:
-    """Builds settings and deps on first use, so `--help` needs no configuration."""
-
-    def __init__(self):
-        self._settings: Settings | None = None
-        self._deps = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = Settings.from_env()
-            except ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
-        return self._settings
-
-    @property
-    def deps(self):
-        if self._deps is None:
-            from bot import bootstrap
-
-            self._deps = bootstrap.build(self.settings)
-        return self._deps
-
-    def close(self) -> None:
-        if self._deps is not None:
-            self._deps.close()
-
+from bot.settings import ConfigError
 
 pass_ctx = click.make_pass_decorator(_Context)
 
@@ -109,7 +82,7 @@ def sync_devices(c: _Context) -> None:
     click.echo(f"\r{report.total} devices synced ({report.created} new, {report.updated} updated)")
 
 
-def _progress(label: str):
+def _progress(label: str) -> Callable[[int], None]:
     def show(count: int) -> None:
         if count % 50 == 0:
             click.echo(f"\r{count} {label}...", nl=False, err=True)
@@ -120,7 +93,7 @@ def _progress(label: str):
 @main.command("import-owners")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @pass_ctx
-def import_owners(c: _Context, file) -> None:
+def import_owners(c: _Context, file: TextIO) -> None:
     """Import owners from FILE.csv: product_id,customer_phone,customer_name[,language]."""
     from bot.ledger.owners import import_owners as run_import
     from bot.storage import db
@@ -361,7 +334,7 @@ def chat(c: _Context, phone: str, channel: str) -> None:
     )
     interactive = sys.stdin.isatty()
 
-    def lines():
+    def lines() -> Iterator[str]:
         while True:
             try:
                 yield input("you> ") if interactive else next(sys.stdin)
@@ -390,11 +363,14 @@ def telegram_set_webhook(c: _Context, url: str) -> None:
         c.settings.require("TELEGRAM_BOT_TOKEN", "TELEGRAM_SECRET_TOKEN")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    token = c.settings.telegram_bot_token
+    if token is None:  # cannot happen: required just above
+        raise click.ClickException("missing required setting(s): TELEGRAM_BOT_TOKEN")
     if not url.startswith("https://"):
         raise click.BadParameter("Telegram only calls https URLs", param_hint="URL")
 
     async def register() -> bool:
-        async with Bot(c.settings.telegram_bot_token) as bot:
+        async with Bot(token) as bot:
             return await bot.set_webhook(
                 url, secret_token=c.settings.telegram_secret_token, allowed_updates=["message"]
             )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 import click
+from sqlalchemy.engine import Engine
 
+from bot.cli.context import _Context
 from bot.outbox.delivery import drain, pending_and_failed
 from bot.outbox.senders import build_senders, close_senders
 from bot.outbox.worker import SWEEP_EVERY, run_worker, sweep
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 @click.option("--sweep-every", default=SWEEP_EVERY, show_default=True, help="Seconds.")
 @click.option("--once", is_flag=True, help="Drain one batch and sweep once, then exit.")
 @click.pass_obj
-def worker_command(c, interval: float, sweep_every: float, once: bool) -> None:
+def worker_command(c: _Context, interval: float, sweep_every: float, once: bool) -> None:
     """Drain the outbox and finish interrupted mints, until SIGTERM or Ctrl+C."""
     settings = c.settings
     if not settings.uses_emulator:
@@ -53,7 +55,7 @@ def worker_command(c, interval: float, sweep_every: float, once: bool) -> None:
 @click.command("outbox")
 @click.option("--limit", default=200, show_default=True)
 @click.pass_obj
-def outbox_command(c, limit: int) -> None:
+def outbox_command(c: _Context, limit: int) -> None:
     """List the messages not sent: pending, in flight and failed."""
     engine = db.make_engine(c.settings.database_url)
     try:
@@ -70,7 +72,7 @@ def outbox_command(c, limit: int) -> None:
     click.echo(f"{len(rows)} message(s) pending or failed")
 
 
-def _require_migrated(engine) -> None:
+def _require_migrated(engine: Engine) -> None:
     if db.current_revision(engine) != db.head_revision():
         raise click.ClickException(
             "the database is not at the latest revision: run `ovbot db upgrade` first"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 CODE = "code"
@@ -155,7 +156,7 @@ def _language(name: str, rest: list[str]) -> Command:
     return Command(name, argument=LANGUAGE_NAMES.get(rest[0]) if rest else None)
 
 
-_ARGUMENTS = {
+_ARGUMENTS: dict[str, Callable[[str, list[str]], Command]] = {
     _DEVICE: _device,
     _LANGUAGE: _language,
     _NOTHING: lambda name, rest: _UNKNOWN if rest else Command(name),

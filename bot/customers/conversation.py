@@ -111,27 +111,38 @@ def code(turn: Turn, device: Device) -> Reply:
         ),
         f"CODE for device {device.product_id}",
     )
-    if outcome.result is None:
+    result = outcome.result
+    if result is None:
         return Reply.say(turn.say(MINT_FAILED[outcome.failure or "unavailable"], device=ref))
-    if outcome.result.codes:
-        return Reply.say(*code_texts(turn.say, ref, outcome.result.codes))
-    latest = ledger.latest_code(turn.session, device)
-    if latest is None:
-        return Reply.say(turn.say("no_code_yet", device=ref))
+    held = (turn.say("codes_held", held=result.held, device=ref),) if result.held else ()
+    if result.codes:
+        return Reply.say(*code_texts(turn.say, ref, result.codes), *held)
+    return _stored_codes(turn, device, ref, "code_latest", *held)
+
+
+def _stored_codes(turn: Turn, device: Device, ref: str, key: str, *after: str) -> Reply:
+    """The codes of the latest mint again: one with `key`'s wording, several in order."""
+    codes = turn.deps.ledger.latest_codes(turn.session, device)
+    if not codes:
+        return Reply.say(turn.say("no_code_yet", device=ref), *after)
+    if len(codes) == 1:
+        c = codes[0]
+        return Reply.say(
+            turn.say(key, code=c.code, device=ref, date=format_date(c.minted_at)), *after
+        )
     return Reply.say(
-        turn.say("code_latest", code=latest.code, device=ref, date=format_date(latest.minted_at))
+        turn.say("codes_resent_many", count=len(codes), device=ref),
+        *(
+            turn.say("code_part", index=i, count=len(codes), code=c.code, days=c.days)
+            for i, c in enumerate(codes, start=1)
+        ),
+        *after,
     )
 
 
 @_with_device
 def resend(turn: Turn, device: Device) -> Reply:
-    ref = devices.reference(turn.session, device)
-    latest = turn.deps.ledger.latest_code(turn.session, device)
-    if latest is None:
-        return Reply.say(turn.say("no_code_yet", device=ref))
-    return Reply.say(
-        turn.say("code_resent", code=latest.code, device=ref, date=format_date(latest.minted_at))
-    )
+    return _stored_codes(turn, device, devices.reference(turn.session, device), "code_resent")
 
 
 @_with_device
@@ -166,12 +177,13 @@ def status(turn: Turn, device: Device) -> Reply:
 @_with_device
 def history(turn: Turn, device: Device) -> Reply:
     ref = devices.reference(turn.session, device)
-    codes = turn.session.scalars(
+    newest = turn.session.scalars(
         select(Code)
         .where(Code.device_id == device.id, Code.state == "minted")
-        .order_by(Code.minted_at.desc(), Code.id.desc())
+        .order_by(Code.upstream_index.desc().nulls_first(), Code.id.desc())
         .limit(HISTORY_SIZE)
     ).all()
+    codes = newest[::-1]  # shown in the order they must be entered
     if not codes:
         return Reply.say(turn.say("history_empty", device=ref))
     lines = [turn.say("history_header", device=ref)]

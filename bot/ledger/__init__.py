@@ -16,6 +16,7 @@ from bot.ledger.book import (
     Refused,
     ServiceUnavailable,
     money,
+    room,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "Refused",
     "ServiceUnavailable",
     "money",
+    "room",
 ]

@@ -12,13 +12,19 @@ Step 1 is the one place the core commits on the edge's session: the attempt must
 disk before the API can mint, or a crash would lose the code. An `unknown` (or a stale
 `pending`) attempt is reconciled from the API's code history before anything new is
 minted for that device; while that cannot be done, nothing new is minted.
+
+The credit-ahead cap (DESIGN.md section 3): a days code is minted only while
+`credit_until - now + days <= 1095`, so one request mints at most one days code, and no
+code we hand out, entered alone after skipped ones, can read as FREE on the device. Paid
+days beyond the cap stay as credit (`MintResult.held`) and are minted when they fit.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 from sqlalchemy import func, select
@@ -35,6 +41,8 @@ MAX_PAYMENT_DAYS = 3650  # ten years: anything above is a typo or abuse
 MAX_AMOUNT = Decimal("10000000")
 CENT = Decimal("0.01")
 OPEN = ("pending", "unknown")
+# The order codes must be entered in: the API's own counter, then ours.
+ENTRY_ORDER = (Code.upstream_index.asc().nulls_last(), Code.id.asc())
 
 
 class LedgerError(Exception):
@@ -59,8 +67,17 @@ class InvalidPayment(LedgerError, ValueError):
 
 @dataclass(frozen=True)
 class MintResult:
-    codes: tuple[Code, ...]
+    codes: tuple[Code, ...]  # in the order they must be entered
     new: bool  # False when the request key had already been served
+    held: int = 0  # paid days kept as credit: they would put the device over the cap
+
+
+def room(device: Device, now: datetime) -> int:
+    """The most days one code may carry now: `credit_until - now + days <= 1095`."""
+    if device.credit_until is None or device.credit_until <= now:
+        return MAX_CODE_DAYS
+    ahead = (device.credit_until - now) / timedelta(days=1)
+    return max(int(MAX_CODE_DAYS - ahead), 0)
 
 
 @dataclass(frozen=True)
@@ -75,8 +92,8 @@ class Ledger:
         client: api.OmnivoltaicClient,
         *,
         grace: timedelta = timedelta(seconds=60),
-        clock=utcnow,
-    ):
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.client = client
         self.grace = grace  # how long an unseen attempt may still be in flight upstream
         self.clock = clock
@@ -122,8 +139,6 @@ class Ledger:
         ):
             raise InvalidPayment("days must be a positive whole number")
         _check_days(days)
-        if balance is not None:
-            device.balance = balance
         payment = Payment(
             reference=reference,
             device_id=device.id if device else None,
@@ -142,10 +157,22 @@ class Ledger:
             if first is None:  # not a duplicate reference: a real error
                 raise
             return PaymentResult(first, created=False)
+        if balance is not None and device is not None:  # only once the row is ours
+            device.balance = balance
         return PaymentResult(payment, created=True)
 
     def assign_payment(self, session: Session, payment: Payment, device: Device) -> Payment:
-        """Give an unmatched payment its device (amounts convert at that device's price)."""
+        """Give an unmatched payment its device (amounts convert at that device's price).
+
+        The payment row is locked and re-read first, so two operators assigning the same
+        payment at once cannot both succeed.
+        """
+        payment = session.scalars(
+            select(Payment)
+            .where(Payment.id == payment.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
         if payment.device_id is not None:
             raise InvalidPayment(f"payment {payment.reference} already belongs to a device")
         device = self._lock(session, device.id)
@@ -175,7 +202,7 @@ class Ledger:
                 Code.device_id == device.id, Code.kind == "days", Code.state != "failed"
             )
         )
-        return int(paid) - int(reserved)
+        return int(paid or 0) - int(reserved or 0)
 
     # -- codes ------------------------------------------------------------------------
 
@@ -185,6 +212,24 @@ class Ledger:
             .where(Code.device_id == device.id, Code.state == "minted")
             .order_by(Code.minted_at.desc(), Code.id.desc())
             .limit(1)
+        )
+
+    def latest_codes(self, session: Session, device: Device) -> tuple[Code, ...]:
+        """Every code of the latest mint (one request's codes), in the order to enter them."""
+        latest = self.latest_code(session, device)
+        if latest is None:
+            return ()
+        base = latest.request_key.rsplit(":", 1)[0]
+        return tuple(
+            session.scalars(
+                select(Code)
+                .where(
+                    Code.device_id == device.id,
+                    Code.state == "minted",
+                    Code.request_key.startswith(base + ":", autoescape=True),
+                )
+                .order_by(*ENTRY_ORDER)
+            )
         )
 
     def mint_days(
@@ -197,38 +242,39 @@ class Ledger:
         requested_by: str | None = None,
         timeout: float | None = None,
     ) -> MintResult:
-        """Mint every paid day not yet in a code (several codes above 1095 days).
+        """Mint the paid days not yet in a code, as far as the credit-ahead cap allows.
 
-        The result also holds, first, any code this request adopted from the history while
-        reconciling: nobody has seen those yet, and they must be entered first.
+        One days code at most; the days it cannot carry are `held`. The result also holds,
+        first, any code this request adopted from the history while reconciling: nobody
+        has seen those yet, and they must be entered first.
         """
-        served = self._served(session, request_key)
+        served = self._served(session, device, request_key)
         if served is not None:
             return served
         adopted = self.reconcile(session, device)
         device = self._lock(session, device.id)
-        served = self._served(session, request_key)  # a duplicate delivery got here first
+        served = self._served(session, device, request_key)  # a duplicate got here first
         if served is not None:
             return served
         unspent = self.unspent_days(session, device)
         if unspent <= 0:
             return MintResult(adopted, new=True)
-        chunks = [min(MAX_CODE_DAYS, unspent - start) for start in range(0, unspent, MAX_CODE_DAYS)]
-        attempts = [
-            self._reserve(
-                session, device, "days", days, f"{request_key}:{i}", channel, requested_by
-            )
-            for i, days in enumerate(chunks)
-        ]
-        self._link_payments(session, device, attempts[-1])
-        session.commit()  # the attempts are on disk before the API can mint anything
+        days = min(unspent, room(device, self.clock()))
+        if days <= 0:
+            return MintResult(adopted, new=True, held=unspent)
+        attempt = self._reserve(
+            session, device, "days", days, f"{request_key}:0", channel, requested_by
+        )
+        if days == unspent:  # payments still not fully in a code stay for the sweep
+            self._link_payments(session, device, attempt)
+        session.commit()  # the attempt is on disk before the API can mint anything
         try:
-            minted = self._call_all(session, device, attempts, timeout).codes
+            minted = self._call_all(session, device, [attempt], timeout).codes
         except LedgerError:
             if not adopted:
                 raise
             minted = ()  # the new days wait for the next request; the adopted code goes out
-        return MintResult(adopted + minted, new=True)
+        return MintResult(adopted + minted, new=True, held=unspent - days)
 
     def mint_special(
         self,
@@ -241,31 +287,54 @@ class Ledger:
         requested_by: str | None = None,
         timeout: float | None = None,
     ) -> MintResult:
-        """A free or reset code, through the same recorded path."""
+        """A free or reset code, through the same recorded path.
+
+        Open attempts are settled first (none is minted while another is open), and what
+        that adopted comes back first, in entry order, with the special code: whoever
+        enters the special code must enter those before it. A retried free or reset code
+        whose first try was adopted from the history returns that one, not a second code
+        (a second free code would read as a reset). A free code for a device that is
+        already free is refused.
+        """
         if kind not in ("free", "reset"):
             raise ValueError(f"not a special code kind: {kind}")
-        served = self._served(session, request_key)
+        served = self._served(session, device, request_key)
         if served is not None:
             return served
-        self.reconcile(session, device)
+        adopted = self.reconcile(session, device)
         device = self._lock(session, device.id)
-        served = self._served(session, request_key)
+        served = self._served(session, device, request_key)
         if served is not None:
             return served
+        if any(c.kind == kind for c in adopted):  # the retried one was minted after all
+            return MintResult(adopted, new=True)
+        if kind == "free" and device.state == "free":
+            raise Refused(f"device {device.product_id} is already free")
         attempt = self._reserve(
             session, device, kind, None, f"{request_key}:0", channel, requested_by
         )
         session.commit()
-        return self._call_all(session, device, [attempt], timeout)
+        try:
+            minted = self._call_all(session, device, [attempt], timeout).codes
+        except LedgerError:
+            if not adopted:
+                raise
+            minted = ()
+        return MintResult(adopted + minted, new=True)
 
-    def _served(self, session: Session, request_key: str) -> MintResult | None:
-        """The codes already made for this request key (`key:0`, `key:1`, ...), if any."""
-        codes = []
+    def _served(self, session: Session, device: Device, request_key: str) -> MintResult | None:
+        """The codes already made for this request key (`key:0`, `key:1`, ...), if any.
+
+        A key used for another device is not this request: it is refused, never served.
+        """
+        codes: list[Code] = []
         while (
             code := session.scalar(
                 select(Code).where(Code.request_key == f"{request_key}:{len(codes)}")
             )
         ) is not None:
+            if code.device_id != device.id:
+                raise Refused(f"request {request_key} was for another device")
             codes.append(code)
         if not codes:
             return None
@@ -273,7 +342,16 @@ class Ledger:
             raise MintPending(f"request {request_key} is still being confirmed")
         return MintResult(tuple(c for c in codes if c.state == "minted"), new=False)
 
-    def _reserve(self, session, device, kind, days, key, channel, requested_by) -> Code:
+    def _reserve(
+        self,
+        session: Session,
+        device: Device,
+        kind: str,
+        days: int | None,
+        key: str,
+        channel: str,
+        requested_by: str | None,
+    ) -> Code:
         code = Code(
             device_id=device.id,
             kind=kind,
@@ -315,6 +393,7 @@ class Ledger:
         """Call the API for one committed attempt and record what happened."""
         try:
             if attempt.kind == "days":
+                assert attempt.days is not None  # the schema's CHECK days_match_kind
                 minted = self.client.days_code(device.product_id, attempt.days, timeout=timeout)
             elif attempt.kind == "free":
                 minted = self.client.free_code(device.product_id, timeout=timeout)
@@ -371,6 +450,7 @@ class Ledger:
         attempt.upstream_index = index
         attempt.state, attempt.minted_at = "minted", now
         if attempt.kind == "days":
+            assert attempt.days is not None  # the schema's CHECK days_match_kind
             start = max(now, device.credit_until or now)
             device.credit_until = start + timedelta(days=attempt.days)
             if device.state == "locked":
@@ -463,10 +543,12 @@ class Ledger:
         ).one()
 
 
-def money(value) -> Decimal:
+def money(value: object) -> Decimal:
     """A positive amount in whole cents, at most MAX_AMOUNT; InvalidPayment otherwise."""
     try:
-        amount = None if isinstance(value, bool) else Decimal(value)
+        amount = None
+        if isinstance(value, int | float | str | Decimal) and not isinstance(value, bool):
+            amount = Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
         amount = None
     if (

@@ -24,12 +24,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
 from bot.domain import MAX_CODE_DAYS
 from bot.omnivoltaic.types import (
+    HistoryPage,
     HistoryRow,
     Item,
     ItemPage,
@@ -56,6 +57,19 @@ __all__ = [
 ]
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class _Page(Protocol[_T_co]):
+    """What `_paged` walks: an ItemPage or a HistoryPage."""
+
+    @property
+    def items(self) -> tuple[_T_co, ...]: ...
+
+    @property
+    def total(self) -> int | None: ...
+
 
 class OmnivoltaicError(Exception):
     pass
@@ -70,7 +84,7 @@ class AuthFailed(OmnivoltaicError):
 
 
 class Rejected(OmnivoltaicError):
-    def __init__(self, message: str, status: int):
+    def __init__(self, message: str, status: int) -> None:
         super().__init__(f"{status}: {message}")
         self.message, self.status = message, status
 
@@ -92,6 +106,10 @@ class OutcomeUnknown(OmnivoltaicError):
 
 
 # Failures raised before any byte of the request left us: a mint that hit one did nothing.
+# The refusals the API answers before minting anything (OMNIVOLTAIC.md section 3): only
+# these mean "not minted". Any other status to a mint (408, 499, a 3xx, a 5xx...) may
+# have minted, so it is outcome-unknown.
+NOT_MINTED = frozenset({400, 401, 403, 404, 409, 422, 429})
 _NOT_SENT = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -116,7 +134,7 @@ class OmnivoltaicClient:
         backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-    ):
+    ) -> None:
         self._http, self._username, self._password = http, username, password
         self._timeout = httpx.Timeout(timeout)
         self._token_life = max(token_ttl - renew_margin, 0.0)
@@ -139,7 +157,8 @@ class OmnivoltaicClient:
         """The API renews by logging in again with the full credentials."""
         self.login()
 
-    def _login_locked(self) -> None:
+    def _login_locked(self) -> str:
+        """Log in, store the new token and return it."""
         started = self._clock()  # the token's hour runs from before we asked
         body = {"username": self._username, "password": self._password}
         response = self._exchange("POST", "/user/login", body, token=None, mint=False)
@@ -150,17 +169,19 @@ class OmnivoltaicClient:
         if not isinstance(token, str) or not token:
             raise ProtocolError("login answer has no accessToken")
         self._token, self._renew_at = token, started + self._token_life
+        return token
 
     def _current_token(self) -> str:
         with self._lock:
             if self._token is None or self._clock() >= self._renew_at:
-                self._login_locked()
+                return self._login_locked()
             return self._token
 
     def _token_after_401(self, stale: str) -> str:
         with self._lock:
-            if self._token == stale:  # nobody else has logged in since: we do
-                self._login_locked()
+            # nobody else has logged in since (or nobody ever did): we do
+            if self._token is None or self._token == stale:
+                return self._login_locked()
             return self._token
 
     # --- calls ----------------------------------------------------------------------------
@@ -203,19 +224,20 @@ class OmnivoltaicClient:
     ) -> Iterator[HistoryRow]:
         return _paged(lambda offset: self._history_page(product_id, offset, page_size), page_size)
 
-    def code_history_metadata(self) -> dict:
+    def code_history_metadata(self) -> dict[str, Any]:
         body = self._call("GET", "/oves/codeHistory_Metadata")
         if not isinstance(body, dict):
             raise ProtocolError("codeHistory_Metadata answer is not an object")
         return body
 
-    def _history_page(self, product_id: int, offset: int, limit: int) -> ItemPage:
+    def _history_page(self, product_id: int, offset: int, limit: int) -> HistoryPage:
         _check_window(offset, limit)
         path = f"/oves/codeHistoryList/{_product(product_id)}/{offset}/{limit}"
         rows, total = _rows(self._call("GET", path))
-        return ItemPage(items=tuple(_parse(history_row_from_api, row) for row in rows), total=total)
+        items = tuple(_parse(history_row_from_api, row) for row in rows)
+        return HistoryPage(items=items, total=total)
 
-    def _mint(self, path: str, body: dict, timeout: float | None) -> MintedCode:
+    def _mint(self, path: str, body: dict[str, Any], timeout: float | None) -> MintedCode:
         """A mint; `timeout` may shorten the wait (USSD screens cannot wait long)."""
         answer = self._call("POST", path, body, mint=True, timeout=timeout)
         try:
@@ -229,7 +251,7 @@ class OmnivoltaicClient:
         self,
         method: str,
         path: str,
-        body: dict | None = None,
+        body: dict[str, Any] | None = None,
         *,
         mint: bool = False,
         timeout: float | None = None,
@@ -247,7 +269,7 @@ class OmnivoltaicClient:
         self,
         method: str,
         path: str,
-        body: dict | None,
+        body: dict[str, Any] | None,
         *,
         token: str | None,
         mint: bool,
@@ -278,10 +300,10 @@ class OmnivoltaicClient:
                 continue
             status = response.status_code
             log.info("%s %s -> %d in %.3fs", method, path, status, self._clock() - started)
+            if mint and not 200 <= status < 300 and status not in NOT_MINTED:
+                raise OutcomeUnknown(f"{method} {path}: {status}")
             if status != 429 and status < 500:
                 return response
-            if mint and status != 429:  # a 429 refused the call; a 5xx may have half-done it
-                raise OutcomeUnknown(f"{method} {path}: {status}")
             failure = Unavailable(f"{method} {path}: {status}")
         raise failure
 
@@ -304,12 +326,13 @@ def _message(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str):
+        return message
     return response.text.strip()[:200] or response.reason_phrase
 
 
-def _rows(body: Any) -> tuple[list, int | None]:
+def _rows(body: Any) -> tuple[list[Any], int | None]:
     """A page in any of the shapes we tolerate: a bare list, or items/data/rows (+ total)."""
     if isinstance(body, list):
         return body, None
@@ -324,7 +347,7 @@ def _rows(body: Any) -> tuple[list, int | None]:
     raise ProtocolError("page answer has no list of rows")
 
 
-def _paged(fetch: Callable[[int], ItemPage], page_size: int) -> Iterator:
+def _paged(fetch: Callable[[int], _Page[_T]], page_size: int) -> Iterator[_T]:
     offset = 0
     while True:
         page = fetch(offset)
@@ -338,7 +361,7 @@ def _paged(fetch: Callable[[int], ItemPage], page_size: int) -> Iterator:
             return
 
 
-def _parse(parser: Callable[[Any], Any], row: Any) -> Any:
+def _parse(parser: Callable[[Any], _T], row: Any) -> _T:
     try:
         return parser(row)
     except ValueError as exc:

@@ -55,6 +55,12 @@ class HistoryRow:
     days: int | None
 
 
+@dataclass(frozen=True)
+class HistoryPage:
+    items: tuple[HistoryRow, ...]
+    total: int | None
+
+
 def code_to_hex(code: str) -> str:
     """Exactly ``*ddd ddd ddd ddd ddd ddd ddd#`` -> its 16 hex digits, else ValueError."""
     if not isinstance(code, str) or not _CODE.fullmatch(code):
@@ -69,6 +75,8 @@ def minted_code_from_api(body: Any) -> MintedCode:
     code, otp_hash = body.get("code"), body.get("otpHash")
     if not isinstance(otp_hash, str) or not _HEX16.fullmatch(otp_hash):
         raise ValueError("otpHash missing or not 16 hex digits")
+    if not isinstance(code, str):
+        raise ValueError(f"malformed code {code!r}")  # as code_to_hex would say
     if code_to_hex(code) != otp_hash.upper():
         raise ValueError("code does not match otpHash")
     count = _int(body.get("otpCount"), "otpCount")

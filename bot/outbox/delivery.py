@@ -20,14 +20,17 @@ The lease is longer than any send may take, so a live worker's message is never 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.outbox.senders import NotSent, OutcomeUnknown, Undeliverable, Unsubscribed
+from bot.outbox.senders import NotSent, OutcomeUnknown, Sender, Undeliverable, Unsubscribed
 from bot.storage import db
 from bot.storage.models import CUSTOMER_CHANNELS, Customer, OutboxMessage, utcnow
 from bot.text.logs import scrub
@@ -63,17 +66,17 @@ class Claim:
 
 
 def drain(
-    sessions: sessionmaker,
-    senders: dict,
+    sessions: sessionmaker[Session],
+    senders: dict[str, Sender],
     *,
     batch: int = 50,
     now: datetime | None = None,
     lease: timedelta = LEASE,
     max_attempts: int = MAX_ATTEMPTS,
-    stop=None,
+    stop: threading.Event | None = None,
 ) -> DrainReport:
     """Send one batch of due messages; `stop` (an Event) hands the rest back unsent."""
-    clock = (lambda: now) if now is not None else utcnow
+    clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     _warn_unsendable(sessions, set(senders))
     claims, outcomes = claim(
         sessions, set(senders), batch=batch, now=clock(), lease=lease, max_attempts=max_attempts
@@ -87,15 +90,16 @@ def drain(
 
 
 def claim(
-    sessions: sessionmaker,
+    sessions: sessionmaker[Session],
     channels: set[str],
     *,
     batch: int,
     now: datetime,
     lease: timedelta,
     max_attempts: int,
-) -> tuple[list[Claim], Counter]:
-    claims, outcomes = [], Counter()
+) -> tuple[list[Claim], Counter[str]]:
+    claims: list[Claim] = []
+    outcomes: Counter[str] = Counter()
     if not channels:
         return claims, outcomes
     with db.transaction(sessions) as session:
@@ -138,7 +142,13 @@ def claim(
     return claims, outcomes
 
 
-def _deliver(sessions, sender, c: Claim, clock, max_attempts: int) -> str:
+def _deliver(
+    sessions: sessionmaker[Session],
+    sender: Sender,
+    c: Claim,
+    clock: Callable[[], datetime],
+    max_attempts: int,
+) -> str:
     try:
         result = sender.send(c.recipient, c.body)
     except NotSent as exc:
@@ -167,19 +177,29 @@ def _deliver(sessions, sender, c: Claim, clock, max_attempts: int) -> str:
 
 
 def _record(
-    sessions, c: Claim, outcome: str, error: str | None, *, opt_out: bool = False, **values
+    sessions: sessionmaker[Session],
+    c: Claim,
+    outcome: str,
+    error: str | None,
+    *,
+    opt_out: bool = False,
+    **values: object,
 ) -> str:
     status = {"sent": "sent", "retried": "pending", "failed": "failed"}[outcome]
     error = scrub(error) if error else None
     with db.transaction(sessions) as session:
-        ours = session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == c.id,
-                OutboxMessage.status == "sending",
-                OutboxMessage.attempts == c.attempts,
-            )
-            .values(status=status, last_error=error, **values)
+        # An UPDATE's result is a CursorResult; Session.execute is typed as returning Result.
+        ours = cast(
+            CursorResult[Any],
+            session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == c.id,
+                    OutboxMessage.status == "sending",
+                    OutboxMessage.attempts == c.attempts,
+                )
+                .values(status=status, last_error=error, **values)
+            ),
         ).rowcount
         if opt_out and c.customer_id is not None:
             session.execute(
@@ -206,7 +226,7 @@ def _record(
     return outcome
 
 
-def release(sessions: sessionmaker, claims: list[Claim], now: datetime) -> None:
+def release(sessions: sessionmaker[Session], claims: list[Claim], now: datetime) -> None:
     """Hand claimed, unsent messages back (the worker is stopping): due now, attempt undone."""
     with db.transaction(sessions) as session:
         for c in claims:
@@ -221,7 +241,7 @@ def release(sessions: sessionmaker, claims: list[Claim], now: datetime) -> None:
             )
 
 
-def _warn_unsendable(sessions: sessionmaker, channels: set[str]) -> None:
+def _warn_unsendable(sessions: sessionmaker[Session], channels: set[str]) -> None:
     """Messages for a channel with no sender stay pending; say so once per channel."""
     missing = set(CUSTOMER_CHANNELS) - channels - _warned
     if not missing:

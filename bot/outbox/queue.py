@@ -54,7 +54,7 @@ def notify_codes(
     if owner is None or not codes:
         return []
 
-    def say(key: str, **values) -> str:
+    def say(key: str, **values: object) -> str:
         return messages.render(owner.language, key, **values)
 
     texts = code_texts(say, devices.reference(session, device), codes)

@@ -18,11 +18,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.text.phones import mask
+
+if TYPE_CHECKING:
+    from telegram import Bot
+    from telegram.error import TelegramError
+    from twilio.rest import Client
+
+    from bot.settings import Settings
 
 SEND_TIMEOUT = 15.0  # seconds; keep it below the outbox lease (bot/delivery.py)
 _TWILIO_RETRYABLE_CODES = {21611}  # the From number's queue is full
@@ -48,7 +56,7 @@ class SendError(Exception):
 
 
 class NotSent(SendError):
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after  # seconds the provider asked us to wait, if it did
 
@@ -68,7 +76,7 @@ class OutcomeUnknown(SendError):
 class TwilioSmsSender:
     channel = "sms"
 
-    def __init__(self, client, from_number: str):
+    def __init__(self, client: Client, from_number: str) -> None:
         self.client, self.from_number = client, from_number
         # A Messaging Service SID (MG...) may stand in for the From number.
         self._sender = (
@@ -92,7 +100,7 @@ class TwilioSmsSender:
         pass
 
 
-def _twilio_error(exc) -> SendError:
+def _twilio_error(exc: Exception) -> SendError:
     status, code = getattr(exc, "status", None), getattr(exc, "code", None)
     detail = getattr(exc, "msg", None) or exc.__class__.__name__
     text = f"twilio HTTP {status} error {code}: {detail}"
@@ -127,7 +135,7 @@ class TelegramSender:
 
     channel = "telegram"
 
-    def __init__(self, bot):
+    def __init__(self, bot: Bot) -> None:
         self.bot = bot
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
@@ -161,7 +169,7 @@ class TelegramSender:
                 self._loop = None
 
 
-def _telegram_error(exc) -> SendError:
+def _telegram_error(exc: TelegramError) -> SendError:
     import httpx
     from telegram import error
 
@@ -189,7 +197,7 @@ def _telegram_error(exc) -> SendError:
 class LogSender:
     """The demo's sender: prints what would be sent, the phone masked."""
 
-    def __init__(self, channel: str, write=print):
+    def __init__(self, channel: str, write: Callable[[str], None] = print) -> None:
         self.channel, self.write, self._count = channel, write, 0
         self._lock = threading.Lock()
 
@@ -204,11 +212,11 @@ class LogSender:
         pass
 
 
-def build_senders(settings) -> dict[str, object]:
+def build_senders(settings: Settings) -> dict[str, Sender]:
     """A sender per channel whose credentials are set; log senders in the demo."""
     if settings.demo:
         return {channel: LogSender(channel) for channel in ("sms", "telegram")}
-    senders: dict[str, object] = {}
+    senders: dict[str, Sender] = {}
     if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from_number:
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
@@ -230,6 +238,6 @@ def build_senders(settings) -> dict[str, object]:
     return senders
 
 
-def close_senders(senders: dict) -> None:
+def close_senders(senders: dict[str, Sender]) -> None:
     for sender in senders.values():
         sender.close()

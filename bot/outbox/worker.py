@@ -21,15 +21,22 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from bot.ledger import OPEN, LedgerError, MintPending
 from bot.outbox import queue as outbox
 from bot.outbox.delivery import drain
 from bot.storage import db
 from bot.storage.models import Code, Customer, Device, OutboxMessage, Payment, utcnow
+
+if TYPE_CHECKING:
+    from bot.deps import Deps
+    from bot.outbox.senders import Sender
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +47,9 @@ PUSHED_CHANNELS = ("payments", "cli", "system", "ussd")
 PUSH_SETTLE, PUSH_HORIZON = timedelta(minutes=2), timedelta(days=1)
 
 
-def sweep(deps) -> Counter:
+def sweep(deps: Deps) -> Counter[str]:
     """Settle open mint attempts and mint paid days left over; counts what was done."""
-    counts: Counter = Counter()
+    counts: Counter[str] = Counter()
     with deps.sessions() as session:
         open_ids = set(
             session.scalars(select(Code.device_id).distinct().where(Code.state.in_(OPEN)))
@@ -51,12 +58,17 @@ def sweep(deps) -> Counter:
             set()
             if not deps.settings.mint_on_payment
             else set(
-                session.scalars(
-                    select(Payment.device_id)
-                    .distinct()
-                    .where(
-                        Payment.device_id.is_not(None), Payment.code_id.is_(None), Payment.days > 0
-                    )
+                cast(  # typed `int | None`, but the NULLs are filtered out
+                    Iterable[int],
+                    session.scalars(
+                        select(Payment.device_id)
+                        .distinct()
+                        .where(
+                            Payment.device_id.is_not(None),
+                            Payment.code_id.is_(None),
+                            Payment.days > 0,
+                        )
+                    ),
                 )
             )
         )
@@ -70,7 +82,7 @@ def sweep(deps) -> Counter:
     return counts
 
 
-def _push_unsent(deps, session) -> int:
+def _push_unsent(deps: Deps, session: Session) -> int:
     """Queue pushes for codes minted for a payment whose push never committed.
 
     The ledger commits a code before the caller's transaction commits its push; a crash
@@ -95,17 +107,26 @@ def _push_unsent(deps, session) -> int:
     ).all()
     queued = 0
     for code in orphans:
-        queued += len(
-            outbox.notify_codes(session, deps.messages, session.get(Device, code.device_id), [code])
-        )
+        device = session.get(Device, code.device_id)
+        if device is None:  # cannot happen: the query joins each code's device
+            raise LookupError(f"device {code.device_id} of code {code.id} not found")
+        queued += len(outbox.notify_codes(session, deps.messages, device, [code]))
     return queued
 
 
-def _one_device(deps, device_id: int, work, label: str, counts: Counter) -> None:
+def _one_device(
+    deps: Deps,
+    device_id: int,
+    work: Callable[[Deps, Session, Device], int],
+    label: str,
+    counts: Counter[str],
+) -> None:
     name = f"id {device_id}"
     try:
         with db.transaction(deps.sessions) as session:
             device = session.get(Device, device_id)
+            if device is None:  # gone since it was listed: a failure, logged below
+                raise LookupError(f"device {device_id} not found")
             name = str(device.product_id)
             if done := work(deps, session, device):
                 counts[label] += done
@@ -119,7 +140,7 @@ def _one_device(deps, device_id: int, work, label: str, counts: Counter) -> None
         log.exception("sweep: device %s failed", name)
 
 
-def _settle(deps, session, device: Device) -> int:
+def _settle(deps: Deps, session: Session, device: Device) -> int:
     """Reconcile; a days code adopted from the history goes to the owner."""
     open_ids = list(
         session.scalars(select(Code.id).where(Code.device_id == device.id, Code.state.in_(OPEN)))
@@ -139,7 +160,7 @@ def _settle(deps, session, device: Device) -> int:
     return len(adopted)
 
 
-def _mint(deps, session, device: Device) -> int:
+def _mint(deps: Deps, session: Session, device: Device) -> int:
     ledger = deps.ledger
     if ledger.unspent_days(session, device) <= 0:
         return 0
@@ -174,8 +195,8 @@ def _mint(deps, session, device: Device) -> int:
 
 
 def run_worker(
-    deps,
-    senders: dict,
+    deps: Deps,
+    senders: dict[str, Sender],
     *,
     interval: float = 1.0,
     sweep_every: float = SWEEP_EVERY,
@@ -206,7 +227,7 @@ def run_worker(
     log.info("worker stopped")
 
 
-def _stop_on_signals(stop: threading.Event):
+def _stop_on_signals(stop: threading.Event) -> Callable[[], object]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {
@@ -216,7 +237,7 @@ def _stop_on_signals(stop: threading.Event):
 
 
 def install_embedded_drain(
-    deps, senders: dict, *, batch: int = 20, background: bool = False
+    deps: Deps, senders: dict[str, Sender], *, batch: int = 20, background: bool = False
 ) -> threading.Event | None:
     """Drain after each inbound commit, in-process (see the module docstring).
 

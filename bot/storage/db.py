@@ -3,7 +3,8 @@
 The composition roots build one engine with `make_engine(settings.database_url)` and one
 `make_sessionmaker(engine)`; each inbound message is handled inside `transaction(...)`,
 which commits when the handler returns and rolls back when it raises.  Handlers get the
-session and never commit.
+session and leave committing to it, with one exception by design: the ledger commits a
+mint attempt before it calls the API (bot/ledger/book.py), so a crash cannot lose a code.
 
 SQLite (the embedded default) is set up so that it behaves: foreign keys on, WAL, a busy
 timeout, and every transaction starts with BEGIN IMMEDIATE.  SQLite has no row locks, so
@@ -23,8 +24,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -52,7 +55,7 @@ def _sqlite_engine(url: URL) -> Engine:
     engine = create_engine(url)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # Take BEGIN away from the sqlite3 driver; _on_begin below emits it.
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
@@ -60,7 +63,7 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:
+    def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

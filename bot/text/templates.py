@@ -13,6 +13,7 @@ import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 
@@ -99,6 +100,6 @@ class Messages:
         return self.template(lang, key).format(**values)
 
 
-def format_date(value) -> str:
+def format_date(value: date | None) -> str:
     """A date as replies show it: ISO, the same in every language; "-" for none."""
     return value.strftime("%Y-%m-%d") if value else "-"

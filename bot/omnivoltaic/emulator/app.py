@@ -10,11 +10,14 @@ and for tests.  `EmulatorTransport` mounts the app in-process behind an httpx cl
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 import time
+from typing import Any, cast
 
 import httpx
-from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from bot.omnivoltaic import acp1
@@ -53,16 +56,28 @@ class Emulator:
         with self._lock:
             self._late_mints = (max(0, int(n)), max(0.0, float(delay)))
 
+    def mint_then_status(self, n: int, status: int) -> None:
+        """TEST ONLY: the next n mints are made and recorded, then answer `status`."""
+        if not 300 <= int(status) <= 599:
+            raise ValueError("an injected status after minting must be 3xx to 5xx")
+        with self._lock:
+            self._status_mints = (max(0, int(n)), int(status))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._latency, self._fail, self._late_mints = 0.0, (0, 0), (0, 0.0)
+            self._status_mints = (0, 0)
 
-    def faults(self) -> dict:
+    def faults(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "latency": self._latency,
                 "fail_next": {"count": self._fail[0], "status": self._fail[1]},
                 "mint_then_timeout": {"count": self._late_mints[0], "delay": self._late_mints[1]},
+                "mint_then_status": {
+                    "count": self._status_mints[0],
+                    "status": self._status_mints[1],
+                },
             }
 
     def before_call(self) -> int | None:
@@ -75,19 +90,25 @@ class Emulator:
             time.sleep(latency)
         return status if count else None
 
-    def after_mint(self) -> None:
+    def after_mint(self) -> int | None:
+        """Apply a late answer; the status to answer a made mint with, if one is armed."""
         with self._lock:
             count, delay = self._late_mints
             if count:
                 self._late_mints = (count - 1, delay)
+            armed, status = self._status_mints
+            if armed:
+                self._status_mints = (armed - 1, status)
         if count:
             time.sleep(delay)
+        return status if armed else None
 
 
 def create_emulator(state_path: str, seed: str, token_ttl: float = 3600.0) -> Flask:
     """The emulator app on the state file `state_path` (created and seeded if new)."""
     app = Flask(__name__)
-    app.json.sort_keys = False
+    # Flask types `app.json` as the base JSONProvider; it is its DefaultJSONProvider here.
+    cast(DefaultJSONProvider, app.json).sort_keys = False
     app.extensions[EXTENSION] = Emulator(EmulatorStore(state_path, seed), token_ttl)
     app.register_blueprint(api)
     app.register_blueprint(extras)
@@ -97,7 +118,8 @@ def create_emulator(state_path: str, seed: str, token_ttl: float = 3600.0) -> Fl
 
 
 def _emulator() -> Emulator:
-    return current_app.extensions[EXTENSION]
+    # `extensions` is a dict[str, Any]; create_emulator put an Emulator under EXTENSION.
+    return cast(Emulator, current_app.extensions[EXTENSION])
 
 
 # -- boundary checks ------------------------------------------------------------------
@@ -116,23 +138,26 @@ def _page(offset: str, limit: str) -> tuple[int, int]:
     return offset_n, limit_n
 
 
-def _body() -> dict:
+def _body() -> dict[str, Any]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     return body
 
 
-def _body_int(body: dict, name: str, low: int | None = None, high: int | None = None) -> int:
+def _body_int(
+    body: dict[str, Any], name: str, low: int | None = None, high: int | None = None
+) -> int:
+    """`body[name]` as an integer; checked against `low`..`high` when both are given."""
     value = body.get(name)
     if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 10**15:
         raise ApiError(400, f"{name} must be an integer")
-    if low is not None and not low <= value <= high:
+    if low is not None and high is not None and not low <= value <= high:
         raise ApiError(400, f"{name} must be between {low} and {high}")
     return value
 
 
-def _text_field(data: dict, name: str) -> str:
+def _text_field(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value:
         raise ApiError(400, f"{name} is required")
@@ -140,7 +165,7 @@ def _text_field(data: dict, name: str) -> str:
 
 
 @api.before_request
-def _guard():
+def _guard() -> tuple[Response, int] | None:
     status = _emulator().before_call()
     if status is not None:
         return jsonify(message="injected fault"), status
@@ -156,7 +181,7 @@ def _guard():
 
 
 # -- provider JSON --------------------------------------------------------------------
-def _item_json(row) -> dict:
+def _item_json(row: sqlite3.Row) -> dict[str, Any]:
     return {
         "productItemID": row["product_id"],
         "productItemOEM_SN": row["oem_sn"],
@@ -176,7 +201,7 @@ def _item_json(row) -> dict:
     }
 
 
-def _history_json(row) -> dict:
+def _history_json(row: sqlite3.Row) -> dict[str, Any]:
     return {
         "codeHistoryID": row["id"],
         "otpGeneratorID": row["product_id"],
@@ -187,13 +212,15 @@ def _history_json(row) -> dict:
     }
 
 
-def _mint(kind: str, days: int = 0):
+def _mint(kind: str, days: int = 0) -> dict[str, Any] | tuple[Response, int]:
     body = _body()
     product_id = _body_int(body, "productId")
     if kind == "days":
         days = _body_int(body, "days", 1, acp1.MAX_DAYS)
     minted = _emulator().store.mint(g.distributor_id, product_id, kind, days)
-    _emulator().after_mint()
+    status = _emulator().after_mint()
+    if status is not None:  # minted and recorded, but the answer says otherwise
+        return jsonify(message="injected fault after minting"), status
     return {
         "message": "Succeed",
         "otpCount": minted.count,
@@ -203,7 +230,7 @@ def _mint(kind: str, days: int = 0):
 
 
 # -- the API --------------------------------------------------------------------------
-def _login_token(data: dict) -> str:
+def _login_token(data: dict[str, Any]) -> str:
     username, password = _text_field(data, "username"), _text_field(data, "password")
     token = _emulator().store.login(username, password, _emulator().token_ttl)
     if token is None:
@@ -212,12 +239,12 @@ def _login_token(data: dict) -> str:
 
 
 @api.post("/user/login")
-def login():
+def login() -> dict[str, Any]:
     return {"accessToken": _login_token(_body()), "user_role": "DISTRIBUTOR"}
 
 
 @api.post("/graphql")
-def graphql():
+def graphql() -> dict[str, Any]:
     body = _body()
     if "renewToken" not in str(body.get("query", "")):
         raise ApiError(400, "only the renewToken mutation is emulated")
@@ -227,7 +254,7 @@ def graphql():
 
 
 @api.get("/oves/assignedItemsList/<offset>/<limit>")
-def assigned_items_list(offset: str, limit: str):
+def assigned_items_list(offset: str, limit: str) -> dict[str, Any]:
     offset_n, limit_n = _page(offset, limit)
     rows, total = _emulator().store.items_page(g.distributor_id, offset_n, limit_n)
     return {
@@ -239,28 +266,28 @@ def assigned_items_list(offset: str, limit: str):
 
 
 @api.get("/oves/assignedItems/<product_id>")
-def assigned_item(product_id: str):
+def assigned_item(product_id: str) -> dict[str, Any]:
     row = _emulator().store.item(g.distributor_id, _path_int(product_id, "productId"))
     return _item_json(row)
 
 
 @api.post("/otp/daysCode")
-def days_code():
+def days_code() -> dict[str, Any] | tuple[Response, int]:
     return _mint("days")
 
 
 @api.post("/code/code/freecodeotp")
-def free_code():
+def free_code() -> dict[str, Any] | tuple[Response, int]:
     return _mint("free")
 
 
 @api.post("/code/code/resetcode")
-def reset_code():
+def reset_code() -> dict[str, Any] | tuple[Response, int]:
     return _mint("reset")
 
 
 @api.get("/oves/codeHistoryList/<product_id>/<offset>/<limit>")
-def code_history_list(product_id: str, offset: str, limit: str):
+def code_history_list(product_id: str, offset: str, limit: str) -> dict[str, Any]:
     offset_n, limit_n = _page(offset, limit)
     rows, total = _emulator().store.history_page(
         g.distributor_id, _path_int(product_id, "productId"), offset_n, limit_n
@@ -274,7 +301,7 @@ def code_history_list(product_id: str, offset: str, limit: str):
 
 
 @api.get("/oves/codeHistory_Metadata")
-def code_history_metadata():
+def code_history_metadata() -> dict[str, Any]:
     summary = _emulator().store.history_summary(g.distributor_id)
     return {
         "distributorID": g.distributor_id,
@@ -287,13 +314,13 @@ def code_history_metadata():
 
 # -- NOT part of the real API: the device simulator's and the tests' back door ----------
 @extras.get("/items/<product_id>/top")
-def item_top(product_id: str):
+def item_top(product_id: str) -> dict[str, Any]:
     product_id_n = _path_int(product_id, "productId")
     return {"productId": product_id_n, "top": _emulator().store.top(product_id_n)}
 
 
 @extras.post("/faults")
-def set_faults():
+def set_faults() -> dict[str, Any]:
     body, emulator = _body(), _emulator()
     try:
         if "latency" in body:
@@ -311,7 +338,7 @@ def set_faults():
 
 
 @extras.delete("/faults")
-def clear_faults():
+def clear_faults() -> dict[str, Any]:
     _emulator().clear_faults()
     return {"faults": _emulator().faults()}
 
@@ -327,24 +354,26 @@ class EmulatorTransport(httpx.WSGITransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()
         timeout = (request.extensions.get("timeout") or {}).get("read")
-        outcome: dict = {}
+        # What the worker thread ends with: its one response, or the exception it raised.
+        answers: list[httpx.Response] = []
+        errors: list[BaseException] = []
         done = threading.Event()
 
         def run() -> None:
             try:
                 response = httpx.WSGITransport.handle_request(self, request)
                 content = response.read()
-                outcome["response"] = httpx.Response(
-                    response.status_code, headers=response.headers, content=content
+                answers.append(
+                    httpx.Response(response.status_code, headers=response.headers, content=content)
                 )
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                outcome["error"] = exc
+                errors.append(exc)
             finally:
                 done.set()
 
         threading.Thread(target=run, name="emulator-request", daemon=True).start()
         if not done.wait(timeout):
             raise httpx.ReadTimeout(f"emulator did not answer within {timeout}s", request=request)
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["response"]
+        if errors:
+            raise errors[0]
+        return answers[0]

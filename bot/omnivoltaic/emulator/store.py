@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -82,12 +82,13 @@ class EmulatorStore:
     def __init__(self, path: str, seed: str) -> None:
         self.path, self.seed = path, seed
         self._points: dict[int, Sequence[str]] = {}  # immutable, so a plain cache is safe
-        self._lock, self._idle, self._pid = threading.Lock(), [], os.getpid()
+        self._idle: list[sqlite3.Connection] = []
+        self._lock, self._pid = threading.Lock(), os.getpid()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._create()
 
     @contextmanager
-    def _connect(self, write: bool = False):
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         """One transaction on a pooled connection (closing the last one would checkpoint)."""
         conn, healthy = self._acquire(), False
         try:
@@ -183,7 +184,7 @@ class EmulatorStore:
     def distributor_for(self, token: str) -> int | None:
         """The distributor id of an unexpired token, or None."""
         with self._connect() as conn:
-            row = conn.execute(
+            row: sqlite3.Row | None = conn.execute(
                 "SELECT distributor_id FROM tokens WHERE token = ? AND expires > ?",
                 (token, time.time()),
             ).fetchone()
@@ -192,7 +193,7 @@ class EmulatorStore:
     # -- items ------------------------------------------------------------------------
     def item(self, distributor_id: int, product_id: int) -> sqlite3.Row:
         with self._connect() as conn:
-            row = conn.execute(
+            row: sqlite3.Row | None = conn.execute(
                 "SELECT * FROM items WHERE product_id = ? AND distributor_id = ?",
                 (product_id, distributor_id),
             ).fetchone()
@@ -200,13 +201,15 @@ class EmulatorStore:
             raise _not_assigned(product_id)
         return row
 
-    def items_page(self, distributor_id: int, offset: int, limit: int) -> tuple[list, int]:
+    def items_page(
+        self, distributor_id: int, offset: int, limit: int
+    ) -> tuple[list[sqlite3.Row], int]:
         with self._connect() as conn:
-            rows = conn.execute(
+            rows: list[sqlite3.Row] = conn.execute(
                 "SELECT * FROM items WHERE distributor_id = ? ORDER BY product_id LIMIT ? OFFSET ?",
                 (distributor_id, limit, offset),
             ).fetchall()
-            total = conn.execute(
+            total: int = conn.execute(
                 "SELECT COUNT(*) FROM items WHERE distributor_id = ?", (distributor_id,)
             ).fetchone()[0]
         return rows, total
@@ -283,16 +286,16 @@ class EmulatorStore:
 
     def history_page(
         self, distributor_id: int, product_id: int, offset: int, limit: int
-    ) -> tuple[list, int]:
+    ) -> tuple[list[sqlite3.Row], int]:
         """The item's codes, newest first, and how many it has."""
         self.item(distributor_id, product_id)
         with self._connect() as conn:
-            rows = conn.execute(
+            rows: list[sqlite3.Row] = conn.execute(
                 "SELECT * FROM history WHERE product_id = ? ORDER BY code_index"
                 " DESC LIMIT ? OFFSET ?",
                 (product_id, limit, offset),
             ).fetchall()
-            total = conn.execute(
+            total: int = conn.execute(
                 "SELECT COUNT(*) FROM history WHERE product_id = ?", (product_id,)
             ).fetchone()[0]
         return rows, total
@@ -300,10 +303,11 @@ class EmulatorStore:
     def history_summary(self, distributor_id: int) -> sqlite3.Row:
         """Counts over the distributor's items: items, items_with_codes, codes, last_code_at."""
         with self._connect() as conn:
-            return conn.execute(
+            summary: sqlite3.Row = conn.execute(
                 "SELECT COUNT(DISTINCT i.product_id) AS items,"
                 " COUNT(DISTINCT h.product_id) AS items_with_codes, COUNT(h.id) AS codes,"
                 " MAX(h.created_at) AS last_code_at FROM items i"
                 " LEFT JOIN history h ON h.product_id = i.product_id WHERE i.distributor_id = ?",
                 (distributor_id,),
             ).fetchone()
+            return summary

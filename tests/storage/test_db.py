@@ -1,4 +1,4 @@
-"""bot/db.py: engines, transactions and migrations, on SQLite and PostgreSQL."""
+"""bot/storage/db.py: engines, transactions and migrations, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from bot.cli.main import main
 from bot.ledger import MintPending
 from bot.outbox import worker
 from bot.storage.models import Code, Device, OutboxMessage, Payment
-from tests.harness import build_world
-from tests.test_delivery import FakeSender, queue, rows
+from tests.fakes import FakeSender
+from tests.harness import build_world, outbox_rows, queue_messages
 
 PHONE = "+254712345678"
 
@@ -92,7 +92,7 @@ def test_without_mint_on_payment_the_sweep_leaves_paid_days_alone(database_url, 
 
 def test_embedded_drain_sends_after_commit_and_never_raises(sqlite_world, monkeypatch):
     services = sqlite_world.services
-    queue(services.sessions, "code")
+    queue_messages(services.sessions, "code")
     sender = FakeSender()
     worker.install_embedded_drain(services, {"sms": sender})
     services.committed()
@@ -110,7 +110,7 @@ def test_embedded_background_worker_wakes_on_commit(sqlite_world):
     sender = FakeSender()
     stop = worker.install_embedded_drain(services, {"sms": sender}, background=True)
     try:
-        queue(services.sessions, "code")
+        queue_messages(services.sessions, "code")
         services.committed()
         deadline = time.monotonic() + 5
         while not sender.sent and time.monotonic() < deadline:
@@ -121,7 +121,7 @@ def test_embedded_background_worker_wakes_on_commit(sqlite_world):
 
 
 def test_run_worker_drains_until_stopped(Session, monkeypatch):
-    [message] = queue(Session, "code")
+    [message] = queue_messages(Session, "code")
     sweeps, stop = [], threading.Event()
     monkeypatch.setattr(worker, "sweep", sweeps.append)
     services = type("Services", (), {"sessions": Session})()
@@ -133,12 +133,12 @@ def test_run_worker_drains_until_stopped(Session, monkeypatch):
     thread.start()
     try:
         deadline = time.monotonic() + 5
-        while rows(Session)[message].status != "sent" and time.monotonic() < deadline:
+        while outbox_rows(Session)[message].status != "sent" and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         stop.set()
         thread.join(timeout=5)
-    assert not thread.is_alive() and rows(Session)[message].status == "sent"
+    assert not thread.is_alive() and outbox_rows(Session)[message].status == "sent"
     assert sweeps == [services]  # one sweep at start, the next an hour away
 
 
@@ -168,7 +168,7 @@ def cli_env(sqlite_world, monkeypatch, tmp_path):
 
 
 def test_worker_once_and_outbox_list_from_the_command_line(cli_env):
-    queue(cli_env.services.sessions, "code")
+    queue_messages(cli_env.services.sessions, "code")
     runner = CliRunner()
     result = runner.invoke(main, ["worker", "--once"])
     assert result.exit_code == 0, result.output

@@ -28,8 +28,7 @@ from bot.ledger import (
 from bot.omnivoltaic import acp1
 from bot.omnivoltaic.client import OmnivoltaicClient
 from bot.storage.models import Code, Device, Payment
-from tests.conftest import BACKENDS, postgres_schema_url, sqlite_file_url
-from tests.harness import build_world
+from tests.harness import BACKENDS, build_world, postgres_schema_url, sqlite_file_url
 
 DISTRIBUTOR = 1  # the emulator's demo distributor
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -325,16 +324,44 @@ def test_a_days_code_moves_credit_until_from_the_later_of_now_and_credit_until(
     assert device.state == "payg"
 
 
-def test_more_than_1095_days_are_minted_as_several_codes_the_device_accepts_in_order(world):
+def test_more_than_1095_days_ahead_are_held_and_minted_as_they_fit(world):
+    """The credit-ahead cap: one days code per request, never more than 1095 days ahead."""
     world.pay(1001, 2000, "big-1")
     world.pay(1001, 500, "big-2")
+    now = datetime.now(UTC)
+    world.ledger.clock = lambda: now
     result = mint(world, 1001, "big")
-    assert [c.days for c in result.codes] == [MAX_CODE_DAYS, MAX_CODE_DAYS, 310]
-    assert [c.upstream_index for c in result.codes] == [1, 2, 3]
+    assert ([c.days for c in result.codes], result.held) == ([MAX_CODE_DAYS], 1405)
+    assert (mint(world, 1001, "big-again").codes, unspent(world, 1001)) == ((), 1405)
+    held = []
+    for step in range(1, 4):  # a year later each time: a year's worth fits again
+        later = now + timedelta(days=365 * step)
+        world.ledger.clock = lambda later=later: later
+        held.append(mint(world, 1001, f"big-{step}").held)
+    assert held == [1040, 675, 310]
+    device = world.simulator(1001)
     entries = enter_in_order(world, 1001)
-    assert [(e.outcome, e.days) for e in entries] == [("days", 1095), ("days", 1095), ("days", 310)]
+    assert all(e.outcome == "days" for e in entries)
+    assert device.days_credited == 2190 == upstream_days(world, 1001)
+    last = now + timedelta(days=365 * 4)
+    world.ledger.clock = lambda: last
+    assert mint(world, 1001, "big-4").held == 0
+    assert enter_in_order(world, 1001)[-1].days == 310
     assert world.simulator(1001).days_credited == 2500 == upstream_days(world, 1001)
     assert unspent(world, 1001) == 0
+
+
+def test_skipped_codes_within_the_cap_never_read_as_free(world):
+    """Entering only the newest code after skipping the others credits them all: <= 1095."""
+    now = datetime.now(UTC)
+    world.ledger.clock = lambda: now
+    for i in range(4):
+        world.pay(1001, 400, f"skip-{i}")
+        mint(world, 1001, f"skip-{i}")
+    minted = [c for c in code_rows(world, 1001) if c.state == "minted"]
+    assert sum(c.days for c in minted) <= MAX_CODE_DAYS
+    entry = world.simulator(1001).enter(minted[-1].code)  # the others were never entered
+    assert entry.outcome == "days"
 
 
 def test_the_same_request_key_mints_once_whatever_arrives_later(world):
@@ -371,7 +398,7 @@ THREADS = 8
 def test_concurrent_requests_for_one_device_never_spend_a_day_twice(world):
     """8 customers' retries at once, each paying and asking, each with its own session."""
     ledger = Ledger(world.services.omnivoltaic, grace=timedelta(seconds=60))
-    world.pay(1001, 1200, "before")  # more than one code's worth, to start with
+    world.pay(1001, 700, "before")  # with the 8 payments below, just within the cap
     world.simulator(1001)  # build the item's chain now, not inside the race
     barrier = threading.Barrier(THREADS)
     outcomes, errors = [], []
@@ -395,7 +422,7 @@ def test_concurrent_requests_for_one_device_never_spend_a_day_twice(world):
     assert len(outcomes) == THREADS
     mint(world, 1001, "after-the-race", ledger=ledger)  # whatever a MintPending left unminted
 
-    paid = 1200 + sum(10 * (i + 1) for i in range(THREADS))
+    paid = 700 + sum(10 * (i + 1) for i in range(THREADS))
     minted = [c for c in code_rows(world, 1001) if c.state == "minted"]
     assert sum(c.days for c in minted) == paid
     assert all(c.state in ("minted", "failed") for c in code_rows(world, 1001))
@@ -661,9 +688,18 @@ def test_free_and_reset_codes_go_through_the_recorded_path_and_move_the_device_s
 def test_free_codes_beyond_the_allowance_are_refused_and_recorded_as_failed(world):
     for i in range(5):
         special(world, 1001, "free", f"f{i}")
+        special(world, 1001, "reset", f"r{i}")
     with pytest.raises(Refused):
         special(world, 1001, "free", "f5")
-    assert [c.state for c in code_rows(world, 1001)] == ["minted"] * 5 + ["failed"]
+    assert [c.state for c in code_rows(world, 1001)] == ["minted"] * 10 + ["failed"]
+
+
+def test_a_free_code_for_a_device_already_free_is_refused_and_nothing_is_minted(world):
+    special(world, 1001, "free", "f1")
+    with pytest.raises(Refused, match="already free"):
+        special(world, 1001, "free", "f2")
+    assert len(upstream(world, 1001)) == 1
+    assert [c.state for c in code_rows(world, 1001)] == ["minted"]
 
 
 def test_special_rejects_an_unknown_kind(world):

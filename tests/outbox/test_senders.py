@@ -1,13 +1,13 @@
 """The senders, against twilio's real Client and PTB's real Bot on fake transports.
 
 No network: twilio's Client takes an `http_client`, PTB's Bot takes a `request`; the fakes
-below answer with canned provider payloads and record what was asked.
+(Twilio's in tests/fakes.py, Telegram's below) answer with canned provider payloads and
+record what was asked.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 
 import httpx
 import pytest
@@ -15,9 +15,6 @@ import requests
 from telegram import Bot
 from telegram.error import TimedOut
 from telegram.request import BaseRequest
-from twilio.http import HttpClient
-from twilio.http.response import Response
-from twilio.rest import Client
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from bot.outbox.senders import (
@@ -31,40 +28,9 @@ from bot.outbox.senders import (
     build_senders,
 )
 from bot.settings import Settings
+from tests.fakes import TWILIO_FROM, twilio_sender
 
-PHONE, FROM = "+254712345678", "+15005550006"
-
-
-class FakeTwilioHttp(HttpClient):
-    """Answers each request with the next canned (status, body) or raises it."""
-
-    def __init__(self, *answers):
-        super().__init__(logging.getLogger("fake-twilio"), is_async=False)
-        self.answers, self.requests = list(answers), []
-
-    def request(
-        self,
-        method,
-        uri,
-        params=None,
-        data=None,
-        headers=None,
-        auth=None,
-        timeout=None,
-        allow_redirects=False,
-    ):
-        self.requests.append(dict(method=method, uri=uri, data=data, auth=auth))
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        status, body = answer
-        return Response(status, json.dumps(body))
-
-
-def twilio_sender(*answers, from_number=FROM):
-    http = FakeTwilioHttp(*answers)
-    client = Client("AC" + "0" * 32, "token", http_client=http)
-    return TwilioSmsSender(client, from_number), http
+PHONE = "+254712345678"
 
 
 def test_twilio_sends_to_from_and_body_and_returns_the_sid():
@@ -72,7 +38,7 @@ def test_twilio_sends_to_from_and_body_and_returns_the_sid():
     assert sender.send(PHONE, "Your code *123#").provider_id == "SM123"
     [sent] = http.requests
     assert sent["method"] == "POST" and sent["uri"].endswith("/Messages.json")
-    assert sent["data"] == {"To": PHONE, "From": FROM, "Body": "Your code *123#"}
+    assert sent["data"] == {"To": PHONE, "From": TWILIO_FROM, "Body": "Your code *123#"}
 
 
 def test_twilio_messaging_service_sid_stands_in_for_the_from_number():
@@ -244,7 +210,7 @@ def test_log_sender_masks_the_phone():
 def test_build_senders_only_for_configured_channels():
     assert build_senders(Settings()) == {}
     twilio = dict(
-        twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t", twilio_from_number=FROM
+        twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t", twilio_from_number=TWILIO_FROM
     )
     assert set(build_senders(Settings(**twilio))) == {"sms"}
     both = build_senders(Settings(**twilio, telegram_bot_token="123:abc"))

@@ -1,8 +1,9 @@
-"""The agent USSD menu in the core (bot/agent_menu*.py), driven like a gateway drives it.
+"""The agent USSD menu in the core (bot/agents/menu.py and its screens, actions and state).
 
-The walk of every menu path over HTTP is in tests/test_ussd_webhook.py; here are the
-behaviours behind it: codes that devices accept, idempotent confirms, PIN counting and the
-lock, the daily cap, a slow or failing code service, and what reaches the logs.
+Driven like a gateway drives it. The walk of every menu path over HTTP is in
+tests/webhooks/test_ussd.py; here are the behaviours behind it: codes that devices accept,
+idempotent confirms, PIN counting and the lock, the daily cap, a slow or failing code
+service, and what reaches the logs.
 """
 
 from __future__ import annotations
@@ -20,46 +21,29 @@ from bot.agents import actions as agent_menu_actions
 from bot.agents import menu as agent_menu
 from bot.agents import screens
 from bot.agents import state as menu_state
-from bot.agents.pins import add_agent
 from bot.inbound import Inbound
 from bot.settings import Settings
 from bot.storage.models import (
     Agent,
     Code,
     Customer,
-    Device,
     InboundMessage,
     OutboxMessage,
     Payment,
 )
-from bot.text import gsm7
 from bot.text.templates import Messages
-from tests.harness import converse
-
-AGENT, ADMIN, STRANGER = "+254700000101", "+254700000102", "+254700000199"
-OWNER, OTHER_OWNER = "+254712345678", "+254722000333"
-PIN, ADMIN_PIN = "2468", "1357"
-SCREEN = 160
-
-
-def populate(world):
-    """Two agents; 1001 owned, 1002 free of owners, 1003 owned with one 5-day code."""
-    with world.session() as s:
-        add_agent(s, AGENT, "Wanjiru", PIN)
-        add_agent(s, ADMIN, "Otieno", ADMIN_PIN, role="admin")
-    world.customer(OWNER, 1001)
-    world.customer(OTHER_OWNER, 1003, name="Juma")
-    world.pay(1003, 5, "seed-1003")
-    with world.session() as s:
-        device = s.scalar(select(Device).where(Device.product_id == 1003))
-        world.ledger.mint_days(s, device, request_key="seed-1003", channel="cli")
-    return world
-
-
-def check_screen(text: str) -> None:
-    assert text, "an empty screen"
-    assert len(text) <= SCREEN, (len(text), text)
-    assert gsm7.is_gsm7(text), [ch for ch in text if not gsm7.is_gsm7(ch)]
+from tests.harness import (
+    ADMIN,
+    ADMIN_PIN,
+    AGENT,
+    OTHER_OWNER,
+    OWNER,
+    PIN,
+    STRANGER,
+    check_screen,
+    converse,
+    populate_agents,
+)
 
 
 class Dial:
@@ -108,7 +92,7 @@ def agent_row(world, phone=AGENT) -> Agent:
 
 @pytest.fixture
 def w(world):
-    return populate(world)
+    return populate_agents(world)
 
 
 # -- selling days ---------------------------------------------------------------------
@@ -125,7 +109,7 @@ def test_a_sale_gives_a_code_the_device_accepts_with_exactly_those_days(w):
     entry = w.simulator(1001).enter(code)
     assert (entry.outcome, entry.days) == ("days", 30)
     with w.session() as s:
-        payment = s.scalar(select(Payment).where(Payment.reference == f"ussd:{dial.id}"))
+        payment = s.scalar(select(Payment).where(Payment.reference == f"ussd:{AGENT}:{dial.id}"))
         assert (payment.days, payment.source, payment.code.code) == (30, "agent", code)
         assert payment.agent.phone == AGENT
 
@@ -162,7 +146,7 @@ def test_a_replayed_confirm_mints_nothing_and_returns_the_same_code(w):
         )
     assert code_in(fresh.text) == code_in(first.text)
     assert (count(w, Code), count(w, OutboxMessage)) == (codes, sent)
-    assert count(w, Payment, Payment.reference == f"ussd:{dial.id}") == 1
+    assert count(w, Payment, Payment.reference == f"ussd:{AGENT}:{dial.id}") == 1
 
 
 def test_a_sale_needs_an_owner(w):
@@ -173,7 +157,7 @@ def test_a_sale_needs_an_owner(w):
 def test_the_daily_cap_limits_days_sold_per_agent(database_url, tmp_path):
     from tests.harness import build_world
 
-    world = populate(build_world(database_url, tmp_path, agent_daily_days_cap=10))
+    world = populate_agents(build_world(database_url, tmp_path, agent_daily_days_cap=10))
     try:
         assert Dial(world, AGENT).send("", PIN, "1", "1001", "8", "1").end
         over = Dial(world, AGENT).send("", PIN, "1", "1001", "3")
@@ -187,7 +171,7 @@ def test_the_daily_cap_limits_days_sold_per_agent(database_url, tmp_path):
 def test_a_slow_code_service_ends_saying_the_code_comes_by_sms(database_url, tmp_path):
     from tests.harness import build_world
 
-    world = populate(build_world(database_url, tmp_path, ussd_mint_budget=0.3))
+    world = populate_agents(build_world(database_url, tmp_path, ussd_mint_budget=0.3))
     try:
         world.emulator.mint_then_timeout(1, delay=1.5)
         reply = Dial(world, AGENT).send("", PIN, "1", "1001", "9", "1")
@@ -427,7 +411,7 @@ def world_in(database_url, tmp_path):
     made = []
 
     def build(lang):
-        made.append(populate(build_world(database_url, tmp_path, default_language=lang)))
+        made.append(populate_agents(build_world(database_url, tmp_path, default_language=lang)))
         return made[-1]
 
     yield build

@@ -1,6 +1,6 @@
 """Reply templates: loading, fallback, placeholder checks, and the GSM-7 promise.
 
-Also the tests of bot/gsm7.py, which exists for this promise.
+Also the tests of bot/text/gsm7.py, which exists for this promise.
 """
 
 import pytest
@@ -12,6 +12,8 @@ from bot.text.templates import Messages, MessagesError, placeholders
 KEYS = {
     "code_minted": {"code", "device", "days", "until"},
     "codes_minted_many": {"count", "device"},
+    "codes_resent_many": {"count", "device"},
+    "codes_held": {"device", "held"},
     "code_part": {"index", "count", "code", "days"},
     "code_latest": {"code", "device", "date"},
     "code_resent": {"code", "device", "date"},
@@ -54,6 +56,8 @@ CODE_KEYS = (
     "history_line_free",
     "history_line_reset",
 )
+# Messages sent beside codes, each an SMS of its own.
+BESIDE_CODES = ("codes_held", "codes_resent_many", "codes_minted_many")
 
 LONGEST_CODE = "*024 413 975 593 119 504 641#"
 LONGEST_DATE = "2029-12-31"
@@ -71,6 +75,7 @@ LONG_VALUES = {
     "ref": "1001",
     "serial": "OVESX0010011",
     "name": "Wanjiku Achieng Kamau",
+    "held": 3650,
 }
 DEVICES = ("OVES001001", "OVESX0010011")  # a real serial and a 12-character one
 
@@ -93,7 +98,7 @@ def test_languages(messages):
 
 def test_english_keys_and_placeholders_are_the_contract(messages):
     english = messages.templates["en"]
-    # ussd_* keys are the agent menu's contract: tests/test_agent_menu.py checks them.
+    # ussd_* keys are the agent menu's contract: tests/agents/test_menu.py checks them.
     assert {
         key: set(placeholders(t)) for key, t in english.items() if not key.startswith("ussd_")
     } == KEYS
@@ -115,6 +120,14 @@ def test_a_reply_with_a_code_fits_one_gsm7_sms(messages, lang, key, device):
     assert gsm7.is_gsm7(text), [ch for ch in text if not gsm7.is_gsm7(ch)]
     assert gsm7.septets(text) <= 160, (gsm7.septets(text), text)
     assert gsm7.fits_one_sms(text)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("key", BESIDE_CODES)
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_a_message_sent_beside_codes_fits_one_gsm7_sms(messages, lang, key, device):
+    text = messages.render(lang, key, device=device, **LONG_VALUES)
+    assert gsm7.fits_one_sms(text), (gsm7.septets(text), text)
 
 
 @pytest.mark.parametrize("key", sorted(KEYS))
@@ -223,7 +236,7 @@ def test_placeholders():
     assert placeholders("{a} and {b:>3} and {c.d} {{literal}}") == {"a", "b", "c"}
 
 
-# --- bot/gsm7.py ------------------------------------------------------------------------
+# --- bot/text/gsm7.py ----------------------------------------------------------------
 
 
 def test_basic_table_has_127_characters_besides_escape():

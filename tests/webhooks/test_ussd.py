@@ -13,18 +13,20 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.storage.models import Code
-from tests.test_agent_menu import (
+from bot.text.templates import Messages
+from tests.harness import (
     ADMIN,
     ADMIN_PIN,
     AGENT,
-    MESSAGES,
     OTHER_OWNER,
     PIN,
     STRANGER,
     check_screen,
-    populate,
+    populate_agents,
 )
 from webhooks.app import create_app
+
+MESSAGES = Messages.load()
 
 NEW = object()  # start a new session (the same phone)
 LOGIN = [("", "CON", "Enter your PIN"), (PIN, "CON", "1 Sell days")]
@@ -205,7 +207,7 @@ CASES = {
 
 @pytest.fixture
 def client(world):
-    populate(world)
+    populate_agents(world)
     return create_app(deps=world.services).test_client()
 
 
@@ -257,7 +259,7 @@ def client_in(database_url, tmp_path, lang):
     """A client on a populated world whose default language (the menu's) is `lang`."""
     from tests.harness import build_world
 
-    world = populate(build_world(database_url, tmp_path, default_language=lang))
+    world = populate_agents(build_world(database_url, tmp_path, default_language=lang))
     yield create_app(deps=world.services).test_client()
     world.services.close()
 
@@ -319,7 +321,7 @@ def test_national_phone_numbers_are_normalised(client):
 
 
 def test_service_codes_can_be_restricted(world):
-    populate(world)
+    populate_agents(world)
     world.services.settings = world.services.settings.replace(ussd_service_codes=("*384*123#",))
     client = create_app(deps=world.services).test_client()
     assert post(client, sessionId="s5", serviceCode="*384*123#")[0] == "CON"

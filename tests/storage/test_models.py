@@ -1,4 +1,4 @@
-"""bot/models.py: the schema keeps the rules, on SQLite and PostgreSQL alike."""
+"""bot/storage/models.py: the schema keeps the rules, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 

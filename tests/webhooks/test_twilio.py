@@ -16,8 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from bot.storage.models import Code, Customer, InboundMessage, Payment
 from bot.text.templates import Messages
-from tests.conftest import sqlite_file_url
-from tests.harness import SECRETS, build_world
+from tests.harness import SECRETS, build_world, sqlite_file_url
 
 PATH = "/webhooks/twilio/sms"
 URL = SECRETS["public_base_url"] + PATH

@@ -15,8 +15,7 @@ from sqlalchemy import func, select
 
 from bot.storage.models import Code, InboundMessage, TelegramLink
 from bot.text.templates import Messages
-from tests.conftest import sqlite_file_url
-from tests.harness import SECRETS, build_world
+from tests.harness import SECRETS, build_world, sqlite_file_url
 
 PATH = "/webhooks/telegram"
 HEADER = "X-Telegram-Bot-Api-Secret-Token"

@@ -16,7 +16,7 @@ from bot.cli import demo
 from bot.cli.main import main
 from bot.storage import db
 from bot.storage.models import Agent, Code, Customer, Device, Payment
-from tests.test_settings import variables_read
+from tests.harness import variables_read
 
 CODE = re.compile(r"\*\d{3}(?: \d{3}){6}#")
 

@@ -17,8 +17,7 @@ from sqlalchemy import func, select
 from bot.inbound import Inbound
 from bot.storage.models import Code, Customer, Device, utcnow
 from bot.text.templates import Messages
-from tests.conftest import sqlite_file_url
-from tests.harness import build_world, converse
+from tests.harness import build_world, converse, sqlite_file_url
 
 AMINA, BARAKA, STRANGER = "+254712345678", "+254722000111", "+254733999888"
 CODE_RE = re.compile(r"\*0\d\d(?: \d{3}){6}#")
@@ -123,18 +122,44 @@ def test_code_with_nothing_new_returns_the_latest_code_saying_no_new_payment(w):
     assert code_count(w) == 1 and upstream_count(w, 1001) == 1
 
 
-def test_code_above_1095_days_sends_each_code_in_entry_order(w):
+def test_code_above_1095_days_mints_what_fits_and_holds_the_rest_until_it_fits(w):
+    """The credit-ahead cap: never more than 1095 days ahead, so no code reads as FREE."""
     w.customer(AMINA, 1001)
     w.pay(1001, 1200, "p1")
     reply = send(w, "CODE")
-    first, second = codes_of(w, 1001)
+    (first,) = codes_of(w, 1001)
+    assert first.days == 1095
     assert reply.texts == (
-        en("codes_minted_many", count=2, device="1001"),
-        en("code_part", index=1, count=2, code=first.code, days=1095),
-        en("code_part", index=2, count=2, code=second.code, days=105),
+        en(
+            "code_minted",
+            code=first.code,
+            device="1001",
+            days=1095,
+            until=day(first.credit_until_after),
+        ),
+        en("codes_held", held=105, device="1001"),
     )
     sim = w.simulator(1001)
-    assert [sim.enter(CODE_RE.search(t).group()).days for t in reply.texts[1:]] == [1095, 105]
+    assert (sim.enter(first.code).outcome, sim.days_credited) == ("days", 1095)
+    again = send(w, "CODE", provider_id="SM-again")
+    assert again.texts[-1] == en("codes_held", held=105, device="1001")
+    assert len(codes_of(w, 1001)) == 1  # nothing fits yet: nothing minted
+
+    later = utcnow() + timedelta(days=200)  # 895 days ahead: 105 more fit
+    w.ledger.clock = lambda: later
+    reply = send(w, "CODE", provider_id="SM-later")
+    second = codes_of(w, 1001)[1]
+    assert (second.days, reply.texts[-1]) == (
+        105,
+        en(
+            "code_minted",
+            code=second.code,
+            device="1001",
+            days=105,
+            until=day(second.credit_until_after),
+        ),
+    )
+    assert (sim.enter(second.code).outcome, sim.days_credited) == ("days", 1200)
 
 
 API_TROUBLE = [
@@ -243,7 +268,7 @@ def test_status_of_an_expired_device(w):
     )
 
 
-def test_history_lists_the_last_three_codes_newest_first(w):
+def test_history_lists_the_last_three_codes_in_the_order_to_enter_them(w):
     w.customer(AMINA, 1001)
     for days in (1, 2, 3, 4):
         w.pay(1001, days, f"p{days}")
@@ -252,10 +277,12 @@ def test_history_lists_the_last_three_codes_newest_first(w):
     assert [c.days for c in codes] == [1, 2, 3, 4]
     lines = send(w, "HISTORY").text.split("\n")
     assert lines == [en("history_header", device="1001")] + [
-        en("history_line", date=day(c.minted_at), days=c.days, code=c.code)
-        for c in reversed(codes[1:])
+        en("history_line", date=day(c.minted_at), days=c.days, code=c.code) for c in codes[1:]
     ]
     assert codes[0].code not in "\n".join(lines)
+    device = w.simulator(1001)  # entered as shown, after the first: each adds its own days
+    device.enter(codes[0].code)
+    assert [device.enter(c.code).days for c in codes[1:]] == [2, 3, 4]
 
 
 def test_history_with_no_code(w):

@@ -1,0 +1,186 @@
+"""Code integrity under faults (issue: no code lost, doubled, or turned into a free code).
+
+Each case uses the emulator's faults and the device simulator as the referee, on SQLite
+and (with TEST_DATABASE_URL) PostgreSQL: whatever happened on the way, the days minted
+upstream equal the days paid, and what we showed, entered in the order shown, is accepted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.agents import menu
+from bot.inbound import Inbound
+from bot.ledger import InvalidPayment, MintPending
+from bot.storage.models import Code, Device, Payment
+from tests.harness import (
+    ADMIN,
+    ADMIN_PIN,
+    AGENT,
+    PIN,
+    build_world,
+    converse,
+    populate_agents,
+)
+
+
+def device_row(session, product_id: int) -> Device:
+    return session.scalar(select(Device).where(Device.product_id == product_id))
+
+
+def upstream(world, product_id: int):
+    return world.services.omnivoltaic.code_history(product_id)
+
+
+def states(world, product_id: int) -> list[str]:
+    with world.session() as s:
+        return list(
+            s.scalars(
+                select(Code.state)
+                .join(Device)
+                .where(Device.product_id == product_id)
+                .order_by(Code.id)
+            )
+        )
+
+
+@pytest.fixture
+def quick(database_url, tmp_path):
+    """The product with a short API timeout, so a late answer times out quickly."""
+    world = build_world(database_url, tmp_path, timeout=0.3)
+    yield world
+    world.services.close()
+
+
+# -- 6: a mint answered with a status the API does not use for refusals --------------------
+
+
+@pytest.mark.parametrize("status", [408, 302, 499, 502])
+def test_6_a_mint_answered_with_a_non_refusal_status_is_outcome_unknown_then_adopted(world, status):
+    world.pay(1001, 10, "p-408")
+    world.emulator.mint_then_status(1, status)
+    with world.session() as s, pytest.raises(MintPending):
+        world.ledger.mint_days(s, device_row(s, 1001), request_key="k1", channel="cli")
+    assert states(world, 1001) == ["unknown"]  # not "failed": the days stay reserved
+    with world.session() as s:
+        result = world.ledger.mint_days(s, device_row(s, 1001), request_key="k2", channel="cli")
+    assert [c.days for c in result.codes] == [10]  # the first mint, adopted from the history
+    assert [r.days for r in upstream(world, 1001)] == [10]  # minted once: 10 paid, 10 minted
+    assert world.simulator(1001).enter(result.codes[0].code).days == 10
+
+
+# -- 2: free and reset codes -----------------------------------------------------------------
+
+
+def test_2_a_retried_free_code_that_timed_out_returns_the_first_one_not_a_reset(quick):
+    quick.emulator.mint_then_timeout(1, delay=1.0)
+    with quick.session() as s, pytest.raises(MintPending):
+        quick.ledger.mint_special(s, device_row(s, 1001), "free", request_key="f1", channel="cli")
+    time.sleep(1.0)  # the late answer is dropped; the code is in the history
+    with quick.session() as s:
+        result = quick.ledger.mint_special(
+            s, device_row(s, 1001), "free", request_key="f2", channel="cli"
+        )
+    assert [c.kind for c in result.codes] == ["free"]
+    assert [r.kind for r in upstream(quick, 1001)] == ["free"]  # no second free code upstream
+    assert quick.simulator(1001).enter(result.codes[0].code).outcome == "free"
+
+
+def test_2_a_reset_returns_the_days_code_it_adopted_first_in_entry_order(quick):
+    quick.pay(1001, 30, "p-reset")
+    quick.emulator.mint_then_timeout(1, delay=1.0)
+    with quick.session() as s, pytest.raises(MintPending):
+        quick.ledger.mint_days(s, device_row(s, 1001), request_key="c1", channel="sms")
+    time.sleep(1.0)
+    with quick.session() as s:
+        result = quick.ledger.mint_special(
+            s, device_row(s, 1001), "reset", request_key="r1", channel="ussd"
+        )
+    assert [c.kind for c in result.codes] == ["days", "reset"]
+    device = quick.simulator(1001)
+    assert [device.enter(c.code).outcome for c in result.codes] == ["days", "reset"]
+
+
+# -- 4 and 5: payments at once (row locks: PostgreSQL) ----------------------------------------
+
+
+def _hold_then(world, first, second) -> list[Exception]:
+    """Run `first` in a transaction kept open while `second` starts in another thread."""
+    errors: list[Exception] = []
+
+    def run_second() -> None:
+        try:
+            with world.session() as s:
+                second(s)
+        except Exception as exc:
+            errors.append(exc)
+
+    with world.session() as s:
+        first(s)
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        time.sleep(0.5)  # the second now waits on our row lock (or on SQLite's write lock)
+    thread.join(30)
+    return errors
+
+
+def test_4_an_amount_payment_delivered_twice_at_once_credits_the_balance_once(world):
+    def pay(s) -> None:
+        world.ledger.record_payment(
+            s, reference="A-TWICE", device=device_row(s, 1001), amount=Decimal(75), source="webhook"
+        )
+
+    assert _hold_then(world, pay, pay) == []
+    with world.session() as s:
+        assert device_row(s, 1001).balance == Decimal("25.00")  # 75 at 50 a day: 1 day, 25 over
+        assert s.scalar(select(func.count()).select_from(Payment)) == 1
+
+
+def test_5_two_operators_assigning_one_unmatched_payment_at_once_one_wins(world):
+    with world.session() as s:
+        world.ledger.record_payment(s, reference="U-1", device=None, days=7, source="webhook")
+
+    def assign(product_id):
+        def run(s) -> None:
+            payment = s.scalar(select(Payment).where(Payment.reference == "U-1"))
+            world.ledger.assign_payment(s, payment, device_row(s, product_id))
+
+        return run
+
+    errors = _hold_then(world, assign(1001), assign(1002))
+    assert [type(e) for e in errors] == [InvalidPayment]
+    with world.session() as s:
+        payment = s.scalar(select(Payment).where(Payment.reference == "U-1"))
+        assert payment.device_id == device_row(s, 1001).id
+
+
+# -- 7: USSD request keys ----------------------------------------------------------------------
+
+
+def test_7_a_reused_ussd_session_id_never_shows_one_agent_the_others_code(world):
+    populate_agents(world)
+    world.customer("+254733000444", 1002, name="Neema")
+
+    def sale(phone: str, pin: str, product_id: int, days: int):
+        text = f"{pin}*1*{product_id}*{days}*1"
+        inbound = Inbound(
+            channel="ussd", provider_id=menu.provider_id("SAME", text), sender=phone, text=text
+        )
+        return converse(world.services, inbound, menu.RESPONDER)
+
+    first, second = sale(AGENT, PIN, 1001, 30), sale(ADMIN, ADMIN_PIN, 1002, 5)
+    assert first.end and second.end
+    with world.session() as s:
+        codes = {c.device_id: c for c in s.scalars(select(Code).where(Code.state == "minted"))}
+        mine = codes[device_row(s, 1002).id]
+        assert mine.days == 5 and mine.code in second.text  # B sees B's own code
+        assert codes[device_row(s, 1001).id].code not in second.text
+        agents = sorted(
+            p.agent_id for p in s.scalars(select(Payment).where(Payment.source == "agent"))
+        )
+        assert len(agents) == 2 and agents[0] != agents[1]  # a sale recorded for each
