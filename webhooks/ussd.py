@@ -11,6 +11,7 @@ gateway's addresses reach it (firewall or proxy allow-list); agents still need t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 from flask import Blueprint, Response, current_app, request
@@ -48,7 +49,9 @@ def parse(form: Mapping[str, str]) -> Inbound | None:
         return None
     # A session is the gateway's id on one service code for one phone: gateways may
     # reuse ids, so the other two are part of what makes a request this request.
-    session = ":".join(form[name].strip() for name in ("serviceCode", "phoneNumber", "sessionId"))
+    # The phone goes in as a digest: provider ids and request keys may be logged.
+    phone = hashlib.sha256(form["phoneNumber"].strip().encode()).hexdigest()[:16]
+    session = f"{form['serviceCode'].strip()}:{phone}:{form['sessionId'].strip()}"
     text = form.get("text", "").strip()
     return Inbound(
         channel="ussd",

@@ -36,10 +36,10 @@ class Ctx:
     def reference(self) -> str:
         """The payment reference (and mint key prefix) of this USSD session.
 
-        The agent's phone is part of it: a gateway may reuse a session id, and agent B's
-        session must never be answered with agent A's sale.
+        The agent is part of it (by id: references are logged, phones never): a gateway
+        may reuse a session id, and agent B's session must never get agent A's sale.
         """
-        return f"ussd:{self.agent.phone}:{self.session_id}"
+        return f"ussd:{self.agent.id}:{self.session_id}"
 
     def say(self, key: str, **values: object) -> str:
         return self.deps.say(self.settings.default_language, key, **values)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from bot.agents import menu
 from bot.inbound import Inbound
 from bot.ledger import InvalidPayment, MintPending
-from bot.storage.models import Code, Device, Payment
+from bot.storage.models import Code, Device, InboundMessage, Payment
 from tests.harness import (
     ADMIN,
     ADMIN_PIN,
@@ -184,3 +184,25 @@ def test_7_a_reused_ussd_session_id_never_shows_one_agent_the_others_code(world)
             p.agent_id for p in s.scalars(select(Payment).where(Payment.source == "agent"))
         )
         assert len(agents) == 2 and agents[0] != agents[1]  # a sale recorded for each
+
+
+def test_7_ussd_keys_carry_the_phone_only_as_a_digest_and_differ_per_agent(world):
+    populate_agents(world)
+    client = world.client()
+    for phone, pin in ((AGENT, PIN), (ADMIN, ADMIN_PIN)):
+        form = {
+            "sessionId": "REUSED",
+            "serviceCode": "*384#",
+            "phoneNumber": phone,
+            "text": f"{pin}*1*1001*5*1",
+        }
+        assert client.post("/webhooks/ussd", data=form).data.startswith(b"END")
+    with world.session() as s:
+        keys = (
+            list(s.scalars(select(InboundMessage.provider_id)))
+            + list(s.scalars(select(Code.request_key)))
+            + list(s.scalars(select(Payment.reference)))
+        )
+        sales = s.scalar(select(func.count()).select_from(Payment).where(Payment.source == "agent"))
+    assert sales == 2  # one sale each, though the gateway reused the session id
+    assert not [k for k in keys if AGENT[4:] in k or ADMIN[4:] in k]
