@@ -44,8 +44,10 @@ def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
     http = http or omnivoltaic_http(settings)
     username, password = settings.omnivoltaic_credentials
     client = OmnivoltaicClient(http, username, password, timeout=settings.omnivoltaic_timeout)
-    # An attempt not seen in the history is released only after the grace: it must outlast
-    # any call still in flight, or the same days could be minted twice.
+    # An attempt may start to be sent until its send deadline (reserve + send window); it
+    # is released only once the deadline plus the answer window (grace) has passed and
+    # the history does not hold it: the grace must outlast any answer still on its way.
+    send_window = timedelta(seconds=settings.omnivoltaic_timeout)
     grace = timedelta(seconds=max(60.0, 3 * settings.omnivoltaic_timeout))
     return Deps(
         settings=settings,
@@ -53,6 +55,6 @@ def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
         sessions=db.make_sessionmaker(engine),
         http=http,
         omnivoltaic=client,
-        ledger=Ledger(client, grace=grace),
+        ledger=Ledger(client, grace=grace, send_window=send_window),
         messages=Messages.load(),
     )

@@ -169,6 +169,7 @@ def build_world(
     )
     services = bootstrap.build(config, http=http)
     services.ledger.grace = grace
+    services.ledger.send_window = timedelta(seconds=timeout)
     db.upgrade(services.engine)
     with db.transaction(services.sessions) as session:
         sync_devices(session, services.omnivoltaic)

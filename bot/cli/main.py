@@ -191,6 +191,33 @@ def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
     )
 
 
+@main.command("alarms")
+@pass_ctx
+def alarms(c: _Context) -> None:
+    """List integrity alarms: answers that came for released mints, answers that differ."""
+    from sqlalchemy import select
+
+    from bot.storage import db
+    from bot.storage.models import Device, IntegrityAlarm
+
+    deps = c.deps
+    db.upgrade(deps.engine)
+    with deps.sessions() as session:
+        rows = session.execute(
+            select(IntegrityAlarm, Device.product_id)
+            .join(Device, Device.id == IntegrityAlarm.device_id)
+            .order_by(IntegrityAlarm.id)
+        ).all()
+    for alarm, product_id in rows:
+        click.echo(
+            f"{alarm.created_at:%Y-%m-%d %H:%M:%S}\t{alarm.kind}\tdevice {product_id}\t"
+            f"code {alarm.code_id}\t{alarm.detail}"
+        )
+    click.echo(f"{len(rows)} integrity alarm(s)")
+    if rows:
+        sys.exit(1)  # scripts and monitors notice
+
+
 @main.group("payments")
 def payments_group() -> None:
     """Payments the payment systems sent."""

@@ -5,6 +5,7 @@
 """
 
 from bot.ledger.book import (
+    ENTRY_ORDER,
     MAX_PAYMENT_DAYS,
     OPEN,
     InvalidPayment,
@@ -20,6 +21,7 @@ from bot.ledger.book import (
 )
 
 __all__ = [
+    "ENTRY_ORDER",
     "MAX_PAYMENT_DAYS",
     "OPEN",
     "InvalidPayment",

@@ -13,6 +13,16 @@ disk before the API can mint, or a crash would lose the code. An `unknown` (or a
 `pending`) attempt is reconciled from the API's code history before anything new is
 minted for that device; while that cannot be done, nothing new is minted.
 
+Fencing, not a clock: each attempt gets a send deadline when it is reserved, just before
+it is sent. Past it no process may start sending it (the client refuses, and uses what is
+left as the request's timeouts). Reconciliation releases an attempt as "surely not
+minted" only once its deadline plus the answer window (`grace`) had passed before the
+history was read, and that history does not hold it. An answer that still arrives for a
+released attempt is recorded, returned and raised as an integrity alarm, never dropped.
+
+No upstream call is made while a lock is held (a row lock, or SQLite's one write lock):
+reconciliation commits, reads the history, then locks the device and checks again.
+
 The credit-ahead cap (DESIGN.md section 3): a days code is minted only while
 `credit_until - now + days <= 1095`, so one request mints at most one days code, and no
 code we hand out, entered alone after skipped ones, can read as FREE on the device. Paid
@@ -33,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from bot.domain import MAX_CODE_DAYS
 from bot.omnivoltaic import client as api
-from bot.storage.models import Code, Device, Payment, utcnow
+from bot.storage.models import Code, Device, IntegrityAlarm, Payment, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +102,12 @@ class Ledger:
         client: api.OmnivoltaicClient,
         *,
         grace: timedelta = timedelta(seconds=60),
+        send_window: timedelta = timedelta(seconds=10),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.client = client
-        self.grace = grace  # how long an unseen attempt may still be in flight upstream
+        self.grace = grace  # after its send deadline, how long an answer may still come
+        self.send_window = send_window  # from reserving an attempt to its send deadline
         self.clock = clock
 
     # -- payments ---------------------------------------------------------------------
@@ -226,7 +238,8 @@ class Ledger:
                 .where(
                     Code.device_id == device.id,
                     Code.state == "minted",
-                    Code.request_key.startswith(base + ":", autoescape=True),
+                    Code.request_key.startswith(base + ":", autoescape=True)
+                    | (Code.adopted_by == base),
                 )
                 .order_by(*ENTRY_ORDER)
             )
@@ -251,7 +264,8 @@ class Ledger:
         served = self._served(session, device, request_key)
         if served is not None:
             return served
-        adopted = self.reconcile(session, device)
+        read_budget, timeout = _split(timeout)
+        adopted = self.reconcile(session, device, request_key=request_key, budget=read_budget)
         device = self._lock(session, device.id)
         served = self._served(session, device, request_key)  # a duplicate got here first
         if served is not None:
@@ -263,7 +277,7 @@ class Ledger:
         if days <= 0:
             return MintResult(adopted, new=True, held=unspent)
         attempt = self._reserve(
-            session, device, "days", days, f"{request_key}:0", channel, requested_by
+            session, device, "days", days, f"{request_key}:0", channel, requested_by, timeout
         )
         if days == unspent:  # payments still not fully in a code stay for the sweep
             self._link_payments(session, device, attempt)
@@ -301,7 +315,8 @@ class Ledger:
         served = self._served(session, device, request_key)
         if served is not None:
             return served
-        adopted = self.reconcile(session, device)
+        read_budget, timeout = _split(timeout)
+        adopted = self.reconcile(session, device, request_key=request_key, budget=read_budget)
         device = self._lock(session, device.id)
         served = self._served(session, device, request_key)
         if served is not None:
@@ -311,7 +326,7 @@ class Ledger:
         if kind == "free" and device.state == "free":
             raise Refused(f"device {device.product_id} is already free")
         attempt = self._reserve(
-            session, device, kind, None, f"{request_key}:0", channel, requested_by
+            session, device, kind, None, f"{request_key}:0", channel, requested_by, timeout
         )
         session.commit()
         try:
@@ -351,7 +366,12 @@ class Ledger:
         key: str,
         channel: str,
         requested_by: str | None,
+        timeout: float | None,
     ) -> Code:
+        now = self.clock()
+        window = self.send_window
+        if timeout is not None:
+            window = min(window, timedelta(seconds=timeout))
         code = Code(
             device_id=device.id,
             kind=kind,
@@ -360,7 +380,8 @@ class Ledger:
             request_key=key,
             channel=channel,
             requested_by=requested_by,
-            created_at=self.clock(),
+            created_at=now,
+            send_deadline=now + window,
         )
         session.add(code)
         session.flush()
@@ -391,25 +412,41 @@ class Ledger:
 
     def _call(self, session: Session, device: Device, attempt: Code, timeout: float | None) -> Code:
         """Call the API for one committed attempt and record what happened."""
+        deadline = attempt.send_deadline or attempt.created_at + self.send_window
+        within = (deadline - self.clock()).total_seconds()
         try:
+            if within <= 0:  # fenced: another process may already have released it
+                raise api.DeadlinePassed(f"mint {attempt.id}: send deadline passed; not sent")
             if attempt.kind == "days":
                 assert attempt.days is not None  # the schema's CHECK days_match_kind
-                minted = self.client.days_code(device.product_id, attempt.days, timeout=timeout)
+                minted = self.client.days_code(
+                    device.product_id, attempt.days, timeout=timeout, send_by=deadline
+                )
             elif attempt.kind == "free":
-                minted = self.client.free_code(device.product_id, timeout=timeout)
+                minted = self.client.free_code(device.product_id, timeout=timeout, send_by=deadline)
             else:
-                minted = self.client.reset_code(device.product_id, timeout=timeout)
+                minted = self.client.reset_code(
+                    device.product_id, timeout=timeout, send_by=deadline
+                )
         except api.OutcomeUnknown:
             log.warning(
                 "mint %s for device %s: outcome unknown; will reconcile",
                 attempt.id,
                 device.product_id,
             )
-            attempt.state = "unknown"
+            device = self._lock(session, device.id)
+            session.refresh(attempt)
+            if attempt.state == "pending":
+                attempt.state = "unknown"
+                # Its one send is over: nothing more can leave for it after now.
+                attempt.send_deadline = min(deadline, self.clock())
             session.commit()
             raise MintPending("the code service did not answer in time") from None
         except api.OmnivoltaicError as exc:
-            self._fail(session, attempt)
+            device = self._lock(session, device.id)  # surely not minted: free its days
+            session.refresh(attempt)
+            if attempt.state in OPEN:
+                self._fail(session, attempt)
             session.commit()
             if isinstance(exc, api.Rejected):
                 raise Refused(str(exc)) from exc
@@ -418,24 +455,43 @@ class Ledger:
         session.refresh(attempt)  # a reconciliation may have settled it while we waited
         if attempt.state == "minted":  # adopted from the history: applied once already
             if attempt.code != minted.code:
-                log.error(
-                    "mint %s for device %s: answer %s differs from the adopted code",
-                    attempt.id,
-                    device.product_id,
-                    minted.otp_count,
+                self._alarm(
+                    session,
+                    "answer_differs",
+                    device,
+                    attempt,
+                    f"answer index {minted.otp_count} differs from the adopted code",
                 )
             session.commit()
             return attempt
-        if attempt.state == "failed":
-            log.error(
-                "mint %s for device %s was released before its answer came; "
-                "recording its code anyway",
-                attempt.id,
-                device.product_id,
+        if attempt.state == "failed":  # released while in flight: its days may be minted twice
+            self._alarm(
+                session,
+                "late_answer",
+                device,
+                attempt,
+                f"an answer (index {minted.otp_count}) came after the attempt was released",
             )
         self._apply(device, attempt, minted.code, minted.otp_hash, minted.otp_count)
         session.commit()
         return attempt
+
+    def _alarm(
+        self, session: Session, kind: str, device: Device, attempt: Code, detail: str
+    ) -> None:
+        """An integrity alarm: logged, kept (`ovbot alarms` lists them), never raised."""
+        log.error(
+            "INTEGRITY %s: device %s, mint %s: %s", kind, device.product_id, attempt.id, detail
+        )
+        session.add(
+            IntegrityAlarm(
+                kind=kind,
+                device_id=device.id,
+                code_id=attempt.id,
+                detail=detail,
+                created_at=self.clock(),
+            )
+        )
 
     def _fail(self, session: Session, attempt: Code) -> None:
         attempt.state = "failed"
@@ -463,30 +519,34 @@ class Ledger:
 
     # -- reconciliation ---------------------------------------------------------------
 
-    def reconcile(self, session: Session, device: Device) -> tuple[Code, ...]:
+    def reconcile(
+        self,
+        session: Session,
+        device: Device,
+        *,
+        request_key: str | None = None,
+        budget: float | None = None,
+    ) -> tuple[Code, ...]:
         """Settle open attempts from the code history before anything new is minted.
 
-        Returns the codes adopted from the history, in the order they must be entered.
-
-        Holds the device's lock while it reads the history, so two requests never adopt
-        the same history row; this path is rare (only after a timeout or a crash).
+        Returns the codes adopted from the history, in the order they must be entered
+        (recorded as adopted by `request_key`, so a RESEND shows them with its codes).
+        The history is read with no lock held and no transaction open: this commits the
+        session first, then locks the device and checks again. With a `budget` (a
+        customer's request), the read gets one try within it.
         """
-        device = self._lock(session, device.id)
-        open_ = session.scalars(
-            select(Code)
-            .where(Code.device_id == device.id, Code.state.in_(OPEN))
-            .order_by(Code.id)
-            .execution_options(populate_existing=True)
-        ).all()
-        if not open_:
+        if not self._open(session, device):
             return ()
-        now = self.clock()
-        if any(c.state == "pending" and now - c.created_at < self.grace for c in open_):
-            raise MintPending(f"a code for device {device.product_id} is being minted")
+        session.commit()  # no lock (SQLite: no write lock) while the API is called
+        read_at = self.clock()
         try:
-            history = self.client.code_history(device.product_id, 0, 100)
+            history = self.client.code_history(
+                device.product_id, 0, 100, timeout=budget, retries=0 if budget else None
+            )
         except api.OmnivoltaicError as exc:
             raise ServiceUnavailable(f"cannot read the code history: {exc}") from exc
+        device = self._lock(session, device.id)
+        open_ = self._open(session, device)  # another request may have settled some
         known = set(
             session.scalars(
                 select(Code.code).where(Code.device_id == device.id, Code.code.is_not(None))
@@ -518,8 +578,10 @@ class Ledger:
                     match.index,
                 )
                 self._apply(device, attempt, match.code, None, match.index)
+                if request_key is not None:
+                    attempt.adopted_by = request_key
                 adopted.append(attempt)
-            elif now - attempt.created_at >= self.grace:
+            elif self._fence(attempt) <= read_at:  # fenced before the history was read
                 log.info(
                     "mint %s for device %s is not in the history; credit released",
                     attempt.id,
@@ -532,6 +594,22 @@ class Ledger:
         if waiting:
             raise MintPending(f"a code for device {device.product_id} is being confirmed")
         return tuple(adopted)
+
+    def _fence(self, attempt: Code) -> datetime:
+        """When no answer can come any more: the send deadline plus the answer window."""
+        deadline = attempt.send_deadline or attempt.created_at + self.send_window
+        return deadline + self.grace
+
+    @staticmethod
+    def _open(session: Session, device: Device) -> list[Code]:
+        return list(
+            session.scalars(
+                select(Code)
+                .where(Code.device_id == device.id, Code.state.in_(OPEN))
+                .order_by(Code.id)
+                .execution_options(populate_existing=True)
+            )
+        )
 
     @staticmethod
     def _lock(session: Session, device_id: int) -> Device:
@@ -565,3 +643,8 @@ def money(value: object) -> Decimal:
 def _check_days(days: int) -> None:
     if days > MAX_PAYMENT_DAYS:
         raise InvalidPayment(f"more than {MAX_PAYMENT_DAYS} days in one payment")
+
+
+def _split(budget: float | None) -> tuple[float | None, float | None]:
+    """A request's upstream budget: half to read the history (one try), half to mint."""
+    return (None, None) if budget is None else (budget / 2, budget / 2)

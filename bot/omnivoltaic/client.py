@@ -8,7 +8,8 @@
      ├── Unavailable           nothing we rely on happened: could not connect, or a read
      │    │                    call (or login) still failing after its retries: transport
      │    │                    error, 5xx, 429; a mint that was surely never sent or got 429
-     │    └── ProtocolError    a 2xx answer to a read call that we cannot understand
+     │    ├── ProtocolError    a 2xx answer to a read call that we cannot understand
+     │    └── DeadlinePassed   a mint whose send deadline had passed: surely not sent
      └── OutcomeUnknown        a MINT call that may have been executed: timeout or lost
                                connection after sending, a 5xx, or an answer we cannot
                                read or whose code does not match its otpHash.
@@ -24,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -53,6 +55,7 @@ __all__ = [
     "NotAssigned",
     "Unavailable",
     "ProtocolError",
+    "DeadlinePassed",
     "OutcomeUnknown",
 ]
 log = logging.getLogger(__name__)
@@ -101,6 +104,10 @@ class ProtocolError(Unavailable):
     pass
 
 
+class DeadlinePassed(Unavailable):
+    """A mint refused before sending: its send deadline (its fence) had passed."""
+
+
 class OutcomeUnknown(OmnivoltaicError):
     pass
 
@@ -134,12 +141,13 @@ class OmnivoltaicClient:
         backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._http, self._username, self._password = http, username, password
         self._timeout = httpx.Timeout(timeout)
         self._token_life = max(token_ttl - renew_margin, 0.0)
         self._retries, self._backoff = retries, backoff
-        self._sleep, self._clock = sleep, clock
+        self._sleep, self._clock, self._wall_clock = sleep, clock, wall_clock
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
@@ -200,24 +208,47 @@ class OmnivoltaicClient:
             body = body.get("item", body.get("data", body))
         return _parse(item_from_api, body)
 
-    def days_code(self, product_id: int, days: int, *, timeout: float | None = None) -> MintedCode:
+    # A mint's `send_by` is its fence: the moment (UTC, on `wall_clock`) after which the
+    # request may not start to be sent. Past it (a slow login, a paused process) the mint
+    # is refused with DeadlinePassed, nothing sent; the request's connect, pool and write
+    # phases share what is left, so no byte leaves after it. `timeout` bounds the answer.
+
+    def days_code(
+        self,
+        product_id: int,
+        days: int,
+        *,
+        timeout: float | None = None,
+        send_by: datetime | None = None,
+    ) -> MintedCode:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
             raise InvalidRequest(f"days must be an integer 1..{MAX_DAYS}, got {days!r}")
-        return self._mint(
-            "/otp/daysCode", {"productId": _product(product_id), "days": days}, timeout
-        )
+        body = {"productId": _product(product_id), "days": days}
+        return self._mint("/otp/daysCode", body, timeout, send_by)
 
-    def free_code(self, product_id: int, *, timeout: float | None = None) -> MintedCode:
-        return self._mint("/code/code/freecodeotp", {"productId": _product(product_id)}, timeout)
+    def free_code(
+        self, product_id: int, *, timeout: float | None = None, send_by: datetime | None = None
+    ) -> MintedCode:
+        body = {"productId": _product(product_id)}
+        return self._mint("/code/code/freecodeotp", body, timeout, send_by)
 
-    def reset_code(self, product_id: int, *, timeout: float | None = None) -> MintedCode:
-        return self._mint("/code/code/resetcode", {"productId": _product(product_id)}, timeout)
+    def reset_code(
+        self, product_id: int, *, timeout: float | None = None, send_by: datetime | None = None
+    ) -> MintedCode:
+        body = {"productId": _product(product_id)}
+        return self._mint("/code/code/resetcode", body, timeout, send_by)
 
     def code_history(
-        self, product_id: int, offset: int = 0, limit: int = MAX_LIMIT
+        self,
+        product_id: int,
+        offset: int = 0,
+        limit: int = MAX_LIMIT,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
     ) -> list[HistoryRow]:
-        """Newest first."""
-        return list(self._history_page(product_id, offset, limit).items)
+        """Newest first. `timeout` and `retries` narrow this read (a request's budget)."""
+        return list(self._history_page(product_id, offset, limit, timeout, retries).items)
 
     def iter_code_history(
         self, product_id: int, page_size: int = MAX_LIMIT
@@ -230,16 +261,29 @@ class OmnivoltaicClient:
             raise ProtocolError("codeHistory_Metadata answer is not an object")
         return body
 
-    def _history_page(self, product_id: int, offset: int, limit: int) -> HistoryPage:
+    def _history_page(
+        self,
+        product_id: int,
+        offset: int,
+        limit: int,
+        timeout: float | None = None,
+        retries: int | None = None,
+    ) -> HistoryPage:
         _check_window(offset, limit)
         path = f"/oves/codeHistoryList/{_product(product_id)}/{offset}/{limit}"
-        rows, total = _rows(self._call("GET", path))
+        rows, total = _rows(self._call("GET", path, timeout=timeout, retries=retries))
         items = tuple(_parse(history_row_from_api, row) for row in rows)
         return HistoryPage(items=items, total=total)
 
-    def _mint(self, path: str, body: dict[str, Any], timeout: float | None) -> MintedCode:
+    def _mint(
+        self,
+        path: str,
+        body: dict[str, Any],
+        timeout: float | None,
+        send_by: datetime | None = None,
+    ) -> MintedCode:
         """A mint; `timeout` may shorten the wait (USSD screens cannot wait long)."""
-        answer = self._call("POST", path, body, mint=True, timeout=timeout)
+        answer = self._call("POST", path, body, mint=True, timeout=timeout, send_by=send_by)
         try:
             return minted_code_from_api(answer)
         except ValueError as exc:
@@ -255,12 +299,26 @@ class OmnivoltaicClient:
         *,
         mint: bool = False,
         timeout: float | None = None,
+        retries: int | None = None,
+        send_by: datetime | None = None,
     ) -> Any:
+        def exchange(token: str) -> httpx.Response:
+            return self._exchange(
+                method,
+                path,
+                body,
+                token=token,
+                mint=mint,
+                timeout=timeout,
+                retries=retries,
+                send_by=send_by,
+            )
+
         token = self._current_token()
-        response = self._exchange(method, path, body, token=token, mint=mint, timeout=timeout)
+        response = exchange(token)
         if response.status_code == 401:
             token = self._token_after_401(token)
-            response = self._exchange(method, path, body, token=token, mint=mint, timeout=timeout)
+            response = exchange(token)
             if response.status_code == 401:
                 raise AuthFailed(f"{method} {path}: 401 after a fresh login")
         return self._decode(response, mint=mint)
@@ -274,17 +332,21 @@ class OmnivoltaicClient:
         token: str | None,
         mint: bool,
         timeout: float | None = None,
+        retries: int | None = None,
+        send_by: datetime | None = None,
     ) -> httpx.Response:
         """One logical request. Read calls retry failures; a mint is sent once, whatever happens."""
         headers = {"Authorization": token} if token else {}
-        attempts = 1 if mint else 1 + max(self._retries, 0)
+        retries = self._retries if retries is None else retries
+        attempts = 1 if mint else 1 + max(retries, 0)
         for attempt in range(attempts):
             if attempt:
                 self._sleep(self._backoff * 2 ** (attempt - 1))
             started = self._clock()
+            limits = self._limits(timeout, send_by, f"{method} {path}")
             try:
                 response = self._http.request(
-                    method, path, json=body, headers=headers, timeout=timeout or self._timeout
+                    method, path, json=body, headers=headers, timeout=limits
                 )
             except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
                 log.warning(
@@ -306,6 +368,16 @@ class OmnivoltaicClient:
                 return response
             failure = Unavailable(f"{method} {path}: {status}")
         raise failure
+
+    def _limits(self, timeout: float | None, send_by: datetime | None, what: str) -> httpx.Timeout:
+        """The request's timeouts; past `send_by`, DeadlinePassed (nothing is sent)."""
+        read = self._timeout.read if timeout is None else timeout
+        if send_by is None:
+            return self._timeout if timeout is None else httpx.Timeout(timeout)
+        left = (send_by - self._wall_clock()).total_seconds()
+        if left <= 0:
+            raise DeadlinePassed(f"{what}: its send deadline passed {-left:.3f}s ago; not sent")
+        return httpx.Timeout(read, connect=left / 3, pool=left / 3, write=left / 3)
 
     def _decode(self, response: httpx.Response, *, mint: bool) -> Any:
         status, where = response.status_code, f"{response.request.method} {response.url.path}"

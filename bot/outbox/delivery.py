@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.outbox.senders import NotSent, OutcomeUnknown, Sender, Undeliverable, Unsubscribed
 from bot.storage import db
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 8
 BACKOFF, MAX_BACKOFF = timedelta(seconds=30), timedelta(hours=1)
+MAX_ROUNDS = 10  # rounds of one drain, while sent messages unblock the ones after them
 _warned: set[str] = set()  # channels already reported as having no sender
 
 
@@ -75,18 +76,49 @@ def drain(
     max_attempts: int = MAX_ATTEMPTS,
     stop: threading.Event | None = None,
 ) -> DrainReport:
-    """Send one batch of due messages; `stop` (an Event) hands the rest back unsent."""
+    """Send one batch of due messages; `stop` (an Event) hands the rest back unsent.
+
+    A message that must follow another of the same event (`after_id`) waits until that
+    one is done; when a batch sends messages others wait on, the next round goes at once.
+    """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     _warn_unsendable(sessions, set(senders))
-    claims, outcomes = claim(
-        sessions, set(senders), batch=batch, now=clock(), lease=lease, max_attempts=max_attempts
-    )
-    for position, c in enumerate(claims):
-        if stop is not None and stop.is_set():
-            release(sessions, claims[position:], clock())
+    total: Counter[str] = Counter()
+    for _ in range(MAX_ROUNDS):
+        claims, outcomes = claim(
+            sessions,
+            set(senders),
+            batch=batch,
+            now=clock(),
+            lease=lease,
+            max_attempts=max_attempts,
+        )
+        for position, c in enumerate(claims):
+            if stop is not None and stop.is_set():
+                release(sessions, claims[position:], clock())
+                return _report(total + outcomes)
+            outcomes[_deliver(sessions, senders[c.channel], c, clock, max_attempts)] += 1
+        total += outcomes
+        if not claims or not _unblocked(sessions, [c.id for c in claims]):
             break
-        outcomes[_deliver(sessions, senders[c.channel], c, clock, max_attempts)] += 1
+    return _report(total)
+
+
+def _report(outcomes: Counter[str]) -> DrainReport:
     return DrainReport(outcomes["sent"], outcomes["retried"], outcomes["failed"])
+
+
+def _unblocked(sessions: sessionmaker[Session], done: list[int]) -> bool:
+    """Whether a pending message waits on one of these (now sent or failed) messages."""
+    with sessions() as session:
+        return (
+            session.scalar(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.after_id.in_(done), OutboxMessage.status == "pending")
+                .limit(1)
+            )
+            is not None
+        )
 
 
 def claim(
@@ -102,6 +134,7 @@ def claim(
     outcomes: Counter[str] = Counter()
     if not channels:
         return claims, outcomes
+    before = aliased(OutboxMessage)  # the message a row must follow, if any
     with db.transaction(sessions) as session:
         rows = session.scalars(
             select(OutboxMessage)
@@ -109,6 +142,10 @@ def claim(
                 OutboxMessage.status.in_(("pending", "sending")),
                 OutboxMessage.next_attempt_at <= now,
                 OutboxMessage.channel.in_(channels),
+                OutboxMessage.after_id.is_(None)
+                | select(before.id)
+                .where(before.id == OutboxMessage.after_id, before.status.in_(("sent", "failed")))
+                .exists(),
             )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(batch)
@@ -166,10 +203,19 @@ def _deliver(
     except Undeliverable as exc:
         return _record(sessions, c, "failed", f"undeliverable: {exc}")
     except Exception as exc:
+        # OutcomeUnknown, or a sender's bug: the message may have left. A code sent twice
+        # is harmless; a code missing is not: sent again after a backoff.
         if not isinstance(exc, OutcomeUnknown):
             log.exception("outbox %s: unexpected error from the %s sender", c.id, c.channel)
+        if c.attempts >= max_attempts:
+            return _record(sessions, c, "failed", f"outcome unknown {c.attempts} times: {exc}")
+        wait = min(MAX_BACKOFF, BACKOFF * 2 ** (c.attempts - 1))
         return _record(
-            sessions, c, "failed", f"outcome unknown, not resent (the customer can RESEND): {exc}"
+            sessions,
+            c,
+            "retried",
+            f"outcome unknown, sending again: {exc}",
+            next_attempt_at=clock() + wait,
         )
     return _record(
         sessions, c, "sent", None, provider_message_id=result.provider_id, sent_at=clock()

@@ -18,7 +18,12 @@ from bot.text.templates import Messages
 
 
 def enqueue(
-    session: Session, customer: Customer, body: str, *, code_id: int | None = None
+    session: Session,
+    customer: Customer,
+    body: str,
+    *,
+    code_id: int | None = None,
+    after_id: int | None = None,
 ) -> OutboxMessage | None:
     """Queue `body` for `customer` on the channel they last used; None if opted out."""
     if customer.opted_out:
@@ -39,6 +44,7 @@ def enqueue(
         recipient=recipient,
         body=body,
         code_id=code_id,
+        after_id=after_id,
         next_attempt_at=utcnow(),
     )
     session.add(message)
@@ -59,8 +65,11 @@ def notify_codes(
 
     texts = code_texts(say, devices.reference(session, device), codes)
     code_ids = [codes[0].id] * (len(texts) - len(codes)) + [c.id for c in codes]
-    queued = [
-        enqueue(session, owner, text, code_id=code_id)
-        for text, code_id in zip(texts, code_ids, strict=True)
-    ]
-    return [m for m in queued if m is not None]
+    queued: list[OutboxMessage] = []
+    for text, code_id in zip(texts, code_ids, strict=True):
+        after = queued[-1].id if queued else None  # each after the one before: entry order
+        message = enqueue(session, owner, text, code_id=code_id, after_id=after)
+        if message is None:
+            return []  # opted out: none of them
+        queued.append(message)
+    return queued

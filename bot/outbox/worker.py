@@ -28,11 +28,19 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.ledger import OPEN, LedgerError, MintPending
+from bot.ledger import ENTRY_ORDER, OPEN, LedgerError, MintPending
 from bot.outbox import queue as outbox
 from bot.outbox.delivery import drain
 from bot.storage import db
-from bot.storage.models import Code, Customer, Device, OutboxMessage, Payment, utcnow
+from bot.storage.models import (
+    Code,
+    Customer,
+    Device,
+    IntegrityAlarm,
+    OutboxMessage,
+    Payment,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from bot.deps import Deps
@@ -87,7 +95,9 @@ def _push_unsent(deps: Deps, session: Session) -> int:
 
     The ledger commits a code before the caller's transaction commits its push; a crash
     in between would leave the owner without it. Only codes old enough that the request
-    which minted them has surely finished, and young enough to still matter.
+    which minted them has surely finished, and young enough to still matter. A code whose
+    answer came late (an integrity alarm) goes out too, whoever asked: its request may
+    have been answered long before.
     """
     now = utcnow()
     orphans = session.scalars(
@@ -97,7 +107,10 @@ def _push_unsent(deps: Deps, session: Session) -> int:
         .where(
             Code.state == "minted",
             Code.kind == "days",
-            Code.channel.in_(PUSHED_CHANNELS),
+            Code.channel.in_(PUSHED_CHANNELS)
+            | Code.id.in_(
+                select(IntegrityAlarm.code_id).where(IntegrityAlarm.kind == "late_answer")
+            ),
             Code.minted_at < now - PUSH_SETTLE,
             Code.minted_at > now - PUSH_HORIZON,
             Customer.opted_out.is_(False),
@@ -151,7 +164,7 @@ def _settle(deps: Deps, session: Session, device: Device) -> int:
         log.info("sweep: device %s: %s", device.product_id, exc)
     adopted = list(
         session.scalars(
-            select(Code).where(Code.id.in_(open_ids), Code.state == "minted").order_by(Code.id)
+            select(Code).where(Code.id.in_(open_ids), Code.state == "minted").order_by(*ENTRY_ORDER)
         )
     )
     for code in adopted:

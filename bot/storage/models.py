@@ -216,6 +216,12 @@ class Code(Base):
     requested_by: Mapped[str | None] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(String(16))
     upstream_index: Mapped[int | None]  # codeIndex in the API's code history
+    # The fence: no process may start sending this attempt after it. Reconciliation may
+    # release an attempt only once it, plus the answer window, has passed.
+    send_deadline: Mapped[datetime | None]
+    # The request (key without its `:n`) whose answer showed this code when it was
+    # adopted from the history: RESEND shows it with that request's codes.
+    adopted_by: Mapped[str | None] = mapped_column(Text)
     credit_until_after: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     minted_at: Mapped[datetime | None]
@@ -291,8 +297,32 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(Text)
     code_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))
+    # The message of the same event that must go out first (several codes, in order).
+    after_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
 
     customer: Mapped[Customer | None] = relationship()
     code: Mapped[Code | None] = relationship()
+
+
+ALARM_KINDS = ("late_answer", "answer_differs")
+
+
+class IntegrityAlarm(Base):
+    """Something that should never happen to a code did: kept for operators to act on.
+
+    `late_answer`: an answer arrived for an attempt already released as "surely not
+    minted" (its days may have been minted again); `answer_differs`: the API's answer
+    differs from the code adopted from its history for the same attempt.
+    """
+
+    __tablename__ = "integrity_alarms"
+    __table_args__ = (one_of("kind", ALARM_KINDS),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    code_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,7 +15,7 @@ from bot.agents.pins import verify_pin
 from bot.cli import demo
 from bot.cli.main import main
 from bot.storage import db
-from bot.storage.models import Agent, Code, Customer, Device, Payment
+from bot.storage.models import Agent, Code, Customer, Device, IntegrityAlarm, Payment
 from tests.harness import variables_read
 
 CODE = re.compile(r"\*\d{3}(?: \d{3}){6}#")
@@ -405,3 +405,20 @@ def test_telegram_set_webhook_checks_before_calling(home, monkeypatch):
     monkeypatch.setenv("TELEGRAM_SECRET_TOKEN", "secret")
     result = ovbot("telegram", "set-webhook", "http://bot.example.com/webhooks/telegram")
     assert result.exit_code == 2 and "https" in result.stderr
+
+
+def test_alarms_lists_integrity_alarms_and_exits_non_zero_while_there_are_any(fleet, Session):
+    quiet = ovbot("alarms")
+    assert quiet.exit_code == 0 and "0 integrity alarm(s)" in quiet.stdout
+    with db.transaction(Session) as session:
+        device = session.scalar(select(Device).where(Device.product_id == 1001))
+        session.add(
+            IntegrityAlarm(
+                kind="late_answer",
+                device_id=device.id,
+                detail="an answer came after the attempt was released",
+            )
+        )
+    loud = ovbot("alarms")
+    assert loud.exit_code == 1
+    assert "late_answer\tdevice 1001" in loud.stdout and "1 integrity alarm(s)" in loud.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -16,12 +17,15 @@ from sqlalchemy import func, select
 
 from bot.agents import menu
 from bot.inbound import Inbound
-from bot.ledger import InvalidPayment, MintPending
-from bot.storage.models import Code, Device, InboundMessage, Payment
+from bot.ledger import InvalidPayment, Ledger, MintPending, ServiceUnavailable
+from bot.omnivoltaic.client import OmnivoltaicClient
+from bot.outbox.queue import notify_codes
+from bot.storage.models import Code, Device, InboundMessage, IntegrityAlarm, Payment
 from tests.harness import (
     ADMIN,
     ADMIN_PIN,
     AGENT,
+    OWNER,
     PIN,
     build_world,
     converse,
@@ -206,3 +210,204 @@ def test_7_ussd_keys_carry_the_phone_only_as_a_digest_and_differ_per_agent(world
         sales = s.scalar(select(func.count()).select_from(Payment).where(Payment.source == "agent"))
     assert sales == 2  # one sale each, though the gateway reused the session id
     assert not [k for k in keys if AGENT[4:] in k or ADMIN[4:] in k]
+
+
+# -- 1: fencing, not a clock ----------------------------------------------------------------
+
+
+class FakeTime:
+    """One clock for the ledger (UTC) and the client (monotonic and UTC), moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def wall(self) -> datetime:
+        return self.now
+
+    def mono(self) -> float:
+        return self.now.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class PausedBeforeSending:
+    """The API client of a process that stops (SIGSTOP, a long GC, a slow login) just
+    before a mint leaves, while `meanwhile` runs; then it resumes and goes on."""
+
+    def __init__(self, client: OmnivoltaicClient, meanwhile) -> None:
+        self._client, self._meanwhile = client, meanwhile
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def days_code(self, *args, **kwargs):
+        self._meanwhile()
+        return self._client.days_code(*args, **kwargs)
+
+
+def _ledger(world, clock: FakeTime, client=None) -> Ledger:
+    client = client or OmnivoltaicClient(
+        world.services.http,
+        "demo@example.com",
+        "demo",
+        timeout=2.0,
+        clock=clock.mono,
+        wall_clock=clock.wall,
+    )
+    return Ledger(
+        client, grace=timedelta(seconds=30), send_window=timedelta(seconds=5), clock=clock.wall
+    )
+
+
+def test_1_a_minter_paused_past_its_deadline_never_sends_after_a_retry_released_it(world):
+    """30 paid: the paused process's mint is refused, the retry's goes out: 30 minted."""
+    world.pay(1001, 30, "p-paused")
+    clock = FakeTime()
+    retry = _ledger(world, clock)
+    outcomes = []
+
+    def customers_retry() -> None:
+        clock.advance(120)  # the pause outlasts the deadline and the answer window
+        with world.session() as s:
+            outcomes.append(
+                retry.mint_days(s, device_row(s, 1001), request_key="sms:SM2", channel="sms")
+            )
+
+    base = OmnivoltaicClient(
+        world.services.http,
+        "demo@example.com",
+        "demo",
+        timeout=2.0,
+        clock=clock.mono,
+        wall_clock=clock.wall,
+    )
+    paused = _ledger(world, clock, PausedBeforeSending(base, customers_retry))
+    with world.session() as s, pytest.raises(ServiceUnavailable, match="deadline"):
+        paused.mint_days(s, device_row(s, 1001), request_key="sms:SM1", channel="sms")
+    assert [c.days for c in outcomes[0].codes] == [30]
+    assert [r.days for r in upstream(world, 1001)] == [30]  # 30 paid, 30 minted
+    assert states(world, 1001) == ["failed", "minted"]
+    assert world.simulator(1001).enter(outcomes[0].codes[0].code).days == 30
+
+
+def test_1_an_attempt_within_its_fence_is_never_released_on_the_clock_alone(world):
+    """Absent from the history, but its deadline and answer window have not passed."""
+    world.pay(1001, 30, "p-fence")
+    clock = FakeTime()
+    ledger = _ledger(world, clock)
+    with world.session() as s:
+        attempt = Code(
+            device_id=device_row(s, 1001).id,
+            kind="days",
+            days=30,
+            state="unknown",
+            request_key="sms:SM1:0",
+            channel="sms",
+            created_at=clock.now,
+            send_deadline=clock.now + timedelta(seconds=5),
+        )
+        s.add(attempt)
+    clock.advance(20)  # past the deadline, not past deadline + answer window (30 s)
+    with world.session() as s, pytest.raises(MintPending):
+        ledger.mint_days(s, device_row(s, 1001), request_key="sms:SM2", channel="sms")
+    assert states(world, 1001) == ["unknown"]
+    clock.advance(20)  # now fenced: released on evidence (the history), then minted once
+    with world.session() as s:
+        result = ledger.mint_days(s, device_row(s, 1001), request_key="sms:SM3", channel="sms")
+    assert [c.days for c in result.codes] == [30]
+    assert states(world, 1001) == ["failed", "minted"]
+
+
+def test_1_an_answer_for_a_released_attempt_is_recorded_and_raises_an_alarm(world):
+    world.pay(1001, 30, "p-late")
+    clock = FakeTime()
+
+    def released_meanwhile() -> None:
+        with world.session() as s:  # as a reconciliation that wrongly released it would
+            for code in s.scalars(select(Code).where(Code.state == "pending")):
+                code.state = "failed"
+
+    base = OmnivoltaicClient(
+        world.services.http,
+        "demo@example.com",
+        "demo",
+        timeout=2.0,
+        clock=clock.mono,
+        wall_clock=clock.wall,
+    )
+    late = _ledger(world, clock, PausedBeforeSending(base, released_meanwhile))
+    with world.session() as s:
+        result = late.mint_days(s, device_row(s, 1001), request_key="sms:SM1", channel="sms")
+    assert [c.days for c in result.codes] == [30]  # never dropped: recorded and returned
+    with world.session() as s:
+        (alarm,) = s.scalars(select(IntegrityAlarm)).all()
+        assert (alarm.kind, alarm.code_id) == ("late_answer", result.codes[0].id)
+    assert states(world, 1001) == ["minted"]
+
+
+# -- 8: no upstream call while holding a lock ---------------------------------------------------
+
+
+def test_8_a_slow_history_read_does_not_hold_the_write_lock(world):
+    """While one request reconciles against a slow API, another channel still writes."""
+    world.pay(1001, 5, "p-slow")
+    world.emulator.fail_next(1, 503)  # the mint: outcome unknown, to be reconciled
+    with world.session() as s, pytest.raises(MintPending):
+        world.ledger.mint_days(s, device_row(s, 1001), request_key="k1", channel="cli")
+    world.emulator.set_latency(1.5)  # every call, the history read included, is slow
+    done: dict[str, float] = {}
+
+    def reconcile() -> None:
+        with world.session() as s:
+            world.ledger.reconcile(s, device_row(s, 1001))  # reads the history, settles
+            done["reconcile"] = time.monotonic()
+
+    thread = threading.Thread(target=reconcile)
+    thread.start()
+    time.sleep(0.5)  # the reconciliation is now waiting on the history
+    world.pay(1002, 3, "another-channel")  # a write: needs SQLite's lock, or 1002's row
+    done["other"] = time.monotonic()
+    thread.join(30)
+    world.emulator.set_latency(0)
+    assert done["other"] < done["reconcile"]  # it did not wait for the slow API
+
+
+# -- 3: codes in the order they must be entered -------------------------------------------------
+
+
+def _sms(world, text: str, sid: str):
+    inbound = Inbound(channel="sms", provider_id=sid, sender=OWNER, text=text)
+    return converse(world.services, inbound)
+
+
+def test_3_resend_sends_every_code_of_the_latest_mint_adopted_ones_first(quick):
+    quick.customer(OWNER, 1001)
+    quick.pay(1001, 10, "p-1")
+    quick.emulator.mint_then_timeout(1, delay=1.0)
+    assert "confirming" in _sms(quick, "CODE", "SM1").text  # timed out: being confirmed
+    time.sleep(1.0)
+    quick.pay(1001, 5, "p-2")
+    reply = _sms(quick, "CODE", "SM2")  # adopts SM1's code, then mints the 5 days
+    with quick.session() as s:
+        codes = list(s.scalars(select(Code).where(Code.state == "minted").order_by(Code.id)))
+    assert [c.days for c in codes] == [10, 5]
+    assert [c.code in reply.text for c in codes] == [True, True]
+    assert reply.text.index(codes[0].code) < reply.text.index(codes[1].code)
+    again = _sms(quick, "RESEND", "SM3").text
+    assert again.index(codes[0].code) < again.index(codes[1].code)  # both, in entry order
+    device = quick.simulator(1001)
+    assert [device.enter(c.code).days for c in codes] == [10, 5]
+
+
+def test_3_a_push_of_several_codes_is_chained_so_it_arrives_in_entry_order(world):
+    world.customer(OWNER, 1001)
+    for days, ref in ((5, "a"), (6, "b")):
+        world.pay(1001, days, ref)
+        with world.session() as s:
+            world.ledger.mint_days(s, device_row(s, 1001), request_key=ref, channel="cli")
+    with world.session() as s:
+        codes = list(s.scalars(select(Code).order_by(Code.id)))
+        queued = notify_codes(s, world.services.messages, device_row(s, 1001), codes)
+        chain = [(m.id, m.after_id) for m in queued]
+    assert [after for _, after in chain] == [None, chain[0][0], chain[1][0]]  # header, 1, 2

@@ -15,7 +15,7 @@ from bot.outbox import queue as outbox
 from bot.outbox.delivery import LEASE, claim, drain, pending_and_failed
 from bot.outbox.senders import NotSent, OutcomeUnknown, Undeliverable, Unsubscribed
 from bot.storage import db
-from bot.storage.models import Customer, utcnow
+from bot.storage.models import Customer, OutboxMessage, utcnow
 from tests.fakes import FakeSender, twilio_sender
 from tests.harness import outbox_rows, queue_messages
 
@@ -51,22 +51,46 @@ def test_not_sent_retries_after_a_backoff_then_succeeds(Session):
     assert (row.status, row.attempts, len(sender.sent)) == ("sent", 3, 3)
 
 
-@pytest.mark.parametrize(
-    "error, words",
-    [
-        (Undeliverable("twilio 400 error 21211: bad To"), "undeliverable"),
-        (OutcomeUnknown("read timeout"), "outcome unknown, not resent"),
-        (RuntimeError("a bug in a sender"), "outcome unknown, not resent"),
-    ],
-)
-def test_permanent_or_unknown_outcome_fails_and_is_never_resent(Session, error, words):
+def test_a_permanent_failure_fails_and_is_never_resent(Session):
     [message] = queue_messages(Session, "code")
-    sender = FakeSender(error)
+    sender = FakeSender(Undeliverable("twilio 400 error 21211: bad To"))
     assert drain(Session, {"sms": sender}) == delivery.DrainReport(failed=1)
     row = outbox_rows(Session)[message]
-    assert row.status == "failed" and words in row.last_error
+    assert row.status == "failed" and "undeliverable" in row.last_error
     assert drain(Session, {"sms": sender}, now=utcnow() + timedelta(days=1)).total == 0
     assert len(sender.sent) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(OutcomeUnknown("read timeout"), id="outcome unknown"),
+        pytest.param(RuntimeError("a bug in a sender"), id="a sender's bug"),
+    ],
+)
+def test_an_unknown_outcome_is_sent_again_after_a_backoff(Session, error):
+    """A code sent twice is harmless; a code that never arrives is not."""
+    [message] = queue_messages(Session, "code")
+    sender = FakeSender(error)
+    assert drain(Session, {"sms": sender}) == delivery.DrainReport(retried=1)
+    row = outbox_rows(Session)[message]
+    assert row.status == "pending" and "outcome unknown, sending again" in row.last_error
+    assert drain(Session, {"sms": sender}).total == 0  # not before the backoff
+    assert drain(Session, {"sms": sender}, now=utcnow() + timedelta(hours=1)).sent == 1
+    assert len(sender.sent) == 2 and outbox_rows(Session)[message].status == "sent"
+
+
+def test_messages_of_one_event_go_out_in_order_even_when_the_first_must_wait(Session):
+    """The second code of a push never overtakes the first, whatever the first meets."""
+    first, second = queue_messages(Session, "first code", "second code")
+    with Session.begin() as s:
+        s.get(OutboxMessage, second).after_id = first
+    sender = FakeSender(NotSent("503"))
+    assert drain(Session, {"sms": sender}) == delivery.DrainReport(retried=1)
+    assert [b for _, b in sender.sent] == ["first code"]  # the second waited
+    later = drain(Session, {"sms": sender}, now=utcnow() + timedelta(hours=1))
+    assert later.sent == 2  # the first, then at once the one that waited on it
+    assert [b for _, b in sender.sent] == ["first code", "first code", "second code"]
 
 
 def test_max_attempts_ends_failed(Session):

@@ -17,6 +17,7 @@ from bot.storage import db
 from bot.storage.models import Base, Customer, Device
 
 TABLES = {
+    "integrity_alarms",
     "customers",
     "telegram_links",
     "devices",
@@ -127,10 +128,39 @@ def test_upgrade_to_head(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0001"
+    assert db.current_revision(engine) == db.head_revision() == "0002"
     assert TABLES <= set(inspect(engine).get_table_names())
     db.upgrade(engine)  # already at head: nothing to do
-    assert db.current_revision(engine) == "0001"
+    assert db.current_revision(engine) == "0002"
+    engine.dispose()
+
+
+def test_0002_carries_existing_codes_and_messages_over_and_back(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0001")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO devices (id, product_id, state, balance, created_at) "
+                "VALUES (1, 1001, 'payg', 0, CURRENT_TIMESTAMP)"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO codes (id, device_id, kind, days, code, state, request_key,"
+                " channel, created_at) VALUES (1, 1, 'days', 5, '*0#', 'minted', 'k:0',"
+                " 'sms', CURRENT_TIMESTAMP)"
+            )
+        )
+    db.upgrade(engine)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT code, send_deadline, adopted_by FROM codes")).all() == [
+            ("*0#", None, None)
+        ]
+    config = db.alembic_config(engine.url)
+    command.downgrade(config, "0001")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT code FROM codes")).scalar_one() == "*0#"
     engine.dispose()
 
 
