@@ -99,7 +99,11 @@ def settle(deps: Deps, session: Session, payment: Payment, *, channel: str) -> A
         return Answer(body)
     outcome = attempt(
         lambda: deps.ledger.mint_days(
-            session, device, request_key=f"payment:{payment.reference}", channel=channel
+            session,
+            device,
+            request_key=f"payment:{payment.reference}",
+            channel=channel,
+            timeout=deps.settings.reply_budget,
         ),
         f"payment {payment.reference} recorded; code deferred",
     )

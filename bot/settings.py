@@ -87,6 +87,7 @@ class Settings:
     agent_lock_minutes: int = 15
     agent_daily_days_cap: int = 0  # 0 = no cap
     ussd_mint_budget: float = 8.0
+    reply_budget: float = 12.0  # seconds of upstream calls for one SMS/Telegram reply
     ussd_service_codes: tuple[str, ...] = ()
     # Set by `ovbot demo` only: webhooks accept unsigned requests.
     demo: bool = False
@@ -122,6 +123,7 @@ class Settings:
                 env, "AGENT_DAILY_DAYS_CAP", cls.agent_daily_days_cap, int
             ),
             ussd_mint_budget=_number(env, "USSD_MINT_BUDGET", cls.ussd_mint_budget),
+            reply_budget=_number(env, "REPLY_BUDGET", cls.reply_budget),
             ussd_service_codes=tuple(c.strip() for c in codes.split(",") if c.strip()),
         )
         values.update(overrides)
@@ -161,6 +163,7 @@ class Settings:
         for name, value in (
             ("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
             ("USSD_MINT_BUDGET", self.ussd_mint_budget),
+            ("REPLY_BUDGET", self.reply_budget),
         ):
             if not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value!r}")

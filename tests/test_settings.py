@@ -119,6 +119,7 @@ READ = {
     "AGENT_LOCK_MINUTES": ("30", "agent_lock_minutes", 30),
     "AGENT_DAILY_DAYS_CAP": ("90", "agent_daily_days_cap", 90),
     "USSD_MINT_BUDGET": ("4.5", "ussd_mint_budget", 4.5),
+    "REPLY_BUDGET": ("9", "reply_budget", 9.0),
     "USSD_SERVICE_CODES": (" *384#, *385*1# ,", "ussd_service_codes", ("*384#", "*385*1#")),
 }
 

@@ -187,14 +187,22 @@ def special(ctx: Ctx, state: State) -> Reply:
     if outcome.result is None:
         return end(ctx.say(SPECIAL_FAILED[outcome.failure or "unavailable"]))
     codes = outcome.result.codes
-    if not codes:  # a retry of a session whose mint had failed
+    adopted = tuple(c for c in codes if c.kind == "days")
+    if adopted:  # never shown before: the owner gets them too
+        _push(ctx, device, adopted)
+    if not any(c.kind == kind for c in codes):  # not minted (now, or on the first try)
+        if adopted:  # what was adopted on the way must still be shown, in entry order
+            return end(
+                ctx.say(
+                    "ussd_sold_many",
+                    device=label(device),
+                    count=len(adopted),
+                    codes="\n".join(_text(c) for c in adopted),
+                )
+            )
         return end(ctx.say("ussd_unavailable"))
     log.info("agent %s made a %s code for device %s", ctx.agent.id, kind, device.product_id)
-    # Days codes adopted on the way were never shown: the owner gets them too, and they
-    # come first on the screen, in the order they must be entered.
-    adopted = tuple(c for c in codes if c.kind == "days")
-    if adopted:
-        _push(ctx, device, adopted)
+    # Days codes adopted on the way come first on the screen, in the order to enter them.
     if len(codes) == 1:
         return end(ctx.say(f"ussd_{kind}_done", device=label(device), code=_text(codes[0])))
     return end(

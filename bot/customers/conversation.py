@@ -108,6 +108,7 @@ def code(turn: Turn, device: Device) -> Reply:
             request_key=key,
             channel=turn.inbound.channel,
             requested_by=turn.customer.phone,
+            timeout=turn.deps.settings.reply_budget,
         ),
         f"CODE for device {device.product_id}",
     )

@@ -338,7 +338,8 @@ class Ledger:
         return MintResult(adopted + minted, new=True)
 
     def _served(self, session: Session, device: Device, request_key: str) -> MintResult | None:
-        """The codes already made for this request key (`key:0`, `key:1`, ...), if any.
+        """The codes already made for this request key (`key:0`, `key:1`, ...), if any,
+        after those it adopted from the history, as its first answer gave them.
 
         A key used for another device is not this request: it is refused, never served.
         """
@@ -355,7 +356,13 @@ class Ledger:
             return None
         if any(c.state in OPEN for c in codes):
             raise MintPending(f"request {request_key} is still being confirmed")
-        return MintResult(tuple(c for c in codes if c.state == "minted"), new=False)
+        adopted = session.scalars(
+            select(Code)
+            .where(Code.device_id == device.id, Code.adopted_by == request_key)
+            .order_by(*ENTRY_ORDER)
+        ).all()  # shown first by this request's answer: the same again
+        own = [c for c in codes if c.state == "minted"]
+        return MintResult((*adopted, *own), new=False)
 
     def _reserve(
         self,

@@ -370,10 +370,15 @@ class OmnivoltaicClient:
         raise failure
 
     def _limits(self, timeout: float | None, send_by: datetime | None, what: str) -> httpx.Timeout:
-        """The request's timeouts; past `send_by`, DeadlinePassed (nothing is sent)."""
-        read = self._timeout.read if timeout is None else timeout
+        """The request's timeouts; past `send_by`, DeadlinePassed (nothing is sent).
+
+        A call's `timeout` only ever shortens the client's own (a request's budget).
+        """
+        default = self._timeout.read
+        read = default if timeout is None or default is None else min(timeout, default)
+        read = timeout if read is None else read
         if send_by is None:
-            return self._timeout if timeout is None else httpx.Timeout(timeout)
+            return self._timeout if timeout is None else httpx.Timeout(read)
         left = (send_by - self._wall_clock()).total_seconds()
         if left <= 0:
             raise DeadlinePassed(f"{what}: its send deadline passed {-left:.3f}s ago; not sent")

@@ -411,3 +411,27 @@ def test_3_a_push_of_several_codes_is_chained_so_it_arrives_in_entry_order(world
         queued = notify_codes(s, world.services.messages, device_row(s, 1001), codes)
         chain = [(m.id, m.after_id) for m in queued]
     assert [after for _, after in chain] == [None, chain[0][0], chain[1][0]]  # header, 1, 2
+
+
+# -- 8: a customer's reconciliation fits the channel's budget ---------------------------------
+
+
+def test_8_a_code_request_answers_within_its_budget_when_the_api_is_slower_than_it(
+    database_url, tmp_path
+):
+    """One try at the history within half the budget, not three tries of the API timeout."""
+    world = build_world(database_url, tmp_path, timeout=2.0, reply_budget=1.0)
+    try:
+        world.customer(OWNER, 1001)
+        world.pay(1001, 5, "p-budget")
+        world.emulator.fail_next(1, 503)  # the first mint: outcome unknown
+        assert "confirming" in _sms(world, "CODE", "SM1").text
+        world.emulator.set_latency(1.5)  # slower than the budget, within the API timeout
+        started = time.monotonic()
+        reply = _sms(world, "CODE", "SM2")
+        elapsed = time.monotonic() - started
+        world.emulator.set_latency(0)
+        assert elapsed < 1.4  # three tries of 2 s would take 6 s and more
+        assert reply.texts == (world.services.messages.render("en", "api_unavailable"),)
+    finally:
+        world.services.close()
