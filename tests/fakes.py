@@ -3,7 +3,9 @@
 - `payment_signature`: the signature a payment system puts on its webhook;
 - `FakeSender`: a sender (bot/outbox/senders.py's seam) answering from a script;
 - `FakeTwilioHttp` / `twilio_sender`: twilio's real Client on a fake HTTP client with
-  canned provider payloads, recording what was asked.
+  canned provider payloads, recording what was asked;
+- `FakeTime`: one hand-moved clock for the ledger and the API client;
+- `PausedBeforeSending`: the API client of a process that stops just before a mint.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import hmac
 import json
 import logging
 import threading
+from datetime import UTC, datetime, timedelta
 
 from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from bot.omnivoltaic.client import OmnivoltaicClient
 from bot.outbox.senders import SendResult, TwilioSmsSender
 
 TWILIO_FROM = "+15005550006"
@@ -84,3 +88,34 @@ def twilio_sender(*answers, from_number=TWILIO_FROM):
     http = FakeTwilioHttp(*answers)
     client = Client("AC" + "0" * 32, "token", http_client=http)
     return TwilioSmsSender(client, from_number), http
+
+
+class FakeTime:
+    """One clock for the ledger (UTC) and the client (monotonic and UTC), moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def wall(self) -> datetime:
+        return self.now
+
+    def mono(self) -> float:
+        return self.now.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class PausedBeforeSending:
+    """The API client of a process that stops (SIGSTOP, a long GC, a slow login) just
+    before a mint leaves, while `meanwhile` runs; then it resumes and goes on."""
+
+    def __init__(self, client: OmnivoltaicClient, meanwhile) -> None:
+        self._client, self._meanwhile = client, meanwhile
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def days_code(self, *args, **kwargs):
+        self._meanwhile()
+        return self._client.days_code(*args, **kwargs)

@@ -28,6 +28,7 @@ from bot.deps import Deps
 from bot.inbound import Inbound, Reply, Responder, process
 from bot.ledger import Ledger
 from bot.ledger.fleet import sync_devices
+from bot.omnivoltaic.client import OmnivoltaicClient
 from bot.omnivoltaic.emulator import EmulatorTransport, create_emulator
 from bot.omnivoltaic.simulator import Device as Simulator
 from bot.outbox import queue as outbox
@@ -35,6 +36,7 @@ from bot.settings import Settings
 from bot.storage import db
 from bot.storage.models import Customer, Device, OutboxMessage, TelegramLink
 from bot.text import gsm7
+from tests.fakes import FakeTime
 
 SECRETS = dict(
     twilio_account_sid="AC" + "0" * 32,
@@ -267,3 +269,15 @@ def variables_read() -> set[str]:
     env = _Recorder()
     Settings.from_env(env)
     return env.asked
+
+
+def timed_client(world, clock: FakeTime) -> OmnivoltaicClient:
+    """The world's API client, on `clock`."""
+    return OmnivoltaicClient(
+        world.services.http,
+        "demo@example.com",
+        "demo",
+        timeout=2.0,
+        clock=clock.mono,
+        wall_clock=clock.wall,
+    )

@@ -261,13 +261,7 @@ class Ledger:
         first, any code this request adopted from the history while reconciling: nobody
         has seen those yet, and they must be entered first.
         """
-        served = self._served(session, device, request_key)
-        if served is not None:
-            return served
-        read_budget, timeout = _split(timeout)
-        adopted = self.reconcile(session, device, request_key=request_key, budget=read_budget)
-        device = self._lock(session, device.id)
-        served = self._served(session, device, request_key)  # a duplicate got here first
+        served, adopted, device, timeout = self._begin(session, device, request_key, timeout)
         if served is not None:
             return served
         unspent = self.unspent_days(session, device)
@@ -281,13 +275,7 @@ class Ledger:
         )
         if days == unspent:  # payments still not fully in a code stay for the sweep
             self._link_payments(session, device, attempt)
-        session.commit()  # the attempt is on disk before the API can mint anything
-        try:
-            minted = self._call_all(session, device, [attempt], timeout).codes
-        except LedgerError:
-            if not adopted:
-                raise
-            minted = ()  # the new days wait for the next request; the adopted code goes out
+        minted = self._send(session, device, attempt, adopted, timeout)
         return MintResult(adopted + minted, new=True, held=unspent - days)
 
     def mint_special(
@@ -312,13 +300,7 @@ class Ledger:
         """
         if kind not in ("free", "reset"):
             raise ValueError(f"not a special code kind: {kind}")
-        served = self._served(session, device, request_key)
-        if served is not None:
-            return served
-        read_budget, timeout = _split(timeout)
-        adopted = self.reconcile(session, device, request_key=request_key, budget=read_budget)
-        device = self._lock(session, device.id)
-        served = self._served(session, device, request_key)
+        served, adopted, device, timeout = self._begin(session, device, request_key, timeout)
         if served is not None:
             return served
         if any(c.kind == kind for c in adopted):  # the retried one was minted after all
@@ -328,14 +310,43 @@ class Ledger:
         attempt = self._reserve(
             session, device, kind, None, f"{request_key}:0", channel, requested_by, timeout
         )
-        session.commit()
+        return MintResult(
+            adopted + self._send(session, device, attempt, adopted, timeout), new=True
+        )
+
+    def _begin(
+        self, session: Session, device: Device, request_key: str, timeout: float | None
+    ) -> tuple[MintResult | None, tuple[Code, ...], Device, float | None]:
+        """What every mint does first: serve a repeat, settle open attempts, lock, re-check.
+
+        Returns (the answer already given to this request, or None), the codes adopted on
+        the way, the locked device, and what is left of the budget for the mint itself.
+        """
+        served = self._served(session, device, request_key)
+        if served is not None:
+            return served, (), device, timeout
+        read_budget, timeout = _split(timeout)
+        adopted = self.reconcile(session, device, request_key=request_key, budget=read_budget)
+        device = self._lock(session, device.id)
+        served = self._served(session, device, request_key)  # a duplicate got here first
+        return served, adopted, device, timeout
+
+    def _send(
+        self,
+        session: Session,
+        device: Device,
+        attempt: Code,
+        adopted: tuple[Code, ...],
+        timeout: float | None,
+    ) -> tuple[Code, ...]:
+        """Commit the attempt, then call the API; a failure after adopting keeps those."""
+        session.commit()  # the attempt is on disk before the API can mint anything
         try:
-            minted = self._call_all(session, device, [attempt], timeout).codes
+            return self._call_all(session, device, [attempt], timeout).codes
         except LedgerError:
             if not adopted:
                 raise
-            minted = ()
-        return MintResult(adopted + minted, new=True)
+            return ()  # the new code waits for the next request; the adopted ones go out
 
     def _served(self, session: Session, device: Device, request_key: str) -> MintResult | None:
         """The codes already made for this request key (`key:0`, `key:1`, ...), if any,

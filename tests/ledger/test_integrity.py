@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from bot.agents import menu
 from bot.inbound import Inbound
 from bot.ledger import InvalidPayment, Ledger, MintPending, ServiceUnavailable
-from bot.omnivoltaic.client import OmnivoltaicClient
 from bot.outbox.queue import notify_codes
-from bot.storage.models import Code, Device, InboundMessage, IntegrityAlarm, Payment
+from bot.storage.models import Code, Device, InboundMessage, IntegrityAlarm, OutboxMessage, Payment
+from tests.fakes import FakeTime, PausedBeforeSending
 from tests.harness import (
     ADMIN,
     ADMIN_PIN,
@@ -30,6 +30,7 @@ from tests.harness import (
     build_world,
     converse,
     populate_agents,
+    timed_client,
 )
 
 
@@ -215,46 +216,8 @@ def test_7_ussd_keys_carry_the_phone_only_as_a_digest_and_differ_per_agent(world
 # -- 1: fencing, not a clock ----------------------------------------------------------------
 
 
-class FakeTime:
-    """One clock for the ledger (UTC) and the client (monotonic and UTC), moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def wall(self) -> datetime:
-        return self.now
-
-    def mono(self) -> float:
-        return self.now.timestamp()
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-class PausedBeforeSending:
-    """The API client of a process that stops (SIGSTOP, a long GC, a slow login) just
-    before a mint leaves, while `meanwhile` runs; then it resumes and goes on."""
-
-    def __init__(self, client: OmnivoltaicClient, meanwhile) -> None:
-        self._client, self._meanwhile = client, meanwhile
-
-    def __getattr__(self, name: str):
-        return getattr(self._client, name)
-
-    def days_code(self, *args, **kwargs):
-        self._meanwhile()
-        return self._client.days_code(*args, **kwargs)
-
-
-def _ledger(world, clock: FakeTime, client=None) -> Ledger:
-    client = client or OmnivoltaicClient(
-        world.services.http,
-        "demo@example.com",
-        "demo",
-        timeout=2.0,
-        clock=clock.mono,
-        wall_clock=clock.wall,
-    )
+def _ledger(world, clock, client=None) -> Ledger:
+    client = client or timed_client(world, clock)
     return Ledger(
         client, grace=timedelta(seconds=30), send_window=timedelta(seconds=5), clock=clock.wall
     )
@@ -274,14 +237,7 @@ def test_1_a_minter_paused_past_its_deadline_never_sends_after_a_retry_released_
                 retry.mint_days(s, device_row(s, 1001), request_key="sms:SM2", channel="sms")
             )
 
-    base = OmnivoltaicClient(
-        world.services.http,
-        "demo@example.com",
-        "demo",
-        timeout=2.0,
-        clock=clock.mono,
-        wall_clock=clock.wall,
-    )
+    base = timed_client(world, clock)
     paused = _ledger(world, clock, PausedBeforeSending(base, customers_retry))
     with world.session() as s, pytest.raises(ServiceUnavailable, match="deadline"):
         paused.mint_days(s, device_row(s, 1001), request_key="sms:SM1", channel="sms")
@@ -328,14 +284,7 @@ def test_1_an_answer_for_a_released_attempt_is_recorded_and_raises_an_alarm(worl
             for code in s.scalars(select(Code).where(Code.state == "pending")):
                 code.state = "failed"
 
-    base = OmnivoltaicClient(
-        world.services.http,
-        "demo@example.com",
-        "demo",
-        timeout=2.0,
-        clock=clock.mono,
-        wall_clock=clock.wall,
-    )
+    base = timed_client(world, clock)
     late = _ledger(world, clock, PausedBeforeSending(base, released_meanwhile))
     with world.session() as s:
         result = late.mint_days(s, device_row(s, 1001), request_key="sms:SM1", channel="sms")
@@ -435,3 +384,28 @@ def test_8_a_code_request_answers_within_its_budget_when_the_api_is_slower_than_
         assert reply.texts == (world.services.messages.render("en", "api_unavailable"),)
     finally:
         world.services.close()
+
+
+def test_2_an_admins_reset_shows_and_pushes_the_customers_timed_out_code_first(quick):
+    populate_agents(quick)  # OWNER owns 1001
+    quick.pay(1001, 30, "p-owner")
+    quick.emulator.mint_then_timeout(1, delay=1.0)
+    assert "confirming" in _sms(quick, "CODE", "SM1").text
+    time.sleep(1.0)
+    text = f"{ADMIN_PIN}*6*1001*1"
+    inbound = Inbound(
+        channel="ussd", provider_id=menu.provider_id("R1", text), sender=ADMIN, text=text
+    )
+    screen = converse(quick.services, inbound, menu.RESPONDER).text
+    with quick.session() as s:
+        days, reset = s.scalars(
+            select(Code)
+            .where(Code.state == "minted", Code.device_id == device_row(s, 1001).id)
+            .order_by(Code.upstream_index)
+        ).all()
+        pushed = [m.body for m in s.scalars(select(OutboxMessage))]
+    assert (days.kind, reset.kind) == ("days", "reset")
+    assert screen.index(days.code) < screen.index(reset.code)  # in the order to enter them
+    assert any(days.code in body for body in pushed)  # the owner gets the adopted code
+    device = quick.simulator(1001)
+    assert [device.enter(c.code).outcome for c in (days, reset)] == ["days", "reset"]

@@ -34,8 +34,8 @@ from bot.ledger.outcome import attempt
 from bot.omnivoltaic.client import OmnivoltaicClient
 from bot.outbox.worker import sweep
 from bot.storage.models import Code, Device
-from tests.harness import build_world, postgres_schema_url, sqlite_file_url
-from tests.ledger.test_integrity import FakeTime, PausedBeforeSending
+from tests.fakes import FakeTime, PausedBeforeSending
+from tests.harness import build_world, postgres_schema_url, sqlite_file_url, timed_client
 
 DEVICES = (1001, 1002)
 
@@ -63,16 +63,8 @@ class Integrity(RuleBasedStateMachine):
         self.served: dict[str, tuple[str, ...]] = {}  # request key -> the codes it gave
         self.free_asked = set()
 
-    def _client(self, **kwargs) -> OmnivoltaicClient:
-        return OmnivoltaicClient(
-            self.world.services.http,
-            "demo@example.com",
-            "demo",
-            timeout=2.0,
-            clock=self.clock.mono,
-            wall_clock=self.clock.wall,
-            **kwargs,
-        )
+    def _client(self) -> OmnivoltaicClient:
+        return timed_client(self.world, self.clock)
 
     def _device(self, session, product_id: int) -> Device:
         return session.scalar(select(Device).where(Device.product_id == product_id))
