@@ -1,6 +1,6 @@
 """What the agent menu does when a session ends: each action returns the END screen.
 
-Actions run only for the last input of a path (bot/agent_menu.py makes sure), and every
+Actions run only for the last input of a path (bot/agents/menu.py makes sure), and every
 write is idempotent on the USSD session: the payment reference and the mint request keys
 derive from it, so a replayed confirm returns the same code and mints nothing.
 """

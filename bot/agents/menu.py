@@ -1,9 +1,9 @@
 """The agent USSD menu: `respond(deps, session, inbound) -> Reply` (no Flask here).
 
 USSD gateways send the whole input path on every request ("1234*1*1001*30"), so the menu
-keeps no session state: it replays the path, screen by screen (bot/agent_menu_screens.py),
+keeps no session state: it replays the path, screen by screen (bot/agents/screens.py),
 against the database, and ends with the screen the last input leads to.  Only the last
-input may act (bot/agent_menu_actions.py); an action reached earlier in a path means the
+input may act (bot/agents/actions.py); an action reached earlier in a path means the
 path is not one a gateway sends, and ends the session.
 
 Navigation: `0` goes back one step and `00` to the menu, on every screen after the PIN.

@@ -1,9 +1,9 @@
 """The agent menu's screens: what each one asks, and where each answer leads.
 
 `SCREENS` is the table: a screen has a prompt and a step that reads one input and returns
-an outcome (bot/agent_menu_state.py).  Steps have no side effects, so the menu can replay
+an outcome (bot/agents/state.py).  Steps have no side effects, so the menu can replay
 a whole input path on every request; the PIN screen's step is the exception and lives in
-bot/agent_menu.py.
+bot/agents/menu.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The agent menu's vocabulary: the request context, the state of a path, step outcomes.
 
-A step of bot/agent_menu_screens.py returns `Next` (go to a new screen), `Retry` (the same
-screen again, with a hint) or `Finish` (a named action of bot/agent_menu_actions.py,
+A step of bot/agents/screens.py returns `Next` (go to a new screen), `Retry` (the same
+screen again, with a hint) or `Finish` (a named action of bot/agents/actions.py,
 which ends the session).
 """
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from bot.settings import Settings
 
-SEND_TIMEOUT = 15.0  # seconds; keep it below the outbox lease (bot/delivery.py)
+SEND_TIMEOUT = 15.0  # seconds; keep it below the outbox lease (bot/outbox/delivery.py)
 _TWILIO_RETRYABLE_CODES = {21611}  # the From number's queue is full
 
 

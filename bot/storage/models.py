@@ -3,7 +3,7 @@
 The rules of DESIGN.md section 3 that a database can keep are kept here, in the schema:
 unique references make payments, mints and inbound messages idempotent; CHECK constraints
 keep codes coherent (a minted code always has its value); foreign keys are enforced on
-SQLite too (bot/db.py turns them on).  Every datetime is timezone-aware UTC: `utcnow()`
+SQLite too (bot/storage/db.py turns them on).  Every datetime is timezone-aware UTC: `utcnow()`
 makes them, and `UTCDateTime` refuses naive values and reads back UTC on every backend.
 
 The schema itself is created by the Alembic migrations in bot/migrations, never by

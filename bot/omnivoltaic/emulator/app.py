@@ -1,7 +1,7 @@
 """The Omnivoltaic API, emulated: every endpoint of OMNIVOLTAIC.md section 3.
 
 `create_emulator(state_path, seed)` builds the Flask app; its state lives in one SQLite
-file (emulator_store) that any number of processes can share.  Provider field names
+file (emulator/store.py) that any number of processes can share.  Provider field names
 (`productItemID`, `codeValue`, ...) stay in this module.  Routes under `/_emulator/` and the
 fault-injection methods are NOT part of the real API: they exist for the device simulator
 and for tests.  `EmulatorTransport` mounts the app in-process behind an httpx client.
