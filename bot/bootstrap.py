@@ -17,6 +17,7 @@ from bot.ledger import Ledger
 from bot.omnivoltaic.client import OmnivoltaicClient
 from bot.settings import Settings
 from bot.storage import db
+from bot.text import logs
 from bot.text.templates import Messages
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def omnivoltaic_http(settings: Settings) -> httpx.Client:
 
 
 def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
+    logs.hide_settings(settings)  # the live secrets never reach a log in clear
     engine = db.make_engine(settings.database_url)
     http = http or omnivoltaic_http(settings)
     username, password = settings.omnivoltaic_credentials

@@ -52,10 +52,24 @@ class Reply:
     texts: tuple[str, ...] = ()
     request_contact: str | None = None  # Telegram: label of a share-contact button
     end: bool = True  # USSD: END (True) or CON (False)
+    # False for a reply that only says "still confirming" or "try again later": it is not
+    # stored as the answer to its message, so a provider's retry gets the real one.
+    final: bool = True
 
     @classmethod
-    def say(cls, *texts: str, request_contact: str | None = None, end: bool = True) -> Reply:
-        return cls(texts=tuple(t for t in texts if t), request_contact=request_contact, end=end)
+    def say(
+        cls,
+        *texts: str,
+        request_contact: str | None = None,
+        end: bool = True,
+        final: bool = True,
+    ) -> Reply:
+        return cls(
+            texts=tuple(t for t in texts if t),
+            request_contact=request_contact,
+            end=end,
+            final=final,
+        )
 
     @property
     def text(self) -> str:
@@ -113,11 +127,16 @@ def _language(deps: Deps, inbound: Inbound, responder: Responder) -> str:
 def answer_once(
     session: Session, inbound: Inbound, respond: Callable[[Session, Inbound], Reply]
 ) -> Reply:
-    """`respond` to `inbound`, unless its provider id was answered before: then that answer."""
+    """`respond` to `inbound`, unless its provider id was answered before: then that answer.
+
+    Only final replies are stored: after "still confirming", a repeat is answered afresh.
+    """
     stored = _stored(session, inbound)
     if stored is not None and stored.reply is not None:
         return Reply.from_json(stored.reply)
     reply = respond(session, inbound)
+    if not reply.final:
+        return reply
     try:
         with session.begin_nested():
             session.add(

@@ -9,7 +9,24 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 30
 graceful_timeout = 20
 accesslog = "-"
-# The default access log format includes the query string; ours carries no secrets, but
-# never log request bodies (they hold phone numbers and PINs).
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# The method, the path and the protocol, never the query string (a callback URL may carry
+# ?token=...), and never request bodies (they hold phone numbers and PINs).
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def _scrub_logs() -> None:
+    """Every log record of the master and the workers (forked from it), gunicorn's own
+    included, goes through bot/text/logs.py's scrubbing: secrets, PINs and phone numbers
+    masked.  The app (bootstrap.build) registers the settings' secrets again."""
+    from bot.settings import ConfigError, Settings
+    from bot.text import logs
+
+    logs.install()
+    try:
+        logs.hide_settings(Settings.from_env())
+    except ConfigError:
+        pass  # the app names the bad setting when it starts
+
+
+_scrub_logs()

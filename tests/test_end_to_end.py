@@ -259,3 +259,85 @@ def test_the_polite_reply_comes_in_the_senders_language(sqlite_world):
     reply = converse(sqlite_world.services, inbound, broken)
     assert reply.texts == (MESSAGES.render("fr", "error_try_again"),)
     assert reply.texts != (POLITE,)
+
+
+# -- slow neighbours: nothing stalls another ----------------------------------------------------
+
+
+def test_a_retry_of_a_still_confirming_message_gets_the_code_once_it_exists(tmp_path):
+    """Only final replies are stored: "confirming" is not the answer to its MessageSid."""
+    world = build_world(sqlite_file_url(tmp_path), tmp_path, timeout=0.3)
+    try:
+        world.customer(AMINA, 1001)
+        phone = Sms(create_app(deps=world.services))
+        world.pay(1001, 5, "p")
+        world.emulator.mint_then_timeout(1, delay=1.0)
+        assert "confirming" in phone.send("CODE", 7)
+        time.sleep(1.0)
+        again = phone.send("CODE", 7)  # Twilio delivers the same message again
+        (code,) = CODE_RE.findall(again)
+        assert world.simulator(1001).enter(code).days == 5
+        assert phone.send("CODE", 7) == again  # final now: stored, answered the same
+    finally:
+        world.services.close()
+
+
+def test_health_and_payments_answer_fast_while_the_api_is_slow_and_ussd_is_hostile(
+    database_url, tmp_path
+):
+    """The promise of issue 9: /healthz and a payment that needs no API call answer within
+    3 s while a customer's CODE waits on an API slower than its timeout and a maximal
+    hostile USSD request is answered; the CODE itself answers within Twilio's 15 s."""
+    import threading
+
+    world = build_world(database_url, tmp_path, timeout=2.0, mint_on_payment=False)
+    try:
+        populate = world.customer(AMINA, 1001)
+        assert populate
+        world.pay(1001, 5, "p-slow")
+        client = world.client()
+        world.emulator.set_latency(4.0)  # slower than the API timeout (2 s)
+        timings: dict[str, float] = {}
+
+        def customer_code() -> None:
+            started = time.monotonic()
+            Sms(create_app(deps=world.services)).send("CODE", 8)
+            timings["code"] = time.monotonic() - started
+
+        def hostile_ussd() -> None:
+            form = {
+                "sessionId": "x",
+                "serviceCode": "*384#",
+                "phoneNumber": "+254700000101",
+                "text": "*" * 59,
+            }
+            started = time.monotonic()
+            assert client.post("/webhooks/ussd", data=form).status_code == 200
+            timings["ussd"] = time.monotonic() - started
+
+        threads = [threading.Thread(target=customer_code), threading.Thread(target=hostile_ussd)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert client.get("/healthz").status_code == 200
+        timings["healthz"] = time.monotonic() - started
+        body = b'{"reference": "P-FAST", "product_id": 1002, "days": 3}'
+        from tests.fakes import payment_signature
+
+        started = time.monotonic()
+        answer = client.post(
+            "/webhooks/payments",
+            data=body,
+            content_type="application/json",
+            headers={"X-Signature": payment_signature(SECRETS["payments_secret"], body)},
+        )
+        timings["payment"] = time.monotonic() - started
+        for t in threads:
+            t.join(30)
+        world.emulator.set_latency(0)
+        assert answer.status_code == 200
+        assert timings["healthz"] < 3 and timings["payment"] < 3 and timings["ussd"] < 3
+        assert timings["code"] < 15
+    finally:
+        world.services.close()

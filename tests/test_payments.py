@@ -112,6 +112,9 @@ UNPARSED = [
         "amount",
     ),
     ("amount -0", {"reference": "R", "product_id": 1001, "amount": "-0"}, "amount"),
+    # Below the decimal context's smallest exponent: `% 0.01` rounds it to 0 (issue 9 #4).
+    ("amount 1e-1000027", {"reference": "R", "product_id": 1001, "amount": "1e-1000027"}, "amount"),
+    ("amount 1e-30", {"reference": "R", "product_id": 1001, "amount": 1e-30}, "amount"),
     (
         "phone with letters",
         {"reference": "R", "product_id": 1001, "days": 1, "phone": "0712 ABC DEF"},

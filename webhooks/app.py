@@ -1,13 +1,21 @@
-"""The Flask app factory: the web composition root (`webhooks.app:create_app`)."""
+"""The Flask app factory: the web composition root (`webhooks.app:create_app`).
+
+Refusals answer in each provider's language (`refusal`): JSON on the JSON routes and on
+unknown paths, a short text on Twilio's form route, and always a 200 END screen on USSD
+(a gateway ends the agent's session on anything else). Status codes are kept.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, Response, jsonify, request
 from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
 
 from bot import bootstrap
+from bot.agents import menu as agent_menu
 from bot.deps import Deps
 from bot.settings import Settings
 from bot.text import logs
@@ -15,6 +23,12 @@ from webhooks import payments, telegram, twilio, ussd
 
 MAX_BODY = 64 * 1024
 CHANNELS = [twilio, telegram, payments, ussd]
+# What turns each signed channel on: without these its guard refuses every request.
+SWITCHES = {
+    "Twilio SMS": ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"),
+    "Telegram": ("TELEGRAM_SECRET_TOKEN",),
+    "payments": ("PAYMENTS_SECRET",),
+}
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +45,18 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
         deps = bootstrap.build(settings)
         if settings.database_url.startswith("sqlite"):  # the embedded default: no worker
             embed_worker(deps)
+    warn_of_channels_off(deps.settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY  # providers send a few KB; refuse floods
     app.extensions["ovbot"] = deps
     for module in CHANNELS:
         app.register_blueprint(module.bp)
+    # Each route's channel by its path: a 405 or a 413 may come before any view runs.
+    channels = {rule.rule: rule.endpoint.partition(".")[0] for rule in app.url_map.iter_rules()}
+
+    @app.errorhandler(HTTPException)
+    def refused(error: HTTPException) -> Response:
+        return refusal(deps, channels.get(request.path), error)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str] | tuple[dict[str, str], int]:
@@ -48,6 +69,59 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
         return {"status": "ok"}
 
     return app
+
+
+def warn_of_channels_off(settings: Settings) -> None:
+    """One warning naming the channels that refuse everything, and what turns each on."""
+    if settings.demo:  # the demo accepts unsigned requests
+        return
+    off = []
+    for channel, names in SWITCHES.items():
+        missing = [name for name in names if not getattr(settings, name.lower())]
+        if missing:
+            off.append(f"{channel} (set {' and '.join(missing)})")
+    if off:
+        log.warning("webhooks refusing every request, not configured: %s", "; ".join(off))
+
+
+def refusal(deps: Deps, channel: str | None, error: HTTPException) -> Response:
+    """`error` in the language of the provider that called `channel` (None: no route)."""
+    if channel == ussd.bp.name:
+        key = "ussd_bad_request" if (error.code or 500) < 500 else "error_try_again"
+        return ussd.render(agent_menu.refuse(deps, key))  # always a 200 END screen
+    render = FORMATS.get(channel or "", _json)
+    response = render(error)
+    response.status_code = error.code or 500
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":  # e.g. a 405's Allow
+            response.headers[name] = value
+    return response
+
+
+def _reason(error: HTTPException) -> str:
+    """What the view said (`abort(400, description=...)`), else the status's name."""
+    if error.description and error.description != type(error).description:
+        return error.description
+    return error.name
+
+
+def _json(error: HTTPException) -> Response:
+    body: dict[str, object] = {"status": "rejected", "error": _reason(error)}
+    field = getattr(error, "field", None)  # a channel's refusal may name the bad field
+    if field:
+        body["field"] = field
+    return jsonify(body)
+
+
+def _text(error: HTTPException) -> Response:
+    return Response(_reason(error) + "\n", mimetype="text/plain")
+
+
+FORMATS: dict[str, Callable[[HTTPException], Response]] = {
+    twilio.bp.name: _text,
+    telegram.bp.name: _json,
+    payments.bp.name: _json,
+}
 
 
 def embed_worker(deps: Deps) -> None:

@@ -2,15 +2,18 @@
 
 Guard (X-Telegram-Bot-Api-Secret-Token, constant time), parse the Update into an Inbound,
 hand it to the core, render the Reply. Updates we don't handle get an empty 200, so
-Telegram does not retry them.
+Telegram does not retry them; a malformed one gets a 400 (`Malformed`, naming the field
+when it can), answered as JSON by the app's error handler.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from telegram import Message, Update
+from werkzeug.exceptions import BadRequest
 
 from bot.customers.conversation import RESPONDER
 from bot.deps import Deps
@@ -19,13 +22,26 @@ from bot.settings import Settings
 
 bp = Blueprint("telegram", __name__)
 IGNORED = Response(status=200)
+ID_LIMIT = 2**63  # ids are stored as signed 64-bit integers: |id| < 2**63
+
+
+class Malformed(BadRequest):
+    """A 400 for an Update we cannot read; `field` names what is wrong, when known."""
+
+    def __init__(self, description: str, field: str | None = None) -> None:
+        super().__init__(description)
+        self.field = field
 
 
 @bp.post("/webhooks/telegram")
 def receive() -> Response:
     deps: Deps = current_app.extensions["ovbot"]
     guard(deps.settings)
-    parsed = parse(request.get_json(silent=True))
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise Malformed("body must be JSON", "body") from None
+    parsed = parse(data)
     if parsed is None:
         return IGNORED
     inbound, chat_id = parsed
@@ -44,17 +60,20 @@ def guard(settings: Settings) -> None:
 def parse(data: object) -> tuple[Inbound, int] | None:
     """An Inbound for a private text or contact message, and the chat to answer in;
     None for updates we ignore."""
-    if not isinstance(data, dict) or not _is_int(data.get("update_id")):
-        abort(400, description="body must be a Telegram Update with an integer update_id")
+    if not isinstance(data, dict):
+        raise Malformed("body must be a Telegram Update (a JSON object)", "body")
+    if not _is_id(data.get("update_id")):
+        raise Malformed("must be an integer of at most 64 bits", "update_id")
     try:
         update = Update.de_json(data, None)
     except Exception:  # noqa: BLE001 - whatever PTB cannot read is malformed, never a 500
-        abort(400, description="malformed Telegram Update")
+        raise Malformed("malformed Telegram Update") from None
     message = update.message
     if message is None:
         return None
-    if not _well_formed(message):
-        abort(400, description="malformed Telegram message")
+    bad = _bad_field(message)
+    if bad:
+        raise Malformed("malformed Telegram message", bad)
     if message.from_user is None or message.chat.type != "private":
         return None
     contact = message.contact
@@ -75,26 +94,29 @@ def parse(data: object) -> tuple[Inbound, int] | None:
     return inbound, message.chat.id
 
 
-def _well_formed(message: Message) -> bool:
-    """PTB does not check types: ids must be integers, texts and numbers strings."""
+def _bad_field(message: Message) -> str | None:
+    """The first field of the message we would misread, None when all are well formed.
+
+    PTB does not check types: ids must be integers that fit 64 bits, texts and numbers
+    strings."""
     contact = message.contact
-    return (
-        message.chat is not None
-        and _is_int(message.chat.id)
-        and (message.from_user is None or _is_int(message.from_user.id))
-        and (message.text is None or isinstance(message.text, str))
-        and (
-            contact is None
-            or (
-                isinstance(contact.phone_number, str)
-                and (contact.user_id is None or _is_int(contact.user_id))
-            )
-        )
-    )
+    if message.chat is None or not _is_id(message.chat.id):
+        return "message.chat.id"
+    if message.from_user is not None and not _is_id(message.from_user.id):
+        return "message.from.id"
+    if message.text is not None and not isinstance(message.text, str):
+        return "message.text"
+    if contact is not None:
+        if not isinstance(contact.phone_number, str):
+            return "message.contact.phone_number"
+        if contact.user_id is not None and not _is_id(contact.user_id):
+            return "message.contact.user_id"
+    return None
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_id(value: object) -> bool:
+    """An integer id that fits a signed 64-bit column (a boolean is not an id)."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < ID_LIMIT
 
 
 def render(reply: Reply, chat_id: int) -> Response:

@@ -2,10 +2,15 @@
 
 Guard (X-Twilio-Signature over PUBLIC_BASE_URL + path), parse the form into an Inbound,
 hand it to the core, render the Reply as TwiML. Twilio's field names stay in this module.
+
+The signature joins names and values with no separator, so it cannot tell where one field
+ends: `MessageSid=<sid>NumMedia0` without `NumMedia` is signed alike. `parse` therefore
+takes only a MessageSid of Twilio's exact shape, and only this account's AccountSid.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from flask import Blueprint, Response, abort, current_app, request
@@ -19,13 +24,14 @@ from bot.settings import Settings
 
 bp = Blueprint("twilio", __name__)
 PATH = "/webhooks/twilio/sms"
+MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")  # an SMS's or an MMS's, nothing around it
 
 
 @bp.post(PATH)
 def receive() -> Response:
     deps: Deps = current_app.extensions["ovbot"]
     guard(deps.settings)
-    return render(process(deps, parse(request.form), RESPONDER))
+    return render(process(deps, parse(request.form, deps.settings.twilio_account_sid), RESPONDER))
 
 
 def guard(settings: Settings) -> None:
@@ -42,13 +48,19 @@ def guard(settings: Settings) -> None:
         abort(403)
 
 
-def parse(form: Mapping[str, str]) -> Inbound:
+def parse(form: Mapping[str, str], account_sid: str | None = None) -> Inbound:
+    """An Inbound for the message; a 400 naming the field unless it is well formed and,
+    when `account_sid` is given, sent to that account."""
     for field in ("MessageSid", "From"):
         if not form.get(field, "").strip():
             abort(400, description=f"missing form field {field}")
+    if not MESSAGE_SID.fullmatch(form["MessageSid"]):
+        abort(400, description="MessageSid is not a Twilio message SID")
+    if account_sid and form.get("AccountSid") != account_sid:
+        abort(400, description="AccountSid is not this account's")
     return Inbound(
         channel="sms",
-        provider_id=form["MessageSid"].strip(),
+        provider_id=form["MessageSid"],
         sender=form["From"].strip(),
         text=form.get("Body", ""),
     )

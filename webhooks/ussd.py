@@ -23,6 +23,9 @@ from bot.settings import Settings
 
 bp = Blueprint("ussd", __name__)
 REQUIRED = ("sessionId", "serviceCode", "phoneNumber")
+MAX_INPUTS = 60  # inputs in one path ("1234*1*1001*30*1" is 5)
+MAX_TEXT = 600  # characters in one path
+MAX_FIELD = 128  # characters in a session id, service code or phone number
 
 
 @bp.post("/webhooks/ussd")
@@ -36,10 +39,19 @@ def receive() -> Response:
 
 
 def guard(settings: Settings, form: Mapping[str, str]) -> str | None:
-    """The message key to end with when this service code is not ours; None when it is."""
+    """The message key to end with when this request is not one to answer; None when it is.
+
+    Not our service code; or a path no gateway sends (real paths are a few dozen inputs):
+    bounded here, before any work, so one crafted request cannot hold the database.
+    """
     codes = settings.ussd_service_codes
     if codes and form.get("serviceCode", "").strip() not in codes:
         return "ussd_wrong_service"
+    text = form.get("text", "")
+    if len(text) > MAX_TEXT or text.count("*") >= MAX_INPUTS:
+        return "ussd_session_over"
+    if any(len(form.get(name, "")) > MAX_FIELD for name in REQUIRED):
+        return "ussd_bad_request"
     return None
 
 

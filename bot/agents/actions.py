@@ -65,8 +65,9 @@ def sell(ctx: Ctx, state: State) -> Reply:
         f"USSD sale for device {device.product_id}",
     )
     result = outcome.result
-    if result is None:
-        return end(ctx.say(SALE_FAILED[outcome.failure or "unavailable"], **values))
+    if result is None:  # recorded, not minted yet: a repeat of this request tries again
+        failed = SALE_FAILED[outcome.failure or "unavailable"]
+        return Reply.say(ctx.say(failed, **values), final=outcome.failure == "refused")
     if not result.codes:
         if not result.new:  # a retry of a session whose mint had failed
             return end(ctx.say("ussd_sold_unavailable", **values))
@@ -185,7 +186,8 @@ def special(ctx: Ctx, state: State) -> Reply:
         f"USSD {kind} code for device {device.product_id}",
     )
     if outcome.result is None:
-        return end(ctx.say(SPECIAL_FAILED[outcome.failure or "unavailable"]))
+        failed = SPECIAL_FAILED[outcome.failure or "unavailable"]
+        return Reply.say(ctx.say(failed), final=outcome.failure == "refused")
     codes = outcome.result.codes
     adopted = tuple(c for c in codes if c.kind == "days")
     if adopted:  # never shown before: the owner gets them too

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -62,7 +63,8 @@ def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
     agent = _agent(deps, session, inbound.sender)
     if agent is None:
         log.info("USSD from unknown number %s refused", mask(inbound.sender))
-        return end(deps.say(language, "ussd_unknown_agent"))
+        # Not stored (not final): a stranger's requests leave no row behind.
+        return Reply.say(deps.say(language, "ussd_unknown_agent"), final=False)
     ctx = Ctx(deps, session, agent, session_id(inbound))
     if agent.locked_until is not None and agent.locked_until > deps.clock():
         minutes = -(-(agent.locked_until - deps.clock()).total_seconds() // 60)
@@ -89,12 +91,16 @@ def _agent(deps: Deps, session: Session, sender: str) -> Agent | None:
 
 
 def _replay(ctx: Ctx, inputs: list[str]) -> Reply:
+    """Walk the path once: O(its length), with at most MAX_PIN_FAILURES PIN checks."""
     back: list[State] = []
-    state, hint = State(PIN), None
+    state, hint, pins = State(PIN), None, 0
     for position, value in enumerate(inputs):
         last, hint = position == len(inputs) - 1, None
         if state.screen == PIN:
-            outcome = _pin(ctx, value, fresh=last or not _answered(ctx, inputs[: position + 1]))
+            pins += is_pin(value)
+            if pins > MAX_PIN_FAILURES:  # no gateway sends this: a replayed guessing path
+                return end(ctx.say("ussd_session_over"))
+            outcome = _pin(ctx, value, fresh=_freshness(ctx, inputs, position, last))
         elif value == HOME:
             state, back = State(MENU), []
             continue
@@ -118,25 +124,40 @@ def _replay(ctx: Ctx, inputs: list[str]) -> Reply:
     return Reply.say(render(ctx, state, hint), end=False)
 
 
-def _pin(ctx: Ctx, value: str, fresh: bool) -> Next | Retry | Finish:
-    """Check one PIN entry; only a fresh entry changes the agent's failure count."""
+def _pin(ctx: Ctx, value: str, fresh: Callable[[], bool]) -> Next | Retry | Finish:
+    """Check one PIN entry; only a fresh entry changes the agent's failure count.
+
+    `fresh` (a look-up) is asked only for a well-formed PIN, so inputs that are not PINs
+    cost nothing but the hint.
+    """
     if not is_pin(value):
         return Retry("ussd_hint_pin_format")  # not a PIN at all: not a guess either
     agent = ctx.agent
     if verify_pin(value, agent.pin_hash):
-        if fresh:
+        if fresh():
             agent.failed_attempts, agent.locked_until = 0, None
         return Next(State(MENU))
-    if fresh:
+    if fresh():
         agent.failed_attempts += 1
         if agent.failed_attempts >= MAX_PIN_FAILURES:
             agent.failed_attempts = 0
             agent.locked_until = ctx.deps.clock() + timedelta(
                 minutes=ctx.settings.agent_lock_minutes
             )
-            log.warning("agent %s locked after %d wrong PINs", agent.id, MAX_PIN_FAILURES)
+            log.warning(
+                "agent %s (%s) locked for %s minutes after %d wrong PINs",
+                agent.id,
+                mask(agent.phone),
+                ctx.settings.agent_lock_minutes,
+                MAX_PIN_FAILURES,
+            )
             return Finish("locked", State(PIN))
     return Retry("ussd_hint_pin_wrong", {"left": MAX_PIN_FAILURES - agent.failed_attempts})
+
+
+def _freshness(ctx: Ctx, inputs: list[str], position: int, last: bool) -> Callable[[], bool]:
+    """Whether the PIN at `position` is a fresh entry, looked up only when asked."""
+    return lambda: last or not _answered(ctx, inputs[: position + 1])
 
 
 def _answered(ctx: Ctx, path: list[str]) -> bool:

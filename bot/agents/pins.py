@@ -64,3 +64,20 @@ def add_agent(
     agent.locked_until = None
     session.flush()
     return agent, created
+
+
+def unlock(session: Session, phone: str) -> Agent | None:
+    """Lift an agent's lock-out and clear its failure count; None if there is no such agent.
+
+    USSD carries no signature: anyone who knows an agent's number can lock it with three
+    wrong PINs, so an admin must be able to undo that at once.
+    """
+    agent = session.scalar(select(Agent).where(Agent.phone == phone))
+    if agent is not None:
+        agent.failed_attempts, agent.locked_until = 0, None
+        session.flush()
+    return agent
+
+
+def agents(session: Session) -> list[Agent]:
+    return list(session.scalars(select(Agent).order_by(Agent.phone)))

@@ -54,8 +54,8 @@ class Chat:
 
     def _sms(self, text: str) -> list[str]:
         form = {
-            "MessageSid": f"SMchat{next(self._ids)}",
-            "AccountSid": "ACchat",
+            "MessageSid": f"SM{next(self._ids):032x}",  # Twilio's shape: SM + 32 hex
+            "AccountSid": self.settings.twilio_account_sid or "AC" + "0" * 32,
             "From": self.phone,
             "To": self.settings.twilio_from_number or "+15005550006",
             "Body": text,

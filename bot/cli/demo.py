@@ -77,7 +77,7 @@ def instructions(base_url: str) -> str:
         "",
         "Try:",
         f"  ovbot chat --from {first.phone}            then type CODE, STATUS, HISTORY, HELP",
-        f"  curl -d From={first.phone} -d MessageSid=SM1 -d Body=CODE"
+        f"  curl -d From={first.phone} -d MessageSid=SM{'0' * 31}1 -d Body=CODE"
         f" {base_url}/webhooks/twilio/sms",
         f"  curl -d sessionId=s1 -d phoneNumber={AGENT_PHONE} -d serviceCode='*384#'"
         f" -d text={AGENT_PIN} {base_url}/webhooks/ussd",

@@ -127,7 +127,14 @@ def agent_group() -> None:
 @agent_group.command("add")
 @click.argument("phone")
 @click.option("--name", required=True)
-@click.option("--pin", required=True, help="4 to 8 digits; stored hashed.")
+@click.option(
+    "--pin",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="4 to 8 digits; stored hashed. Prompted, hidden, when not given (keeps it out of "
+    "the shell's history).",
+)
 @click.option("--role", type=click.Choice(AGENT_ROLES), default="agent", show_default=True)
 @pass_ctx
 def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
@@ -150,6 +157,48 @@ def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
     finally:
         engine.dispose()
     click.echo(f"{'created' if created else 'updated'} {role} {name} ({mask(e164)})")
+
+
+@agent_group.command("unlock")
+@click.argument("phone")
+@pass_ctx
+def agent_unlock(c: _Context, phone: str) -> None:
+    """Lift an agent's lock-out after wrong PINs (anyone can cause one: USSD is unsigned)."""
+    from bot.agents.pins import unlock
+    from bot.storage import db
+    from bot.text.phones import InvalidPhone, mask, normalise
+
+    try:
+        e164 = normalise(phone, c.settings.default_region)
+    except InvalidPhone as exc:
+        raise click.BadParameter(str(exc), param_hint="PHONE") from None
+    deps = c.deps
+    db.upgrade(deps.engine)
+    with db.transaction(deps.sessions) as session:
+        agent = unlock(session, e164)
+    if agent is None:
+        raise click.ClickException(f"no agent {mask(e164)}")
+    click.echo(f"unlocked {agent.name} ({mask(e164)})")
+
+
+@agent_group.command("list")
+@pass_ctx
+def agent_list(c: _Context) -> None:
+    """The agents: role, name, masked phone, and whether each is locked out now."""
+    from bot.agents.pins import agents
+    from bot.storage import db
+    from bot.text.phones import mask
+
+    deps = c.deps
+    db.upgrade(deps.engine)
+    now = deps.clock()
+    with deps.sessions() as session:
+        rows = agents(session)
+    for a in rows:
+        locked = a.locked_until is not None and a.locked_until > now
+        state = f"locked until {a.locked_until:%Y-%m-%d %H:%M} UTC" if locked else "active"
+        click.echo(f"{mask(a.phone)}\t{a.role}\t{a.name}\t{state}")
+    click.echo(f"{len(rows)} agent(s)")
 
 
 @main.command()
@@ -317,6 +366,7 @@ def demo(c: _Context, host: str, port: int) -> None:
     # pushes go to the log: no secret from the environment applies.
     c._settings = c.settings.replace(
         demo=True,
+        twilio_account_sid=None,
         twilio_auth_token=None,
         public_base_url=None,
         telegram_secret_token=None,

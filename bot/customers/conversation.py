@@ -113,8 +113,9 @@ def code(turn: Turn, device: Device) -> Reply:
         f"CODE for device {device.product_id}",
     )
     result = outcome.result
-    if result is None:
-        return Reply.say(turn.say(MINT_FAILED[outcome.failure or "unavailable"], device=ref))
+    if result is None:  # not final: a retry of this message must try again
+        failed = MINT_FAILED[outcome.failure or "unavailable"]
+        return Reply.say(turn.say(failed, device=ref), final=outcome.failure == "refused")
     held = (turn.say("codes_held", held=result.held, device=ref),) if result.held else ()
     if result.codes:
         return Reply.say(*code_texts(turn.say, ref, result.codes), *held)

@@ -322,9 +322,10 @@ class Ledger:
         Returns (the answer already given to this request, or None), the codes adopted on
         the way, the locked device, and what is left of the budget for the mint itself.
         """
-        served = self._served(session, device, request_key)
-        if served is not None:
-            return served, (), device, timeout
+        if not self._open_request(session, request_key):  # an open one: settle it first
+            served = self._served(session, device, request_key)
+            if served is not None:
+                return served, (), device, timeout
         read_budget, timeout = _split(timeout)
         adopted = self.reconcile(session, device, request_key=request_key, budget=read_budget)
         device = self._lock(session, device.id)
@@ -347,6 +348,16 @@ class Ledger:
             if not adopted:
                 raise
             return ()  # the new code waits for the next request; the adopted ones go out
+
+    @staticmethod
+    def _open_request(session: Session, request_key: str) -> bool:
+        """Whether this request's attempt is still open (sent, answer not yet known)."""
+        return (
+            session.scalar(
+                select(Code.id).where(Code.request_key == f"{request_key}:0", Code.state.in_(OPEN))
+            )
+            is not None
+        )
 
     def _served(self, session: Session, device: Device, request_key: str) -> MintResult | None:
         """The codes already made for this request key (`key:0`, `key:1`, ...), if any,
@@ -596,7 +607,9 @@ class Ledger:
                     match.index,
                 )
                 self._apply(device, attempt, match.code, None, match.index)
-                if request_key is not None:
+                if request_key is not None and not attempt.request_key.startswith(
+                    f"{request_key}:"
+                ):  # another request's code, shown with this one's answer
                     attempt.adopted_by = request_key
                 adopted.append(attempt)
             elif self._fence(attempt) <= read_at:  # fenced before the history was read
@@ -652,6 +665,7 @@ def money(value: object) -> Decimal:
         or not amount.is_finite()
         or amount <= 0
         or amount > MAX_AMOUNT
+        or amount < CENT  # also what `%` would round away: 1e-1000027 underflows to 0
         or amount % CENT
     ):
         raise InvalidPayment(f"amount must be above 0, at most {MAX_AMOUNT}, in whole cents")

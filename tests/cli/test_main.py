@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 
 import click
 import flask
@@ -422,3 +423,29 @@ def test_alarms_lists_integrity_alarms_and_exits_non_zero_while_there_are_any(fl
     loud = ovbot("alarms")
     assert loud.exit_code == 1
     assert "late_answer\tdevice 1001" in loud.stdout and "1 integrity alarm(s)" in loud.stdout
+
+
+def test_agent_unlock_lifts_a_lock_out_and_list_shows_it(home, Session):
+    assert ovbot("agent", "add", "0700000100", "--name", "Jane", "--pin", "4821").exit_code == 0
+    with db.transaction(Session) as session:  # three wrong PINs, as anyone could send them
+        agent = session.scalar(select(Agent))
+        agent.failed_attempts, agent.locked_until = 2, datetime.now(UTC) + timedelta(minutes=15)
+    listed = ovbot("agent", "list")
+    assert "+254*****100\tagent\tJane\tlocked until" in listed.stdout
+    assert "0700000100" not in listed.stdout and "700000100" not in listed.stdout
+    done = ovbot("agent", "unlock", "+254700000100")
+    assert done.exit_code == 0 and "unlocked Jane" in done.stdout
+    with Session() as session:
+        agent = session.scalar(select(Agent))
+        assert (agent.failed_attempts, agent.locked_until) == (0, None)
+    assert "active" in ovbot("agent", "list").stdout
+    unknown = CliRunner().invoke(main, ["agent", "unlock", "+254700000999"])
+    assert unknown.exit_code != 0 and "no agent +254*****999" in unknown.output
+
+
+def test_agent_add_prompts_for_the_pin_hidden_when_not_given(home, Session):
+    done = ovbot("agent", "add", "0700000100", "--name", "Jane", input="4821\n4821\n")
+    assert done.exit_code == 0 and "created" in done.stdout
+    assert "4821" not in done.stdout  # hidden: not echoed
+    with Session() as session:
+        assert verify_pin("4821", session.scalar(select(Agent)).pin_hash)

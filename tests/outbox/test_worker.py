@@ -118,6 +118,10 @@ def test_embedded_background_worker_wakes_on_commit(sqlite_world):
         assert sender.sent == [(PHONE, "code")]
     finally:
         stop.set()
+        services.committed()  # wakes it, so it sees the stop at once
+        for thread in threading.enumerate():  # done before the world goes, or its sweep
+            if thread.name == "ovbot-embedded-worker":  # would log into the next test
+                thread.join(10)
 
 
 def test_run_worker_drains_until_stopped(Session, monkeypatch):

@@ -1,4 +1,5 @@
-"""Logs never carry a phone number in clear, and keep everything else readable."""
+"""Logs never carry a phone number, a secret or a PIN in clear, and keep everything else
+readable."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import sys
 
 import pytest
 
+from bot.settings import Settings
 from bot.text import logs
 from bot.text.logs import MaskingFormatter, scrub
+from tests.harness import SECRETS
 
 MASKED = {
     "E.164": ("from +254712345678 ok", "from +254*****678 ok"),
@@ -56,12 +59,188 @@ KEPT = {
     "a version": "python 3.11.9",
     "digits in a word": "key abc123456789012def",
     "a masked number": "from +254*****678",
+    "a URL with a port": "GET https://api.example.test:8443/v1/items?page=2&limit=50",
+    "a Bot API method": "Calling Bot API endpoint `getMe` with parameters `{}`",
+    "an error named after a token": "telegram InvalidToken: Not Found",
+    "words near the sensitive ones": "agent 7 locked after 3 wrong PINs; tokens: 4 minted",
+    "a code in a key=value": "kind=days code=*009945688031149268780#",
+    "the PIN screen": "screen: Enter your PIN",
+    "a signed request's path": '"POST /webhooks/payments HTTP/1.1" 200 57',
+    "dollars": "price $5, 0x2a$ and scrypt itself",
 }
 
 
 @pytest.mark.parametrize("label", sorted(KEPT))
 def test_leaves_other_text_alone(label):
     assert scrub(KEPT[label]) == KEPT[label]
+
+
+BOT_TOKEN = "7000000001:AAHk2xYzAbCdEfGhIjKlMnOpQrStUvWxYz0"
+
+SECRET_CASES = {
+    # Telegram bot tokens, bare and in the Bot API's URLs (httpx's and PTB's lines).
+    "a bot token": (f"token {BOT_TOKEN} rejected", "token *** rejected"),
+    "a bot token in httpx's request line": (
+        f'HTTP Request: POST https://api.telegram.org/bot{BOT_TOKEN}/sendMessage "HTTP/1.1 200 OK"',
+        'HTTP Request: POST https://api.telegram.org/bot***/sendMessage "HTTP/1.1 200 OK"',
+    ),
+    "a short bot token in a URL": (
+        "Set Bot API URL: https://api.telegram.org/bot123:test",
+        "Set Bot API URL: https://api.telegram.org/bot***",
+    ),
+    "a bot token in a file URL": (
+        "https://api.telegram.org/file/bot123:abc/photos/1.jpg",
+        "https://api.telegram.org/file/bot***/photos/1.jpg",
+    ),
+    # Authorization.
+    "an Authorization header": ("Authorization: Basic QUMwOnRlc3Q=", "Authorization: Basic ***"),
+    "a bearer token": ("sent Bearer eyJhbGciOi.J9.xyz", "sent Bearer ***"),
+    "headers as a dict": (
+        "{'authorization': 'Bearer eyJhbG', 'User-Agent': 'x/1'}",
+        "{'authorization': '***', 'User-Agent': 'x/1'}",
+    ),
+    "headers as byte tuples": (
+        "[(b'Authorization', b'Basic QUM6dG9r'), (b'Host', b'api.twilio.com')]",
+        "[(b'Authorization', b'***'), (b'Host', b'api.twilio.com')]",
+    ),
+    "a provider's signature header": ("X-Twilio-Signature : 7bZ+Q3s=", "X-Twilio-Signature : ***"),
+    "Telegram's secret header": (
+        "X-Telegram-Bot-Api-Secret-Token: s3cr3t-value",
+        "X-Telegram-Bot-Api-Secret-Token: ***",
+    ),
+    # Query strings, whatever the case of the key.
+    "query-string secrets": (
+        '"GET /cb?token=abc123&page=2&Secret=s3&signature=ab%2Fcd&PASSWORD=x&pin=2468 HTTP/1.1"',
+        '"GET /cb?token=***&page=2&Secret=***&signature=***&PASSWORD=***&pin=*** HTTP/1.1"',
+    ),
+    "camelCase and snake_case keys": (
+        "authToken=abc api_key=def apiKey=ghi access_token=jkl",
+        "authToken=*** api_key=*** apiKey=*** access_token=***",
+    ),
+    "JSON": (
+        '{"password": "p a s s", "pin": 2468, "name": "Amina"}',
+        '{"password": "***", "pin": ***, "name": "Amina"}',
+    ),
+    "a password in a URL": (
+        "postgresql+psycopg://ovbot:hunter22@db.internal:5432/ovbot",
+        "postgresql+psycopg://ovbot:***@db.internal:5432/ovbot",
+    ),
+    # PINs: their hashes (SQLAlchemy's rows at DEBUG), the head of a USSD input path.
+    "a PIN hash in a row": (
+        "Row (1, '+254*****101', 'scrypt$16384$8$1$00ff11$abcdef', 'agent')",
+        "Row (1, '+254*****101', 'scrypt$***', 'agent')",
+    ),
+    "other password hashes": (
+        "$2b$12$R9h/cIPz0gi.URNNX3kh2O pbkdf2_sha256$600000$salt$hash=",
+        "$2b$*** pbkdf2_sha256$***",
+    ),
+    "a USSD path with a PIN": ("text 2468*1*1001*30*1", "text [PIN]*1*1001*30*1"),
+    "a USSD path with a PIN, quoted": ("{'text': '97531864*4'}", "{'text': '[PIN]*4'}"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(SECRET_CASES))
+def test_masks_secrets(label):
+    given, expected = SECRET_CASES[label]
+    assert scrub(given) == expected
+
+
+GIVEN = {label: given for label, (given, _) in {**MASKED, **SECRET_CASES}.items()} | KEPT
+
+
+@pytest.mark.parametrize("label", sorted(GIVEN))
+def test_scrubbing_twice_changes_nothing_more(label):
+    once = scrub(GIVEN[label])
+    assert scrub(once) == once
+
+
+@pytest.fixture
+def hidden(monkeypatch):
+    """A registry of hidden values for this test only."""
+    monkeypatch.setattr(logs, "_hidden", set())
+    monkeypatch.setattr(logs, "_HIDDEN", None)
+
+
+def test_hidden_values_are_masked_anywhere_raw_or_encoded(hidden):
+    logs.hide("p@ss word/1", None, "")
+    assert scrub("login with p@ss word/1!") == "login with ***!"
+    assert scrub("body=user%3Dx%26pw%3Dp%40ss%20word%2F1") == "body=user%3Dx%26pw%3D***"
+    assert scrub("q=p%40ss+word%2f1") == "q=***"
+
+
+def test_values_too_short_to_hide_are_left_to_the_patterns(hidden):
+    logs.hide("abc")
+    assert scrub("abc, pin=abc") == "abc, pin=***"
+
+
+def test_the_settings_secrets_are_all_hidden(hidden):
+    settings = Settings(
+        **SECRETS,
+        omnivoltaic_username="dist@example.com",
+        omnivoltaic_password="Omni-Pa55word",
+        database_url="postgresql+psycopg://ovbot:db%40pw-123@db/ovbot",
+    )
+    logs.hide_settings(settings)
+    secrets = [
+        SECRETS["twilio_auth_token"],
+        SECRETS["telegram_bot_token"],
+        SECRETS["telegram_secret_token"],
+        SECRETS["payments_secret"],
+        "Omni-Pa55word",
+        "db@pw-123",
+    ]
+    text = scrub(" | ".join(secrets) + " dist@example.com " + SECRETS["twilio_account_sid"])
+    assert not any(secret in text for secret in secrets), text
+    assert "dist@example.com" in text and SECRETS["twilio_account_sid"] in text
+
+
+@pytest.fixture
+def factory():
+    """The log record factory as it was, restored after the test."""
+    saved = logging.getLogRecordFactory()
+    yield
+    logging.setLogRecordFactory(saved)
+
+
+class _Plain(logging.Handler):
+    """A third party's handler: a plain formatter, no masking of its own."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
+def test_installed_every_record_is_scrubbed_for_every_handler(factory, hidden):
+    logs.install()
+    logs.install()  # once is enough; twice wraps nothing twice
+    logs.hide("hidden-value-42")
+    handler = _Plain()
+    logger = logging.getLogger("gunicorn.access.test")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        logger.info('"%(r)s" %(s)s', {"r": "GET /cb?token=abc HTTP/1.1", "s": "200"})
+        logger.debug("from %s with %s", "+254712345678", "hidden-value-42")
+        try:
+            raise ValueError(f"bot {BOT_TOKEN} for 0712345678")
+        except ValueError:
+            logger.exception("failed for %s", "+254712345678")
+        logger.info("stack", stack_info=True)
+        logger.info("%s %s", "one argument too few")
+    finally:
+        logger.removeHandler(handler)
+    text = "\n".join(handler.lines)
+    assert handler.lines[0] == 'gunicorn.access.test "GET /cb?token=*** HTTP/1.1" 200'
+    assert handler.lines[1] == "gunicorn.access.test from +254*****678 with ***"
+    assert "Traceback" in text and "ValueError: bot *** for *****678" in text
+    assert "unformattable log message '%s %s'" in text
+    for clear in ("abc", "712345678", "hidden-value-42", BOT_TOKEN, "AAHk2"):
+        assert clear not in text
 
 
 def _record(msg: str, *args, exc_info=None) -> logging.LogRecord:
@@ -98,7 +277,7 @@ def test_the_formatter_masks_stack_info():
 def root_logging():
     root = logging.getLogger()
     saved = root.handlers[:], root.level
-    noisy = {name: logging.getLogger(name).level for name in ("httpx", "alembic", "werkzeug")}
+    noisy = {name: logging.getLogger(name).level for name in logs.NOISY}
     yield root
     root.handlers[:], level = saved
     root.setLevel(level)
@@ -117,3 +296,16 @@ def test_configure_installs_one_masking_handler(root_logging, monkeypatch):
     output = stream.getvalue()
     assert "sms from +254*****678" in output and "712345678" not in output
     assert "quiet at INFO" not in output
+
+
+def test_configure_at_debug_lets_the_libraries_speak(root_logging, factory, monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure(logging.INFO)
+    logs.configure(logging.DEBUG)  # -v after a quiet set-up: nothing left at WARNING
+    logging.getLogger("httpx").info(
+        "HTTP Request: POST https://api.telegram.org/bot%s/getMe", BOT_TOKEN
+    )
+    output = stream.getvalue()
+    assert "HTTP Request: POST https://api.telegram.org/bot***/getMe" in output
+    assert BOT_TOKEN not in output

@@ -1,12 +1,20 @@
-"""The app factory: health, and what every route refuses before a channel sees it."""
+"""The app factory: health, what every route refuses before a channel sees it, in each
+provider's language, and the warning when a channel is off."""
 
 import dataclasses
+import logging
 
 import pytest
 from sqlalchemy import text
 
 from bot.storage import db
+from bot.text.templates import Messages
+from tests.harness import SECRETS
+from webhooks import telegram, ussd
 from webhooks.app import MAX_BODY, create_app
+
+MESSAGES = Messages.load()
+USSD_REFUSED = "END " + MESSAGES.render("en", "ussd_bad_request")
 
 
 @pytest.fixture
@@ -28,17 +36,197 @@ def test_healthz_is_503_when_the_database_does_not_answer(sqlite_world, tmp_path
     engine.dispose()
 
 
-@pytest.mark.parametrize(
-    "path", ["/webhooks/payments", "/webhooks/twilio/sms", "/webhooks/telegram", "/webhooks/ussd"]
-)
-def test_an_oversized_body_is_refused_with_413_and_changes_nothing(client, sqlite_world, path):
+OVERSIZED = [
+    # Signed channels refuse before reading the body (403); the others cannot read it (413);
+    # USSD answers every request with a 200 END screen.
+    pytest.param("/webhooks/payments", (413,), id="payments"),
+    pytest.param("/webhooks/twilio/sms", (403, 413), id="twilio"),
+    pytest.param("/webhooks/telegram", (403, 413), id="telegram"),
+    pytest.param("/webhooks/ussd", (200,), id="ussd"),
+]
+
+
+@pytest.mark.parametrize("path, statuses", OVERSIZED)
+def test_an_oversized_body_is_refused_and_changes_nothing(client, sqlite_world, path, statuses):
     response = client.post(
         path, data=b"x" * (MAX_BODY + 1), headers={"Content-Type": "application/json"}
     )
-    # Signed channels refuse before reading the body (403); the others cannot read it (413).
-    assert response.status_code in (
-        (403, 413) if "twilio" in path or "telegram" in path else (413,)
-    )
+    assert response.status_code in statuses
     with sqlite_world.services.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM inbound_messages")).scalar() == 0
         assert conn.execute(text("SELECT count(*) FROM payments")).scalar() == 0
+
+
+FORM = "application/x-www-form-urlencoded"
+# label, method, path, request keyword arguments, status, how the answer is written
+REFUSALS = [
+    pytest.param("POST", "/webhooks/payments", {}, 401, "json", id="payments unsigned"),
+    pytest.param("GET", "/webhooks/payments", {}, 405, "json", id="payments GET"),
+    pytest.param(
+        "POST",
+        "/webhooks/payments",
+        dict(data=b"{}" + b" " * MAX_BODY, content_type="application/json"),
+        413,
+        "json",
+        id="payments too large",
+    ),
+    pytest.param("POST", "/webhooks/telegram", {}, 403, "json", id="telegram without secret"),
+    pytest.param(
+        "POST",
+        "/webhooks/telegram",
+        dict(
+            data="{not json",
+            content_type="application/json",
+            headers={"X-Telegram-Bot-Api-Secret-Token": SECRETS["telegram_secret_token"]},
+        ),
+        400,
+        "json",
+        id="telegram malformed",
+    ),
+    pytest.param(
+        "POST",
+        "/webhooks/telegram",
+        dict(
+            data=b"{}" + b" " * MAX_BODY,
+            content_type="application/json",
+            headers={"X-Telegram-Bot-Api-Secret-Token": SECRETS["telegram_secret_token"]},
+        ),
+        413,
+        "json",
+        id="telegram too large",
+    ),
+    pytest.param("GET", "/webhooks/telegram", {}, 405, "json", id="telegram GET"),
+    pytest.param("POST", "/webhooks/twilio/sms", {}, 403, "text", id="twilio unsigned"),
+    pytest.param("GET", "/webhooks/twilio/sms", {}, 405, "text", id="twilio GET"),
+    pytest.param(
+        "POST",
+        "/webhooks/twilio/sms",
+        dict(data=b"x" * (MAX_BODY + 1), content_type=FORM, headers={"X-Twilio-Signature": "x"}),
+        413,
+        "text",
+        id="twilio too large",
+    ),
+    pytest.param(
+        "POST",
+        "/webhooks/ussd",
+        dict(data=b"x" * (MAX_BODY + 1), content_type=FORM),
+        200,
+        "ussd",
+        id="ussd too large",
+    ),
+    pytest.param("GET", "/webhooks/ussd", {}, 200, "ussd", id="ussd GET"),
+    pytest.param("PUT", "/webhooks/ussd", {}, 200, "ussd", id="ussd PUT"),
+    pytest.param("GET", "/nowhere", {}, 404, "json", id="unknown path"),
+    pytest.param("POST", "/webhooks/ussd/", {}, 404, "json", id="ussd path with a slash"),
+    pytest.param("POST", "/healthz", {}, 405, "json", id="healthz POST"),
+]
+
+
+@pytest.mark.parametrize("method, path, kwargs, status, kind", REFUSALS)
+def test_refusals_answer_in_the_routes_language_and_keep_their_status(
+    client, sqlite_world, method, path, kwargs, status, kind
+):
+    response = client.open(path, method=method, **kwargs)
+    assert response.status_code == status
+    body = response.get_data(as_text=True)
+    if kind == "json":
+        assert response.is_json, body
+        answer = response.get_json()
+        assert answer["status"] == "rejected" and answer["error"], answer
+        assert set(answer) <= {"status", "error", "field"}
+    elif kind == "text":
+        assert response.mimetype == "text/plain" and body.strip() and "<" not in body
+    else:
+        assert (response.mimetype, body) == ("text/plain", USSD_REFUSED)
+    if status == 405:
+        assert method not in response.headers["Allow"]
+    with sqlite_world.services.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM inbound_messages")).scalar() == 0
+
+
+def test_a_refusal_names_the_field_when_the_channel_knows_it(client):
+    response = client.post(
+        "/webhooks/telegram",
+        json={"update_id": 2**63},
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRETS["telegram_secret_token"]},
+    )
+    assert response.status_code == 400 and response.get_json()["field"] == "update_id"
+
+
+def _broken(*args):
+    raise RuntimeError("boom")
+
+
+def test_an_error_inside_a_view_is_a_json_500_not_a_page(client, monkeypatch):
+    monkeypatch.setattr(telegram, "parse", _broken)
+    response = client.post(
+        "/webhooks/telegram",
+        json={"update_id": 1},
+        headers={"X-Telegram-Bot-Api-Secret-Token": SECRETS["telegram_secret_token"]},
+    )
+    assert response.status_code == 500
+    assert response.get_json()["status"] == "rejected"
+
+
+def test_an_error_inside_the_ussd_view_is_still_a_200_end_screen(client, monkeypatch):
+    monkeypatch.setattr(ussd, "guard", _broken)
+    response = client.post("/webhooks/ussd", data={"sessionId": "s1", "text": ""})
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "END " + MESSAGES.render("en", "error_try_again")
+
+
+# -- start-up: channels without their secrets ------------------------------------------------
+
+NO_SECRETS = dict(
+    twilio_auth_token=None, public_base_url=None, telegram_secret_token=None, payments_secret=None
+)
+# label, settings changed, the channels (and what turns each on) the warning must name
+OFF = [
+    pytest.param({}, [], id="every secret set: silent"),
+    pytest.param(
+        NO_SECRETS,
+        [
+            "Twilio SMS (set TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL)",
+            "Telegram (set TELEGRAM_SECRET_TOKEN)",
+            "payments (set PAYMENTS_SECRET)",
+        ],
+        id="no secrets",
+    ),
+    pytest.param(
+        {"telegram_secret_token": None}, ["Telegram (set TELEGRAM_SECRET_TOKEN)"], id="Telegram"
+    ),
+    pytest.param({"payments_secret": ""}, ["payments (set PAYMENTS_SECRET)"], id="payments"),
+    pytest.param(
+        {"public_base_url": None},
+        ["Twilio SMS (set PUBLIC_BASE_URL)"],
+        id="Twilio token without the public URL",
+    ),
+    pytest.param(
+        {"twilio_auth_token": None},
+        ["Twilio SMS (set TWILIO_AUTH_TOKEN)"],
+        id="Twilio without its token",
+    ),
+    pytest.param(dict(NO_SECRETS, demo=True), [], id="demo: unsigned requests are accepted"),
+]
+
+
+@pytest.mark.parametrize("settings, named", OFF)
+def test_start_up_warns_once_of_channels_that_refuse_everything(
+    sqlite_world, caplog, settings, named
+):
+    services = sqlite_world.services
+    services = dataclasses.replace(services, settings=services.settings.replace(**settings))
+    with caplog.at_level(logging.INFO, logger="webhooks.app"):
+        create_app(deps=services)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    if not named:
+        assert warnings == []
+        return
+    (warning,) = warnings
+    assert warning.levelno == logging.WARNING and warning.name == "webhooks.app"
+    message = warning.getMessage()
+    for channel in named:
+        assert channel in message
+    assert message.count("(set ") == len(named)
+    for name, value in SECRETS.items():
+        assert value not in message, name

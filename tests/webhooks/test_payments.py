@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from bot.storage.models import Code, Device, OutboxMessage, Payment
 from tests.fakes import payment_signature as sign
 from tests.harness import SECRETS
-from webhooks.app import create_app
+from webhooks.app import MAX_BODY, create_app
 
 PATH = "/webhooks/payments"
 SECRET = SECRETS["payments_secret"]
@@ -259,6 +259,7 @@ def test_a_request_without_a_valid_signature_is_refused_and_writes_nothing(
     response = client.post(PATH, data=body, headers=headers)
 
     assert response.status_code == 401
+    assert response.is_json and response.get_json()["status"] == "rejected"
     assert snapshot(world) == before
 
 
@@ -269,7 +270,7 @@ def test_with_no_secret_configured_every_request_is_refused(world, secret):
     before = snapshot(world)
     for signature in (sign("", GOOD), sign(SECRET, GOOD), None):
         response = post(app.test_client(), raw=GOOD, signature=signature, secret=None)
-        assert response.status_code == 401
+        assert response.status_code == 401 and response.get_json()["status"] == "rejected"
     assert snapshot(world) == before
 
 
@@ -487,5 +488,19 @@ def test_an_unknown_device_is_kept_as_unmatched(world, client):
         assert (payment.device_id, payment.product_ref, payment.days) == (None, "999999", 7)
 
 
-def test_other_methods_are_not_allowed(client):
-    assert client.get(PATH).status_code == 405
+METHODS = [pytest.param(method, id=method) for method in ("GET", "PUT", "DELETE", "PATCH")]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_other_methods_are_not_allowed_in_json(client, method):
+    response = client.open(PATH, method=method)
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+    assert response.get_json() == {"status": "rejected", "error": "Method Not Allowed"}
+
+
+def test_a_body_over_the_limit_is_a_json_413_and_writes_nothing(world, client):
+    before = snapshot(world)
+    response = post(client, raw=GOOD + b" " * MAX_BODY)
+    assert response.status_code == 413
+    assert response.get_json() == {"status": "rejected", "error": "Request Entity Too Large"}
+    assert snapshot(world) == before

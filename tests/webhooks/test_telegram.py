@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 
 import pytest
 from sqlalchemy import func, select
@@ -418,9 +419,22 @@ def _with(update: dict, path: tuple, value) -> dict:
     return update
 
 
+def _replies_nested(depth: int) -> str:
+    """An Update whose message replies to a message that replies to ... `depth` deep."""
+    head = json.dumps({"message_id": 1, "date": DATE, "chat": {"id": 1, "type": "private"}})[:-1]
+    return (
+        '{"update_id": 22, "message": '
+        + (head + ', "reply_to_message": ') * depth
+        + head
+        + "}" * (depth + 1)
+        + "}"
+    )
+
+
 _DELETE = object()
 GOOD = text_update(20, "/code")
 CONTACT = contact_update(21, "254712345678", USER["id"])
+TOO_BIG = 2**63  # one more than a signed 64-bit column holds
 REFUSED = [
     # label, update, raw body, secret header, settings, status
     pytest.param(GOOD, None, None, {}, 403, id="no secret header"),
@@ -476,18 +490,72 @@ REFUSED = [
         400,
         id="contact user_id as text",
     ),
+    pytest.param(None, "[" * 30_000 + "]" * 30_000, "ok", {}, 400, id="deeply nested JSON"),
+    pytest.param(
+        None, '{"a":' * 10_000 + "1" + "}" * 10_000, "ok", {}, 400, id="deeply nested objects"
+    ),
+    pytest.param(None, _replies_nested(500), "ok", {}, 400, id="deeply nested replies"),
+]
+# label, update, the field the 400 names
+TOO_BIG_IDS = [
+    pytest.param(dict(GOOD, update_id=TOO_BIG), "update_id", id="update_id 2**63"),
+    pytest.param(dict(GOOD, update_id=-TOO_BIG), "update_id", id="update_id -2**63"),
+    pytest.param(dict(GOOD, update_id=10**30), "update_id", id="update_id beyond any column"),
+    pytest.param(
+        _with(GOOD, ("message", "chat", "id"), TOO_BIG), "message.chat.id", id="chat id 2**63"
+    ),
+    pytest.param(
+        _with(GOOD, ("message", "chat", "id"), -TOO_BIG), "message.chat.id", id="chat id -2**63"
+    ),
+    pytest.param(
+        _with(GOOD, ("message", "from", "id"), TOO_BIG), "message.from.id", id="sender id 2**63"
+    ),
+    pytest.param(
+        _with(_with(GOOD, ("message", "from", "id"), TOO_BIG), ("message", "chat", "id"), TOO_BIG),
+        "message.chat.id",
+        id="sender and chat ids 2**63",
+    ),
+    pytest.param(
+        _with(CONTACT, ("message", "contact", "user_id"), TOO_BIG),
+        "message.contact.user_id",
+        id="contact user_id 2**63",
+    ),
 ]
 
 
 @pytest.mark.parametrize("update, raw, secret, settings, status", REFUSED)
 def test_forged_or_malformed_updates_are_refused_and_change_nothing(
-    shared, update, raw, secret, settings, status
+    shared, caplog, update, raw, secret, settings, status
 ):
     secret = SECRETS["telegram_secret_token"] if secret == "ok" else secret
     before = footprint(shared)
     response = post(shared.client(**settings), update, secret=secret, raw=raw)
     assert response.status_code == status
+    assert response.is_json and response.get_json()["status"] == "rejected"
     assert footprint(shared) == before
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("update, field", TOO_BIG_IDS)
+def test_ids_that_do_not_fit_64_bits_are_refused_quietly_and_change_nothing(
+    shared, caplog, update, field
+):
+    before = footprint(shared)
+    response = post(shared.client(), update)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert (body["status"], body["field"]) == ("rejected", field) and body["error"]
+    assert footprint(shared) == before
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_the_largest_64_bit_ids_are_accepted_and_stored(w, client):
+    user = dict(USER, id=2**63 - 1)
+    update = dict(contact_update(1, "254712345678", user["id"], user=user), update_id=2**63 - 1)
+    assert post(client, update).get_json()["text"] == en("telegram_linked", name="Amina")
+    with w.session() as s:
+        link = s.scalar(select(TelegramLink))
+        assert (link.telegram_user_id, link.chat_id) == (2**63 - 1, 2**63 - 1)
 
 
 def test_demo_without_a_secret_accepts_updates(w):

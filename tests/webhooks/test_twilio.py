@@ -8,6 +8,7 @@ RequestValidator computes the signatures here).
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -22,6 +23,12 @@ PATH = "/webhooks/twilio/sms"
 URL = SECRETS["public_base_url"] + PATH
 AMINA = "+254712345678"
 MESSAGES = Messages.load()
+ACCOUNT = SECRETS["twilio_account_sid"]
+
+
+def message_sid(label: str, prefix: str = "SM") -> str:
+    """A MessageSid of Twilio's shape (SM or MM and 32 hex digits), one per label."""
+    return prefix + hashlib.sha256(label.encode()).hexdigest()[:32]
 
 
 def twilio_sms(
@@ -45,7 +52,7 @@ def twilio_sms(
         "ToZip": "",
         "NumSegments": "1",
         "MessageSid": sid,
-        "AccountSid": SECRETS["twilio_account_sid"],
+        "AccountSid": ACCOUNT,
         "From": sender,
         "ApiVersion": "2010-04-01",
     }
@@ -142,6 +149,7 @@ ACCEPTED = [
     pytest.param(
         twilio_sms("CODE", sender="+254799000000"), "not_registered", id="a number we do not know"
     ),
+    pytest.param(twilio_sms("CODE", sid=message_sid("mms", "MM")), "code", id="an MMS's sid"),
 ]
 
 
@@ -172,10 +180,10 @@ def test_stop_gets_an_empty_twiml_response(w):
 
 def test_the_same_message_sid_again_returns_the_identical_reply_and_mints_nothing(w):
     client = w.client()
-    first = post(client, twilio_sms("CODE", sid="SMrepeat"))
+    first = post(client, twilio_sms("CODE", sid=message_sid("repeat")))
     before = footprint(w)
     w.pay(1001, 3, "paid-2")  # even with new credit, a redelivery does nothing new
-    again = post(client, twilio_sms("CODE", sid="SMrepeat"))
+    again = post(client, twilio_sms("CODE", sid=message_sid("repeat")))
     assert again.status_code == 200 and again.get_data() == first.get_data()
     after = footprint(w)
     assert after[0] == before[0] and after[-1] == before[-1]  # no code, no mint upstream
@@ -183,7 +191,7 @@ def test_the_same_message_sid_again_returns_the_identical_reply_and_mints_nothin
 
 def test_a_signed_url_with_a_query_string_is_checked_with_it(w):
     client = w.client()
-    form = twilio_sms("HELP", sid="SMquery")
+    form = twilio_sms("HELP", sid=message_sid("query"))
     assert post(client, form, path=PATH + "?tenant=ke", url=URL + "?tenant=ke").status_code == 200
     assert post(client, form, path=PATH + "?tenant=ke", url=URL).status_code == 403
 
@@ -191,8 +199,8 @@ def test_a_signed_url_with_a_query_string_is_checked_with_it(w):
 # -- refused ------------------------------------------------------------------------------
 
 OTHER_TOKEN = "not-the-auth-token"
-FORM = twilio_sms("CODE", sid="SMforged")
-STOP = twilio_sms("STOP", sid="SMforgedstop")
+FORM = twilio_sms("CODE", sid=message_sid("forged"))
+STOP = twilio_sms("STOP", sid=message_sid("forgedstop"))
 REFUSED = [
     # label, form, signature (or "auto" = signed correctly), settings, status
     pytest.param(FORM, None, {}, 403, id="no signature header"),
@@ -252,7 +260,86 @@ def test_forged_unsigned_or_malformed_requests_are_refused_and_change_nothing(
     before = footprint(shared)
     response = post(shared.client(**settings), form, signature=signature)
     assert response.status_code == status
+    assert response.mimetype == "text/plain" and response.get_data(as_text=True).strip()
     assert footprint(shared) == before
+
+
+def _shifted(form: dict, name: str) -> dict:
+    """`form` with the field after MessageSid moved into its value: signed alike."""
+    shifted = {k: v for k, v in form.items() if k != name}
+    shifted["MessageSid"] = form["MessageSid"] + name + form[name]
+    return shifted
+
+
+SID = FORM["MessageSid"]
+SHIFTED = _shifted(FORM, "NumMedia")
+# label, form, signature ("auto" = signed correctly), settings, the field the 400 names
+BAD_IDS = [
+    pytest.param(SHIFTED, sign(FORM), {}, "MessageSid", id="NumMedia shifted into MessageSid"),
+    pytest.param(
+        _shifted(FORM, "NumSegments"), "auto", {}, "MessageSid", id="NumSegments shifted in"
+    ),
+    pytest.param(dict(FORM, MessageSid="SMforged"), "auto", {}, "MessageSid", id="short sid"),
+    pytest.param(dict(FORM, MessageSid=SID[:-1]), "auto", {}, "MessageSid", id="31 hex digits"),
+    pytest.param(dict(FORM, MessageSid=SID + "0"), "auto", {}, "MessageSid", id="33 hex digits"),
+    pytest.param(dict(FORM, MessageSid=SID.upper()), "auto", {}, "MessageSid", id="upper-case hex"),
+    pytest.param(
+        dict(FORM, MessageSid="sm" + SID[2:]), "auto", {}, "MessageSid", id="lower-case prefix"
+    ),
+    pytest.param(
+        dict(FORM, MessageSid="MG" + SID[2:]), "auto", {}, "MessageSid", id="a service's sid"
+    ),
+    pytest.param(
+        dict(FORM, MessageSid=SID + " "), "auto", {}, "MessageSid", id="sid with a space after"
+    ),
+    pytest.param(
+        dict(FORM, MessageSid=SID + "\n"), "auto", {}, "MessageSid", id="sid with a newline"
+    ),
+    pytest.param(
+        dict(FORM, AccountSid="AC" + "1" * 32), "auto", {}, "AccountSid", id="another account"
+    ),
+    pytest.param(
+        {k: v for k, v in FORM.items() if k != "AccountSid"},
+        "auto",
+        {},
+        "AccountSid",
+        id="no AccountSid",
+    ),
+    pytest.param(dict(FORM, AccountSid=""), "auto", {}, "AccountSid", id="empty AccountSid"),
+    pytest.param(
+        dict(FORM, AccountSid=ACCOUNT + "x"), "auto", {}, "AccountSid", id="AccountSid suffixed"
+    ),
+    pytest.param(
+        dict(FORM, MessageSid="SMchat1", AccountSid="anything"),
+        "auto",
+        {"twilio_account_sid": None},
+        "MessageSid",
+        id="no account configured, still a bad sid",
+    ),
+]
+
+
+def test_a_shifted_field_boundary_keeps_the_signature():
+    """Why the sid is checked: Twilio's signature cannot see where a field ends."""
+    assert sign(SHIFTED) == sign(FORM) and SHIFTED != FORM
+
+
+@pytest.mark.parametrize("form, signature, settings, field", BAD_IDS)
+def test_a_signed_request_with_a_bad_message_or_account_sid_is_refused_naming_it(
+    shared, form, signature, settings, field
+):
+    before = footprint(shared)
+    response = post(shared.client(**settings), form, signature=signature)
+    assert response.status_code == 400
+    assert response.mimetype == "text/plain" and field in response.get_data(as_text=True)
+    assert footprint(shared) == before
+
+
+def test_with_no_account_configured_any_account_sid_is_accepted(w):
+    client = w.client(twilio_account_sid=None)
+    form = twilio_sms("HELP", sid=message_sid("no account"), AccountSid="AC" + "1" * 32)
+    response = post(client, form)
+    assert response.status_code == 200 and messages(response) == [MESSAGES.render("en", "help")]
 
 
 MALFORMED = [
@@ -280,10 +367,12 @@ def test_malformed_bodies_never_get_a_5xx(shared, request_kwargs):
 
 
 def test_get_is_not_allowed(w):
-    assert w.client().get(PATH).status_code == 405
+    response = w.client().get(PATH)
+    assert (response.status_code, response.mimetype) == (405, "text/plain")
+    assert "POST" in response.headers["Allow"]
 
 
 def test_demo_without_a_token_accepts_unsigned_messages(w):
     client = w.client(demo=True, twilio_auth_token=None)
-    response = post(client, twilio_sms("CODE", sid="SMdemo"), signature=None)
+    response = post(client, twilio_sms("CODE", sid=message_sid("demo")), signature=None)
     assert response.status_code == 200 and "7 days" in messages(response)[0]

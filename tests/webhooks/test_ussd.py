@@ -340,3 +340,45 @@ def test_a_crash_is_an_end_screen(client, monkeypatch):
     monkeypatch.setattr(agent_menu, "_replay", boom)
     kind, screen = post(client, sessionId="s7", text=PIN)
     assert kind == "END" and "went wrong" in screen
+
+
+# -- hostile paths (issue 9 #1): bounded at the edge, answered in O(length) ------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("*" * 60, id="61 empty inputs"),
+        pytest.param("*" * 65_000, id="65,000 raw stars"),
+        pytest.param("1" * 601, id="601 characters"),
+        pytest.param(f"{PIN}*" + "1*" * 60, id="more inputs than any real path"),
+    ],
+)
+def test_a_path_no_gateway_sends_ends_at_once_and_touches_nothing(client, world, text):
+    queries = count_queries(world)
+    kind, screen = post(client, text=text)
+    assert (kind, screen) == ("END", MESSAGES.render("en", "ussd_session_over"))
+    assert queries() == 0  # refused at the edge: not even the agent is looked up
+
+
+def test_answering_a_long_path_costs_its_length_once_not_per_prefix(client, world):
+    """59 empty inputs on the PIN screen: a hint each, no look-up or hash per prefix."""
+    queries = count_queries(world)
+    post(client, text="*" * 58)
+    few = queries()
+    post(client, text="*" * 10, sessionId="other")
+    assert few <= queries() - few + 2  # about the same as a 10-input path
+
+
+def test_more_pin_tries_in_one_path_than_the_lock_allows_end_the_session(client, world):
+    kind, screen = post(client, text="1111*2222*3333*4444")
+    assert (kind, screen) == ("END", MESSAGES.render("en", "ussd_session_over"))
+
+
+def count_queries(world):
+    """A counter of the SQL statements the app runs from now on."""
+    from sqlalchemy import event
+
+    seen = []
+    event.listen(world.services.engine, "before_cursor_execute", lambda *args: seen.append(1))
+    return lambda: len(seen)
