@@ -115,6 +115,13 @@ UNPARSED = [
     # Below the decimal context's smallest exponent: `% 0.01` rounds it to 0 (issue 9 #4).
     ("amount 1e-1000027", {"reference": "R", "product_id": 1001, "amount": "1e-1000027"}, "amount"),
     ("amount 1e-30", {"reference": "R", "product_id": 1001, "amount": 1e-30}, "amount"),
+    # JSON's "\ud800" escape decodes to a lone surrogate, which no database column takes.
+    (
+        "lone surrogate reference",
+        {"reference": "R\ud800", "product_id": 1001, "days": 1},
+        "reference",
+    ),
+    ("lone surrogate serial", {"reference": "R", "serial": "OVES\udc00", "days": 1}, "product_id"),
     (
         "phone with letters",
         {"reference": "R", "product_id": 1001, "days": 1, "phone": "0712 ABC DEF"},

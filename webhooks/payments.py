@@ -36,7 +36,7 @@ def receive() -> tuple[Response, int]:
     body = request.get_data(cache=False)
     guard(deps.settings, body)
     try:
-        payload = json.loads(body)
+        payload = json.loads(body.decode("utf-8"))  # strict: no lone surrogates
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return jsonify(status="rejected", field="body", error="not valid JSON"), 400
     try:
@@ -76,7 +76,12 @@ def parse(payload: object, region: str) -> PaymentIn:
     if not isinstance(payload, dict):
         raise BadPayment("body", "must be a JSON object")
     reference = payload.get("reference")
-    if not isinstance(reference, str) or not reference.strip() or len(reference) > MAX_REFERENCE:
+    if (
+        not isinstance(reference, str)
+        or not reference.strip()
+        or len(reference) > MAX_REFERENCE
+        or not _unicode(reference)
+    ):
         raise BadPayment("reference", f"must be a non-empty string of at most {MAX_REFERENCE}")
     product = payload.get("product_id")
     if product is None:
@@ -87,6 +92,8 @@ def parse(payload: object, region: str) -> PaymentIn:
         or not str(product).strip()
         or len(str(product).strip()) > MAX_PRODUCT_REF
     ):
+        raise BadPayment("product_id", "must be a product id or serial")
+    if isinstance(product, str) and not _unicode(product):
         raise BadPayment("product_id", "must be a product id or serial")
     days, amount = payload.get("days"), payload.get("amount")
     if (days is None) == (amount is None):
@@ -114,3 +121,13 @@ def _amount(value: object) -> Decimal:
         return money(str(value))
     except InvalidPayment as exc:
         raise BadPayment("amount", str(exc)) from None
+
+
+def _unicode(text: str) -> bool:
+    """Whether `text` is real Unicode: JSON's "\\ud800" escapes decode to lone surrogates,
+    which no database column takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

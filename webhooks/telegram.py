@@ -38,7 +38,7 @@ def receive() -> Response:
     deps: Deps = current_app.extensions["ovbot"]
     guard(deps.settings)
     try:
-        data = json.loads(request.get_data(cache=False))
+        data = json.loads(request.get_data(cache=False).decode("utf-8"))  # strict UTF-8
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise Malformed("body must be JSON", "body") from None
     parsed = parse(data)

@@ -504,3 +504,24 @@ def test_a_body_over_the_limit_is_a_json_413_and_writes_nothing(world, client):
     assert response.status_code == 413
     assert response.get_json() == {"status": "rejected", "error": "Request Entity Too Large"}
     assert snapshot(world) == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            b'{"reference":"\xed\xa0\x80R","product_id":1001,"days":1}',
+            id="an encoded surrogate: not UTF-8",
+        ),
+        pytest.param(b'{"reference":"\xffR","product_id":1001,"days":1}', id="a stray byte"),
+        pytest.param(
+            b'{"reference":"R\\ud800","product_id":1001,"days":1}', id="an escaped lone surrogate"
+        ),
+    ],
+)
+def test_a_body_that_is_not_unicode_is_refused_with_400_and_changes_nothing(world, client, raw):
+    before = snapshot(world)
+    response = post(client, raw=raw)
+    assert response.status_code == 400
+    assert response.get_json()["status"] == "rejected"
+    assert snapshot(world) == before
