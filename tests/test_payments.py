@@ -634,3 +634,39 @@ def test_the_operator_gets_a_clear_error_and_nothing_changes(world, ovbot, args,
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output
     assert state(world) == before
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        pytest.param(
+            {"reference": "R\x00", "product_id": 1001, "days": 1},
+            "reference",
+            id="NUL in the reference (PostgreSQL's text refuses it)",
+        ),
+        pytest.param(
+            {"reference": "R", "serial": "OVES\x00", "days": 1},
+            "product_id",
+            id="NUL in the serial",
+        ),
+        pytest.param(
+            {"reference": "R", "product_id": 1001, "amount": "1_000"},
+            "amount",
+            id="an amount with an underscore",
+        ),
+        pytest.param(
+            {"reference": "R", "product_id": 1001, "amount": "١٧٥"},
+            "amount",
+            id="an amount in Arabic-Indic digits",
+        ),
+        pytest.param(
+            {"reference": "R", "product_id": 1001, "amount": "1e2"},
+            "amount",
+            id="an amount with an exponent",
+        ),
+    ],
+)
+def test_parse_refuses_what_a_database_or_a_payer_would_misread(payload, field):
+    with pytest.raises(BadPayment) as caught:
+        parse(payload, "KE")
+    assert caught.value.field == field

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from decimal import Decimal
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
@@ -27,6 +28,7 @@ from bot.text import phones
 bp = Blueprint("payments", __name__)
 MAX_REFERENCE = 128
 MAX_PRODUCT_REF = 64  # the longest serial the devices table holds
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # "175", "175.50": not "1_000", "١٧٥" or "1e2"
 HTTP_STATUS = {"credited": 200, "unmatched": 202, "rejected": 422}
 
 
@@ -118,16 +120,18 @@ def _amount(value: object) -> Decimal:
     try:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise InvalidPayment("amount must be a number")
+        if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
+            raise InvalidPayment("amount must be written with the digits 0-9 and a point")
         return money(str(value))
     except InvalidPayment as exc:
         raise BadPayment("amount", str(exc)) from None
 
 
 def _unicode(text: str) -> bool:
-    """Whether `text` is real Unicode: JSON's "\\ud800" escapes decode to lone surrogates,
-    which no database column takes."""
+    """Whether `text` is real Unicode a database column takes: JSON's "\\ud800" escapes
+    decode to lone surrogates, and PostgreSQL's text refuses NUL."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return False
-    return True
+    return "\x00" not in text

@@ -44,6 +44,8 @@ def guard(settings: Settings) -> None:
     url = settings.public_base_url.rstrip("/") + request.path
     if request.query_string:
         url += "?" + request.query_string.decode("latin-1")
+    if any(not isinstance(name, str) for name in request.form):  # a nameless multipart part
+        abort(403)
     if not RequestValidator(settings.twilio_auth_token).validate(url, request.form, signature):
         abort(403)
 

@@ -52,6 +52,8 @@ def guard(settings: Settings, form: Mapping[str, str]) -> str | None:
         return "ussd_session_over"
     if any(len(form.get(name, "")) > MAX_FIELD for name in REQUIRED):
         return "ussd_bad_request"
+    if any("\x00" in form.get(name, "") for name in (*REQUIRED, "text")):
+        return "ussd_bad_request"  # no database text column takes NUL (PostgreSQL)
     return None
 
 

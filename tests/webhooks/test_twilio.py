@@ -376,3 +376,19 @@ def test_demo_without_a_token_accepts_unsigned_messages(w):
     client = w.client(demo=True, twilio_auth_token=None)
     response = post(client, twilio_sms("CODE", sid=message_sid("demo")), signature=None)
     assert response.status_code == 200 and "7 days" in messages(response)[0]
+
+
+def test_a_multipart_part_without_a_name_is_refused_not_a_500(w):
+    """Found by the fuzz test: a nameless part made the signature check itself crash."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="\n\r\t"\r\n\r\nx\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="MessageSid"\r\n\r\nSM' + b"1" * 32 + b"\r\n"
+        b"--b--\r\n"
+    )
+    response = w.client().post(
+        PATH,
+        data=body,
+        content_type="multipart/form-data; boundary=b",
+        headers={"X-Twilio-Signature": "0"},
+    )
+    assert response.status_code == 403

@@ -382,3 +382,11 @@ def count_queries(world):
     seen = []
     event.listen(world.services.engine, "before_cursor_execute", lambda *args: seen.append(1))
     return lambda: len(seen)
+
+
+@pytest.mark.parametrize("field", ["sessionId", "phoneNumber", "serviceCode", "text"])
+def test_a_nul_in_any_field_ends_politely_and_stores_nothing(client, world, field):
+    queries = count_queries(world)
+    kind, screen = post(client, **{field: "1\x00"})
+    assert (kind, screen) == ("END", MESSAGES.render("en", "ussd_bad_request"))
+    assert queries() == 0
