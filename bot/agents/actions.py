@@ -35,6 +35,7 @@ SALE_FAILED = {
     "refused": "ussd_sold_refused",
 }
 SPECIAL_FAILED = {
+    "already_free": "ussd_already_free",
     "pending": "ussd_special_pending",
     "unavailable": "ussd_unavailable",
     "refused": "ussd_special_refused",
@@ -187,7 +188,8 @@ def special(ctx: Ctx, state: State) -> Reply:
     )
     if outcome.result is None:
         failed = SPECIAL_FAILED[outcome.failure or "unavailable"]
-        return Reply.say(ctx.say(failed), final=outcome.failure == "refused")
+        final = outcome.failure in ("refused", "already_free")
+        return Reply.say(ctx.say(failed, device=label(device)), final=final)
     codes = outcome.result.codes
     adopted = tuple(c for c in codes if c.kind == "days")
     if adopted:  # never shown before: the owner gets them too

@@ -8,6 +8,7 @@ from bot.ledger.book import (
     ENTRY_ORDER,
     MAX_PAYMENT_DAYS,
     OPEN,
+    AlreadyFree,
     InvalidPayment,
     Ledger,
     LedgerError,
@@ -22,6 +23,7 @@ from bot.ledger.book import (
 
 __all__ = [
     "ENTRY_ORDER",
+    "AlreadyFree",
     "MAX_PAYMENT_DAYS",
     "OPEN",
     "InvalidPayment",

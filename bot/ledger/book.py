@@ -71,6 +71,10 @@ class Refused(LedgerError):
     """The API refused (allowance used up, chain exhausted, device not ours)."""
 
 
+class AlreadyFree(Refused):
+    """A free code for a device that is already free: refused plainly, nothing minted."""
+
+
 class InvalidPayment(LedgerError, ValueError):
     """A payment that cannot be recorded as given."""
 
@@ -306,7 +310,7 @@ class Ledger:
         if any(c.kind == kind for c in adopted):  # the retried one was minted after all
             return MintResult(adopted, new=True)
         if kind == "free" and device.state == "free":
-            raise Refused(f"device {device.product_id} is already free")
+            raise AlreadyFree(f"device {device.product_id} is already free")
         attempt = self._reserve(
             session, device, kind, None, f"{request_key}:0", channel, requested_by, timeout
         )

@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.ledger.book import MintPending, MintResult, Refused, ServiceUnavailable
+from bot.ledger.book import AlreadyFree, MintPending, MintResult, Refused, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-Failure = Literal["pending", "unavailable", "refused"]
+Failure = Literal["pending", "unavailable", "refused", "already_free"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ def attempt(mint: Callable[[], MintResult], what: str) -> Attempt:
     except ServiceUnavailable as exc:
         log.warning("%s: %s", what, exc)
         return Attempt(None, "unavailable")
+    except AlreadyFree as exc:  # a plain answer, not an upstream problem
+        log.info("%s: %s", what, exc)
+        return Attempt(None, "already_free")
     except Refused as exc:
         log.error("%s: refused upstream: %s", what, exc)
         return Attempt(None, "refused")

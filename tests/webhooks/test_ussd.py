@@ -7,6 +7,7 @@ text/plain, "CON " or "END ", a screen of at most 160 GSM-7 characters.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -390,3 +391,16 @@ def test_a_nul_in_any_field_ends_politely_and_stores_nothing(client, world, fiel
     kind, screen = post(client, **{field: "1\x00"})
     assert (kind, screen) == ("END", MESSAGES.render("en", "ussd_bad_request"))
     assert queries() == 0
+
+
+def test_a_free_code_for_a_device_already_free_is_refused_plainly(client, caplog):
+    """Found by the fuzz test: it was an ERROR ("refused upstream") and a misleading screen."""
+    first = post(client, phoneNumber=ADMIN, sessionId="f1", text=f"{ADMIN_PIN}*5*1001*1")
+    assert first[0] == "END" and "*0" in first[1]
+    with caplog.at_level(logging.INFO):
+        kind, screen = post(client, phoneNumber=ADMIN, sessionId="f2", text=f"{ADMIN_PIN}*5*1001*1")
+    assert (kind, screen) == (
+        "END",
+        MESSAGES.render("en", "ussd_already_free", device="OVES001001"),
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
