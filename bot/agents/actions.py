@@ -72,6 +72,8 @@ def sell(ctx: Ctx, state: State) -> Reply:
     if not result.codes:
         if not result.new:  # a retry of a session whose mint had failed
             return end(ctx.say("ussd_sold_unavailable", **values))
+        if result.held:  # over the credit-ahead cap (the days screen checked; a race)
+            return end(ctx.say("ussd_sold_held", **values))
         # A concurrent request minted these days first: its code holds them.
         latest = ledger.latest_code(ctx.session, device)
         if latest is None:
@@ -97,12 +99,7 @@ def _sold_screen(ctx: Ctx, device: Device, codes: tuple[Code, ...], sent: bool) 
     if len(codes) == 1:
         text = ctx.say("ussd_sold", device=label(device), days=codes[0].days, code=codes[0].code)
     else:
-        text = ctx.say(
-            "ussd_sold_many",
-            device=label(device),
-            count=len(codes),
-            codes="\n".join(_text(c) for c in codes),
-        )
+        text = _codes_screen(ctx, device, codes)
     if sent:
         text += "\n" + ctx.say("ussd_sent")
     if len(text) > SCREEN_SIZE:  # four codes or more: they went out by message
@@ -110,6 +107,16 @@ def _sold_screen(ctx: Ctx, device: Device, codes: tuple[Code, ...], sent: bool) 
         if sent:
             text += "\n" + ctx.say("ussd_sent")
     return text
+
+
+def _codes_screen(ctx: Ctx, device: Device, codes: tuple[Code, ...]) -> str:
+    """Several codes on one screen, in the order to enter them."""
+    return ctx.say(
+        "ussd_sold_many",
+        device=label(device),
+        count=len(codes),
+        codes="\n".join(_text(c) for c in codes),
+    )
 
 
 def _text(code: Code) -> str:
@@ -135,24 +142,41 @@ def register(ctx: Ctx, state: State) -> Reply:
 
 
 def resend(ctx: Ctx, state: State) -> Reply:
+    """The latest mint's codes again (all of them, in entry order), and to the owner."""
     device = state.data["device"]
-    latest = ctx.deps.ledger.latest_code(ctx.session, device)
-    if latest is None:
+    codes = ctx.deps.ledger.latest_codes(ctx.session, device)
+    if not codes:
         return end(ctx.say("ussd_no_code", device=label(device)))
-    text = ctx.say(
-        "ussd_resent", device=label(device), code=latest.code, date=format_date(latest.minted_at)
-    )
-    owner = device.owner
-    if owner is not None:
-        body = ctx.deps.say(
-            owner.language,
-            "code_resent",
+    latest = codes[-1]
+    if len(codes) == 1:
+        text = ctx.say(
+            "ussd_resent",
+            device=label(device),
             code=latest.code,
-            device=devices.reference(ctx.session, device),
             date=format_date(latest.minted_at),
         )
-        if outbox.enqueue(ctx.session, owner, body, code_id=latest.id) is not None:
+    else:
+        text = _codes_screen(ctx, device, codes)
+    owner = device.owner
+    if owner is not None:
+        ref = devices.reference(ctx.session, device)
+        after: int | None = None
+        for code in codes:  # chained: they arrive in the order to enter them
+            body = ctx.deps.say(
+                owner.language,
+                "code_resent",
+                code=code.code,
+                device=ref,
+                date=format_date(code.minted_at),
+            )
+            message = outbox.enqueue(ctx.session, owner, body, code_id=code.id, after_id=after)
+            if message is None:
+                break  # opted out
+            after = message.id
+        if after is not None:
             text += "\n" + ctx.say("ussd_sent")
+    if len(text) > SCREEN_SIZE:
+        text = ctx.say("ussd_sold_too_many", device=label(device), count=len(codes))
     return end(text)
 
 
@@ -194,29 +218,18 @@ def special(ctx: Ctx, state: State) -> Reply:
     adopted = tuple(c for c in codes if c.kind == "days")
     if adopted:  # never shown before: the owner gets them too
         _push(ctx, device, adopted)
-    if not any(c.kind == kind for c in codes):  # not minted (now, or on the first try)
-        if adopted:  # what was adopted on the way must still be shown, in entry order
-            return end(
-                ctx.say(
-                    "ussd_sold_many",
-                    device=label(device),
-                    count=len(adopted),
-                    codes="\n".join(_text(c) for c in adopted),
-                )
-            )
+    if not codes:  # a retry of a session whose mint had failed
         return end(ctx.say("ussd_unavailable"))
-    log.info("agent %s made a %s code for device %s", ctx.agent.id, kind, device.product_id)
-    # Days codes adopted on the way come first on the screen, in the order to enter them.
-    if len(codes) == 1:
+    if any(c.kind == kind for c in codes):
+        log.info("agent %s made a %s code for device %s", ctx.agent.id, kind, device.product_id)
+    if len(codes) == 1 and codes[0].kind == kind:
         return end(ctx.say(f"ussd_{kind}_done", device=label(device), code=_text(codes[0])))
-    return end(
-        ctx.say(
-            "ussd_sold_many",
-            device=label(device),
-            count=len(codes),
-            codes="\n".join(_text(c) for c in codes),
-        )
-    )
+    # Days codes adopted on the way come first, in the order to enter them; when the
+    # special code could not be made, they are still shown (and were pushed).
+    text = _codes_screen(ctx, device, codes)
+    if len(text) > SCREEN_SIZE:
+        text = ctx.say("ussd_sold_too_many", device=label(device), count=len(codes))
+    return end(text)
 
 
 def admin_only(ctx: Ctx, state: State) -> Reply:

@@ -132,14 +132,7 @@ def _stored_codes(turn: Turn, device: Device, ref: str, key: str, *after: str) -
         return Reply.say(
             turn.say(key, code=c.code, device=ref, date=format_date(c.minted_at)), *after
         )
-    return Reply.say(
-        turn.say("codes_resent_many", count=len(codes), device=ref),
-        *(
-            turn.say("code_part", index=i, count=len(codes), code=c.code, days=c.days)
-            for i, c in enumerate(codes, start=1)
-        ),
-        *after,
-    )
+    return Reply.say(*code_texts(turn.say, ref, codes, many="codes_resent_many"), *after)
 
 
 @_with_device

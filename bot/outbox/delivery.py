@@ -8,12 +8,15 @@
 2. Send each message through its channel's sender, outside any transaction.
 3. Record the outcome in a new short transaction, only if the row is still ours (same
    status and attempts): `sent`; back to `pending` after a backoff when it surely did not
-   leave; `failed` when it is permanent, unknown (never resent: the customer can RESEND),
-   or the attempts are used up.
+   leave, or when its outcome is unknown (a code sent twice is harmless, a code missing is
+   not); `failed` when it is permanent or the attempts are used up.
+
+A message that must follow another of the same event (`after_id`: the codes of one push,
+in entry order) is claimed only once that one is sent or failed.
 
 So a committed message is sent unless it ends `failed` (listed by `ovbot outbox`), and a
-`sent` one is never sent again.  The one double send: a worker killed after the provider
-took the message but before recording it; when the lease expires the message goes again.
+`sent` one is never sent again.  It may go twice: after an unknown outcome, or when a
+worker is killed after the provider took it but before recording it (the lease expires).
 The lease is longer than any send may take, so a live worker's message is never taken over.
 """
 

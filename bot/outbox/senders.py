@@ -7,10 +7,10 @@ surfaces as one of the errors below, never as a provider or HTTP exception:
      ├── NotSent          surely did not leave (refused connection, 429, 5xx): retry later
      ├── Undeliverable    permanent for this message (bad number, bot blocked): do not retry
      │    └── Unsubscribed   Twilio 21610: the recipient texted STOP
-     └── OutcomeUnknown   may have left (timeout after sending): do not resend
+     └── OutcomeUnknown   may have left (timeout after sending): sent again after a backoff
 
-Only what surely did not leave is retried: a message sent twice is a nuisance, but the
-rule is the same as for mints — when in doubt, stop, and let the customer ask (RESEND).
+Unlike a mint, a message whose outcome is unknown is sent again (bot/outbox/delivery.py):
+the same code twice is harmless, a code that never arrives is not.
 """
 
 from __future__ import annotations

@@ -18,8 +18,14 @@ class ShownCode(Protocol):
     def credit_until_after(self) -> datetime | None: ...
 
 
-def code_texts(say: Callable[..., str], ref: str, codes: Sequence[ShownCode]) -> tuple[str, ...]:
-    """One message per code, so each fits one SMS; several come in the order to enter them."""
+def code_texts(
+    say: Callable[..., str],
+    ref: str,
+    codes: Sequence[ShownCode],
+    many: str = "codes_minted_many",
+) -> tuple[str, ...]:
+    """One message per code, so each fits one SMS; several come in the order to enter them,
+    after a header (`many`: the template that says how many and in which order)."""
     if len(codes) == 1:
         c = codes[0]
         return (
@@ -32,7 +38,7 @@ def code_texts(say: Callable[..., str], ref: str, codes: Sequence[ShownCode]) ->
             ),
         )
     return (
-        say("codes_minted_many", count=len(codes), device=ref),
+        say(many, count=len(codes), device=ref),
         *(
             say("code_part", index=i, count=len(codes), code=c.code, days=c.days)
             for i, c in enumerate(codes, start=1)

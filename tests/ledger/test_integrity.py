@@ -409,3 +409,58 @@ def test_2_an_admins_reset_shows_and_pushes_the_customers_timed_out_code_first(q
     assert any(days.code in body for body in pushed)  # the owner gets the adopted code
     device = quick.simulator(1001)
     assert [device.enter(c.code).outcome for c in (days, reset)] == ["days", "reset"]
+
+
+def test_3_an_agents_resend_sends_every_code_of_the_latest_mint_in_order(quick):
+    populate_agents(quick)  # OWNER owns 1001
+    quick.pay(1001, 10, "p-1")
+    quick.emulator.mint_then_timeout(1, delay=1.0)
+    assert "confirming" in _sms(quick, "CODE", "SM1").text
+    time.sleep(1.0)
+    quick.pay(1001, 5, "p-2")
+    _sms(quick, "CODE", "SM2")  # adopts SM1's code, then mints the 5 days
+    with quick.session() as s:
+        codes = list(
+            s.scalars(
+                select(Code)
+                .where(Code.state == "minted", Code.device_id == device_row(s, 1001).id)
+                .order_by(Code.upstream_index)
+            )
+        )
+        before = s.scalar(select(func.max(OutboxMessage.id))) or 0
+    text = f"{PIN}*3*1001"
+    inbound = Inbound(
+        channel="ussd", provider_id=menu.provider_id("RS", text), sender=AGENT, text=text
+    )
+    screen = converse(quick.services, inbound, menu.RESPONDER).text
+    assert screen.index(codes[0].code) < screen.index(codes[1].code)
+    with quick.session() as s:
+        pushed = list(
+            s.scalars(
+                select(OutboxMessage).where(OutboxMessage.id > before).order_by(OutboxMessage.id)
+            )
+        )
+    assert [m.code_id for m in pushed] == [c.id for c in codes]
+    assert [m.after_id for m in pushed] == [None, pushed[0].id]  # chained, in entry order
+
+
+def test_a_sale_that_no_longer_fits_says_the_days_are_held(world):
+    """The days screen checks the cap; a concurrent sale can still fill it first."""
+    from bot.agents import actions
+    from bot.agents.state import Ctx, State
+    from bot.storage.models import Agent
+
+    populate_agents(world)
+    with world.session() as s:
+        device = device_row(s, 1001)
+        device.credit_until = world.services.clock() + timedelta(days=1095)
+    with world.session() as s:
+        agent = s.scalar(select(Agent).where(Agent.phone == AGENT))
+        ctx = Ctx(world.services, s, agent, "race")
+        reply = actions.sell(
+            ctx, State("sell_confirm", {"device": device_row(s, 1001), "days": 30})
+        )
+    assert reply.text == world.services.messages.render(
+        "en", "ussd_sold_held", days=30, device="OVES001001"
+    )
+    assert upstream(world, 1001) == []  # nothing minted; the 30 days wait as credit
