@@ -614,6 +614,11 @@ def _message(response: httpx.Response) -> str:
     return response.text.strip()[:200] or response.reason_phrase
 
 
+def page_rows(body: Any) -> tuple[list[Any], int | None]:
+    """The rows of a page answer and its total, if it says one (see `_rows`)."""
+    return _rows(body)
+
+
 def _rows(body: Any) -> tuple[list[Any], int | None]:
     """A page in any of the shapes we tolerate: a bare list, or items/data/rows (+ total)."""
     if isinstance(body, list):
