@@ -252,7 +252,7 @@ class OmnivoltaicClient:
                 return self._login_locked()
             return self._token
 
-    def _token_after_401(self, stale: str) -> str:
+    def _token_after_refusal(self, stale: str) -> str:
         with self._lock:
             # nobody else has logged in since (or nobody ever did): we do
             if self._token is None or self._token == stale:
@@ -423,7 +423,7 @@ class OmnivoltaicClient:
             log.info(
                 "%s %s: token refused (%d); logging in again", method, path, response.status_code
             )
-            token = self._token_after_401(token)
+            token = self._token_after_refusal(token)
             response = exchange(token)
             if _auth_refused(response):
                 if mint and response.status_code not in (401, 403):
