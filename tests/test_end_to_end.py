@@ -124,8 +124,22 @@ def upstream_count(world) -> int:
     return world.emulator.store.history_page(1, 1001, 0, 100)[1]
 
 
+@pytest.fixture(params=["v1-raw", "v2-bearer"])
+def any_world(request, database_url, tmp_path):
+    """The world on each generation of the API: v1 with the raw token, v2 with Bearer."""
+    version, scheme = request.param.split("-")
+    world = build_world(
+        database_url, tmp_path, omnivoltaic_api_version=version, omnivoltaic_auth_scheme=scheme
+    )
+    yield world
+    world.services.close()
+
+
 @pytest.mark.parametrize("channel", CHANNELS)
-def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(world, channel, caplog):
+def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(
+    any_world, channel, caplog
+):
+    world = any_world
     caplog.set_level(logging.DEBUG)
     world.customer(AMINA, 1001)
     phone = channel(create_app(deps=world.services))
