@@ -40,12 +40,25 @@ def omnivoltaic_http(settings: Settings) -> httpx.Client:
     return httpx.Client(base_url=settings.omnivoltaic_api_url or "", timeout=timeout)
 
 
+def omnivoltaic_client(settings: Settings, http: httpx.Client) -> OmnivoltaicClient:
+    """The API client as configured: credentials, login URL, generation, auth scheme."""
+    username, password = settings.omnivoltaic_credentials
+    return OmnivoltaicClient(
+        http,
+        username,
+        password,
+        api_version="v2" if settings.omnivoltaic_api_version == "v2" else "v1",
+        auth_scheme=settings.omnivoltaic_auth_scheme,
+        login_url=settings.omnivoltaic_login_target,
+        timeout=settings.omnivoltaic_timeout,
+    )
+
+
 def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
     logs.hide_settings(settings)  # the live secrets never reach a log in clear
     engine = db.make_engine(settings.database_url)
     http = http or omnivoltaic_http(settings)
-    username, password = settings.omnivoltaic_credentials
-    client = OmnivoltaicClient(http, username, password, timeout=settings.omnivoltaic_timeout)
+    client = omnivoltaic_client(settings, http)
     # An attempt may start to be sent until its send deadline (reserve + send window); it
     # is released only once the deadline plus the answer window (grace) has passed and
     # the history does not hold it: the grace must outlast any answer still on its way.

@@ -71,6 +71,13 @@ class Settings:
     omnivoltaic_timeout: float = 10.0
     omnivoltaic_emulator_state: str = "instance/emulator.db"
     omnivoltaic_emulator_seed: str = "oves-demo-seed"
+    # Omnivoltaic generations and login (issue 15): where to log in (unset = the API URL
+    # + /user/login; the emulator ignores it), which endpoints (v1: integer productItemID;
+    # v2: the /v2 paths, the product as its OEM item id) and how the token is sent (raw,
+    # or "Bearer <token>").
+    omnivoltaic_login_url: str | None = None
+    omnivoltaic_api_version: str = "v1"
+    omnivoltaic_auth_scheme: str = "raw"
     # Channels.
     public_base_url: str | None = None
     twilio_account_sid: str | None = None
@@ -108,6 +115,13 @@ class Settings:
             omnivoltaic_emulator_seed=_text(
                 env, "OMNIVOLTAIC_EMULATOR_SEED", cls.omnivoltaic_emulator_seed
             ),
+            omnivoltaic_login_url=_text(env, "OMNIVOLTAIC_LOGIN_URL"),
+            omnivoltaic_api_version=(
+                _text(env, "OMNIVOLTAIC_API_VERSION", cls.omnivoltaic_api_version) or ""
+            ).lower(),
+            omnivoltaic_auth_scheme=(
+                _text(env, "OMNIVOLTAIC_AUTH_SCHEME", cls.omnivoltaic_auth_scheme) or ""
+            ).lower(),
             public_base_url=_text(env, "PUBLIC_BASE_URL"),
             twilio_account_sid=_text(env, "TWILIO_ACCOUNT_SID"),
             twilio_auth_token=_text(env, "TWILIO_AUTH_TOKEN"),
@@ -139,6 +153,14 @@ class Settings:
         return self.omnivoltaic_api_url is None
 
     @property
+    def omnivoltaic_login_target(self) -> str:
+        """Where the client logs in: OMNIVOLTAIC_LOGIN_URL, or /user/login on the API URL
+        (always the latter with the embedded emulator, which has no other host)."""
+        if self.uses_emulator:
+            return "/user/login"
+        return self.omnivoltaic_login_url or "/user/login"
+
+    @property
     def omnivoltaic_credentials(self) -> tuple[str, str]:
         """The distributor login; the demo distributor when the emulator is embedded."""
         if self.omnivoltaic_username and self.omnivoltaic_password:
@@ -160,6 +182,7 @@ class Settings:
                 "DEFAULT_REGION must be a two-letter region code such as KE, "
                 f"got {self.default_region!r}"
             )
+        self._check_omnivoltaic()
         for name, value in (
             ("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
             ("USSD_MINT_BUDGET", self.ussd_mint_budget),
@@ -173,6 +196,17 @@ class Settings:
         ):
             if value < 0:
                 raise ConfigError(f"{name} must not be negative, got {value!r}")
+
+    def _check_omnivoltaic(self) -> None:
+        for name, value, allowed in (
+            ("OMNIVOLTAIC_API_VERSION", self.omnivoltaic_api_version, ("v1", "v2")),
+            ("OMNIVOLTAIC_AUTH_SCHEME", self.omnivoltaic_auth_scheme, ("raw", "bearer")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"{name} must be {' or '.join(allowed)}, got {value!r}")
+        login = self.omnivoltaic_login_url
+        if login is not None and not login.lower().startswith(("https://", "http://")):
+            raise ConfigError(f"OMNIVOLTAIC_LOGIN_URL must be an http(s) URL, got {login!r}")
 
     def require(self, *names: str) -> None:
         """Fail at start-up, naming every required variable that is unset."""

@@ -124,8 +124,22 @@ def upstream_count(world) -> int:
     return world.emulator.store.history_page(1, 1001, 0, 100)[1]
 
 
+@pytest.fixture(params=["v1-raw", "v2-bearer"])
+def any_world(request, database_url, tmp_path):
+    """The world on each generation of the API: v1 with the raw token, v2 with Bearer."""
+    version, scheme = request.param.split("-")
+    world = build_world(
+        database_url, tmp_path, omnivoltaic_api_version=version, omnivoltaic_auth_scheme=scheme
+    )
+    yield world
+    world.services.close()
+
+
 @pytest.mark.parametrize("channel", CHANNELS)
-def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(world, channel, caplog):
+def test_paid_days_reach_the_device_exactly_once_whatever_is_redelivered(
+    any_world, channel, caplog
+):
+    world = any_world
     caplog.set_level(logging.DEBUG)
     world.customer(AMINA, 1001)
     phone = channel(create_app(deps=world.services))
@@ -339,5 +353,70 @@ def test_health_and_payments_answer_fast_while_the_api_is_slow_and_ussd_is_hosti
         assert answer.status_code == 200
         assert timings["healthz"] < 3 and timings["payment"] < 3 and timings["ussd"] < 3
         assert timings["code"] < 15
+    finally:
+        world.services.close()
+
+
+# -- both generations of the API: the same journey ------------------------------------------
+
+GENERATIONS = [
+    pytest.param({}, id="v1-raw"),
+    pytest.param(
+        {"omnivoltaic_api_version": "v2", "omnivoltaic_auth_scheme": "bearer"}, id="v2-bearer"
+    ),
+]
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_sync_import_and_codes_over_sms_reach_the_device_in_each_generation(
+    database_url, tmp_path, generation
+):
+    """sync-devices, import-owners, CODE over SMS (a mint that times out included, so the
+    history is read too), and the device simulator as referee, on v1 and on v2 + Bearer."""
+    import io
+
+    from bot.ledger.owners import import_owners
+
+    world = build_world(
+        database_url, tmp_path, grace=timedelta(seconds=60), timeout=1.0, **generation
+    )
+    try:
+        with world.session() as s:
+            report = import_owners(
+                s,
+                io.StringIO(f"product_id,customer_phone,customer_name\n1001,{AMINA},Amina\n"),
+                "KE",
+                "en",
+            )
+        assert report.imported == 1
+        device = world.simulator(1001)  # the item's chain is built now, untimed
+        sent: list = []
+        world.services.http.event_hooks["request"].append(sent.append)
+        phone = Sms(create_app(deps=world.services))
+        world.pay(1001, 7, "pay-1")
+        first = phone.send("CODE", 1)
+        (code1,) = codes_in(first)
+        assert "7 days" in first
+        world.pay(1001, 5, "pay-2")
+        world.emulator.mint_then_timeout(1, delay=3)
+        assert "confirming" in phone.send("CODE", 2)
+        deadline = time.monotonic() + 5
+        while upstream_count(world) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (code2,) = codes_in(phone.send("CODE", 3))  # adopted from the code history
+        assert [device.enter(c).days for c in (code1, code2)] == [7, 5]
+        assert device.days_credited == 12 and upstream_count(world) == 2
+        assert world.emulator.logins == 1  # one login for the whole journey
+        api_id = world.device(1001).api_id
+        v2 = bool(generation)
+        assert api_id == ("TEST2501001001" if v2 else "1001")
+        paths = {r.url.path for r in sent}
+        mint = "/otp/daysCode/v2" if v2 else "/otp/daysCode"
+        history = (
+            f"/oves/v2/codeHistoryList/{api_id}/0/100" if v2 else "/oves/codeHistoryList/1001/0/100"
+        )
+        assert {mint, history} <= paths
+        headers = {r.headers.get("Authorization", "")[:7] for r in sent if r.url.path == mint}
+        assert headers == ({"Bearer "} if v2 else headers - {"Bearer "})
     finally:
         world.services.close()

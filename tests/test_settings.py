@@ -106,6 +106,13 @@ READ = {
         "/var/lib/emu.db",
     ),
     "OMNIVOLTAIC_EMULATOR_SEED": ("seed-42", "omnivoltaic_emulator_seed", "seed-42"),
+    "OMNIVOLTAIC_API_VERSION": ("V2", "omnivoltaic_api_version", "v2"),
+    "OMNIVOLTAIC_LOGIN_URL": (
+        "https://b2b.example.test/user/login",
+        "omnivoltaic_login_url",
+        "https://b2b.example.test/user/login",
+    ),
+    "OMNIVOLTAIC_AUTH_SCHEME": ("Bearer", "omnivoltaic_auth_scheme", "bearer"),
     "PUBLIC_BASE_URL": ("https://bot.example.com", "public_base_url", "https://bot.example.com"),
     "TWILIO_ACCOUNT_SID": ("AC123", "twilio_account_sid", "AC123"),
     "TWILIO_AUTH_TOKEN": ("tw-token", "twilio_auth_token", "tw-token"),
@@ -191,6 +198,10 @@ def test_flags(value, expected):
         ("DEFAULT_REGION", "KEN"),
         ("DEFAULT_REGION", "K"),
         ("DEFAULT_REGION", "254"),
+        ("OMNIVOLTAIC_API_VERSION", "v3"),
+        ("OMNIVOLTAIC_API_VERSION", "2"),
+        ("OMNIVOLTAIC_AUTH_SCHEME", "basic"),
+        ("OMNIVOLTAIC_LOGIN_URL", "b2b.example.test/user/login"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
@@ -334,3 +345,15 @@ def test_no_other_module_reads_the_environment():
             if re.search(r"os\.environ|getenv\(", path.read_text()):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_the_login_url_defaults_to_the_api_url_and_is_ignored_by_the_emulator():
+    api = "https://api.example.test"
+    assert Settings.from_env({"OMNIVOLTAIC_API_URL": api}).omnivoltaic_login_target == (
+        "/user/login"  # relative: joined to the API URL by the client's base URL
+    )
+    login = "https://b2b.example.test/auth/login"
+    both = {"OMNIVOLTAIC_API_URL": api, "OMNIVOLTAIC_LOGIN_URL": login}
+    assert Settings.from_env(both).omnivoltaic_login_target == login
+    alone = Settings.from_env({"OMNIVOLTAIC_LOGIN_URL": login})
+    assert alone.uses_emulator and alone.omnivoltaic_login_target == "/user/login"

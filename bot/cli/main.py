@@ -464,5 +464,9 @@ from bot.cli.worker import outbox_command, worker_command  # noqa: E402 - needs 
 main.add_command(worker_command)
 main.add_command(outbox_command)
 
+from bot.cli.api import api_group  # noqa: E402 - `ovbot api check` (issue 15)
+
+main.add_command(api_group)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,6 +20,9 @@ minted" only once its deadline plus the answer window (`grace`) had passed befor
 history was read, and that history does not hold it. An answer that still arrives for a
 released attempt is recorded, returned and raised as an integrity alarm, never dropped.
 
+The API is called with the device's `api_id` (what the configured generation names it
+by), never with the product id people type.
+
 No upstream call is made while a lock is held (a row lock, or SQLite's one write lock):
 reconciliation commits, reads the history, then locks the device and checks again.
 
@@ -453,14 +456,12 @@ class Ledger:
             if attempt.kind == "days":
                 assert attempt.days is not None  # the schema's CHECK days_match_kind
                 minted = self.client.days_code(
-                    device.product_id, attempt.days, timeout=timeout, send_by=deadline
+                    device.api_id, attempt.days, timeout=timeout, send_by=deadline
                 )
             elif attempt.kind == "free":
-                minted = self.client.free_code(device.product_id, timeout=timeout, send_by=deadline)
+                minted = self.client.free_code(device.api_id, timeout=timeout, send_by=deadline)
             else:
-                minted = self.client.reset_code(
-                    device.product_id, timeout=timeout, send_by=deadline
-                )
+                minted = self.client.reset_code(device.api_id, timeout=timeout, send_by=deadline)
         except api.OutcomeUnknown:
             log.warning(
                 "mint %s for device %s: outcome unknown; will reconcile",
@@ -574,7 +575,7 @@ class Ledger:
         read_at = self.clock()
         try:
             history = self.client.code_history(
-                device.product_id, 0, 100, timeout=budget, retries=0 if budget else None
+                device.api_id, 0, 100, timeout=budget, retries=0 if budget else None
             )
         except api.OmnivoltaicError as exc:
             raise ServiceUnavailable(f"cannot read the code history: {exc}") from exc

@@ -1,4 +1,8 @@
-"""Finding devices: by a customer's short reference, or by product id or serial (agents)."""
+"""Finding devices: by a customer's short reference, or by product id or serial (agents).
+
+A device also answers to its API id (an OEM item id in v2, e.g. TEST2503000017): what an
+operator may read off the distributor's own portal. Nobody has to type it.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ def _answers_to(device: Device, serial: str, ref: str) -> bool:
     return serial.endswith(ref) or ref in (
         str(device.product_id),
         (device.payg_serial or "").upper(),
+        (device.api_id or "").upper(),
     )
 
 
@@ -70,7 +75,7 @@ def resolve(devices: list[Device], ref: str | None) -> Device | Ambiguous | None
     exact = [
         d
         for d in devices
-        if ref in (str(d.product_id), (d.oem_serial or "").upper(), (d.payg_serial or "").upper())
+        if ref in (str(d.product_id), *(_upper(x) for x in (d.oem_serial, d.payg_serial, d.api_id)))
     ]
     if len(exact) == 1:
         return exact[0]
@@ -90,7 +95,19 @@ def find(session: Session, text: str) -> Device | None:
     text = (text or "").strip().upper()
     if not text:
         return None
-    clauses = [func.upper(Device.oem_serial) == text, func.upper(Device.payg_serial) == text]
+    clauses = [
+        func.upper(Device.oem_serial) == text,
+        func.upper(Device.payg_serial) == text,
+        func.upper(Device.api_id) == text,
+    ]
     if text.isdigit() and len(text) <= 9:
         clauses.append(Device.product_id == int(text))
-    return session.scalars(select(Device).where(or_(*clauses)).limit(2)).first()
+    found = session.scalars(select(Device).where(or_(*clauses)).order_by(Device.id)).all()
+    # The product id or a serial first: an API id is only a fallback (v1 ids are product ids).
+    exact = [d for d in found if text in (str(d.product_id), _upper(d.oem_serial))]
+    best = exact or found
+    return best[0] if best else None
+
+
+def _upper(value: str | None) -> str:
+    return (value or "").upper()

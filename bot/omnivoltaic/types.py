@@ -16,6 +16,27 @@ from typing import Any, Literal
 from bot.omnivoltaic.acp1 import parse_code
 
 CodeKind = Literal["days", "free", "reset"]
+ApiVersion = Literal["v1", "v2"]
+API_VERSIONS: tuple[ApiVersion, ...] = ("v1", "v2")
+
+# The fields the parsers read (`ovbot api check` reports the others as ignored).
+ITEM_FIELDS = (
+    "productItemID",
+    "productItemOEM_SN",
+    "oemItemID",
+    "productItemPAYG_SN",
+    "valuePerDay",
+    "lifeCycleStatus",
+)
+HISTORY_FIELDS = (
+    "codeHistoryID",
+    "otpGeneratorID",
+    "codeIndex",
+    "codeValue",
+    "codeDate",
+    "codeDays",
+)
+MINT_FIELDS = ("code", "otpHash", "otpCount")
 
 _CODE = re.compile(r"\*0\d\d( \d{3}){6}#")
 _HEX16 = re.compile(r"[0-9A-Fa-f]{16}")
@@ -23,7 +44,11 @@ _HEX16 = re.compile(r"[0-9A-Fa-f]{16}")
 
 @dataclass(frozen=True)
 class Item:
+    """An assigned item. `api_id` is how the configured generation addresses it:
+    `productItemID` in v1, the OEM item id (`oemItemID`, else the OEM serial) in v2."""
+
     product_id: int
+    api_id: str
     oem_serial: str | None
     payg_serial: str | None
     value_per_day: Decimal | None
@@ -83,13 +108,21 @@ def minted_code_from_api(body: Any) -> MintedCode:
     return MintedCode(code=code, otp_hash=otp_hash.upper(), otp_count=count)
 
 
-def item_from_api(row: Any) -> Item:
+def item_from_api(row: Any, version: ApiVersion = "v1") -> Item:
     if not isinstance(row, dict):
         raise ValueError("item is not an object")
     value = row.get("valuePerDay")
+    product_id = _int(row.get("productItemID"), "productItemID")
+    oem_serial = _text(row.get("productItemOEM_SN", row.get("oemItemID")))
+    api_id = str(product_id)
+    if version == "v2":
+        api_id = _text(row.get("oemItemID")) or oem_serial or ""
+        if not api_id:
+            raise ValueError("item has no oemItemID nor productItemOEM_SN: no id for v2")
     return Item(
-        product_id=_int(row.get("productItemID"), "productItemID"),
-        oem_serial=_text(row.get("productItemOEM_SN", row.get("oemItemID"))),
+        product_id=product_id,
+        api_id=api_id,
+        oem_serial=oem_serial,
         payg_serial=_text(row.get("productItemPAYG_SN")),
         value_per_day=None if value in (None, "") else _decimal(value),
         lifecycle_status=_text(row.get("lifeCycleStatus")),

@@ -29,6 +29,7 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -138,6 +139,12 @@ class TelegramLink(Base):
     customer: Mapped[Customer] = relationship(back_populates="telegram_links")
 
 
+def _product_id_text(context: DefaultExecutionContext) -> str:
+    """A new device's API id until a sync says otherwise: its product id (the v1 id)."""
+    parameters: dict[str, object] = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    return str(parameters["product_id"])
+
+
 class Device(Base):
     __tablename__ = "devices"
     __table_args__ = (
@@ -148,6 +155,9 @@ class Device(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     product_id: Mapped[int] = mapped_column(unique=True)  # the API's productItemID
+    # How the API names the device, as text: the productItemID in v1, the OEM item id in v2
+    # (set by `ovbot sync-devices`). People type the product id or a serial, never this.
+    api_id: Mapped[str] = mapped_column(String(64), unique=True, default=_product_id_text)
     oem_serial: Mapped[str | None] = mapped_column(String(64), unique=True)
     payg_serial: Mapped[str | None] = mapped_column(String(64))
     value_per_day: Mapped[Decimal | None] = mapped_column(MONEY)

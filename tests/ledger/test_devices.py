@@ -70,6 +70,16 @@ RESOLVE = [
 ]
 
 
+WITH_API_IDS = [
+    Device(id=1, product_id=1001, api_id="TEST2503000017", oem_serial="OVES001001"),
+    Device(id=2, product_id=1002, api_id="TEST2503000018", oem_serial="OVES001002"),
+]
+RESOLVE += [
+    pytest.param(WITH_API_IDS, "test2503000018", 1, id="api id"),
+    pytest.param(WITH_API_IDS, "1002", 1, id="product id beside api ids"),
+]
+
+
 @pytest.mark.parametrize("owned, ref, expected", RESOLVE)
 def test_resolve_finds_the_one_device_a_reference_names(owned, ref, expected):
     found = devices.resolve(owned, ref)
@@ -90,13 +100,23 @@ def stocked(session):
     session.add_all(
         [
             Device(
-                product_id=1002, oem_serial="OVES001002", payg_serial="PAYG-B", owner_id=owner.id
+                product_id=1002,
+                api_id="A-1002",
+                oem_serial="OVES001002",
+                payg_serial="PAYG-B",
+                owner_id=owner.id,
             ),
             Device(
-                product_id=1001, oem_serial="OVES001001", payg_serial="PAYG-A", owner_id=owner.id
+                product_id=1001,
+                api_id="A-1001",
+                oem_serial="OVES001001",
+                payg_serial="PAYG-A",
+                owner_id=owner.id,
             ),
-            Device(product_id=1003, oem_serial="OVES001003", owner_id=other.id),
-            Device(product_id=1004, oem_serial=None),
+            Device(
+                product_id=1003, api_id="TEST2503000017", oem_serial="OVES001003", owner_id=other.id
+            ),
+            Device(product_id=1004, api_id="1001", oem_serial=None),
         ]
     )
     session.flush()
@@ -124,6 +144,9 @@ FIND = [
     pytest.param("oves001002", 1002, id="serial in lower case"),
     pytest.param("payg-a", 1001, id="payg serial"),
     pytest.param("1004", 1004, id="device without a serial"),
+    pytest.param("test2503000017", 1003, id="api id (an OEM item id)"),
+    pytest.param("A-1002", 1002, id="api id"),
+    pytest.param("1001", 1001, id="a product id wins over another device's api id"),
     pytest.param("9999", None, id="unknown product id"),
     pytest.param("12345678901234567890", None, id="number too large for a product id"),
     pytest.param("1001; DROP TABLE devices", None, id="injection"),

@@ -14,9 +14,10 @@ from bot.storage import db
 from bot.storage.models import Customer, Device, utcnow
 
 
-def item(pid: int, value: str = "50", status: str = "ASSIGNED") -> Item:
+def item(pid: int, value: str = "50", status: str = "ASSIGNED", api_id: str | None = None) -> Item:
     return Item(
         product_id=pid,
+        api_id=str(pid) if api_id is None else api_id,
         oem_serial=f"OVES{pid:06d}",
         payg_serial=f"PAYG{pid}",
         value_per_day=Decimal(value),
@@ -125,3 +126,52 @@ def test_the_embedded_emulator_fleet(sqlite_world):
         assert found[1001].oem_serial == "OVES001001"
         report = sync_devices(session, sqlite_world.services.omnivoltaic)
     assert (report.created, report.updated) == (0, 100)
+
+
+def test_each_device_takes_its_api_id_from_the_item(session):
+    sync_devices(session, FakeClient([item(1001), item(1002, api_id="TEST2503000017")]))
+    session.commit()
+    found = devices(session)
+    assert (found[1001].api_id, found[1002].api_id) == ("1001", "TEST2503000017")
+
+
+def test_a_sync_after_switching_generation_readdresses_every_device_and_nothing_else(session):
+    sync_devices(session, FakeClient([item(1001), item(1002)]))
+    owner = Customer(phone="+254712345678")
+    session.add(owner)
+    session.flush()
+    devices(session)[1001].owner_id = owner.id
+    session.commit()
+    ids = {pid: d.id for pid, d in devices(session).items()}
+    v2 = [item(p, api_id=f"OVES{p:06d}") for p in (1001, 1002)]
+    report = sync_devices(session, FakeClient(v2))
+    session.commit()
+    after = devices(session)
+    assert (report.created, report.updated) == (0, 2)
+    assert {pid: d.id for pid, d in after.items()} == ids
+    assert [after[p].api_id for p in (1001, 1002)] == ["OVES001001", "OVES001002"]
+    assert after[1001].owner_id == owner.id
+
+
+def test_two_items_answering_to_one_api_id_are_refused_and_nothing_changes(Session):
+    with db.transaction(Session) as session:
+        sync_devices(session, FakeClient([item(1001)]))
+    clash = [item(1002, api_id="SAME"), item(1003, api_id="SAME")]
+    with pytest.raises(OmnivoltaicError, match="1002 and 1003"):
+        with db.transaction(Session) as session:
+            sync_devices(session, FakeClient(clash))
+    with Session() as session:
+        assert {p: d.api_id for p, d in devices(session).items()} == {1001: "1001"}
+
+
+def test_the_embedded_emulator_fleet_in_v2(tmp_path):
+    from tests.harness import build_world, sqlite_file_url
+
+    world = build_world(sqlite_file_url(tmp_path), tmp_path, omnivoltaic_api_version="v2")
+    try:
+        with world.session() as session:
+            found = devices(session)
+        assert sorted(found) == list(range(1001, 1101))
+        assert found[1001].api_id == "TEST2501001001"  # the item's oemItemID
+    finally:
+        world.services.close()

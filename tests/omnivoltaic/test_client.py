@@ -176,6 +176,9 @@ def make_client(api: FakeApi, password: str = PASSWORD, **options) -> Omnivoltai
 
 # --- authentication -------------------------------------------------------------------------
 
+GET_ITEM = lambda c: c.assigned_item(1001)  # noqa: E731
+MINT_DAYS = lambda c: c.days_code(1001, 5)  # noqa: E731
+
 
 def test_login_is_lazy_cached_and_sends_the_raw_token(api, client):
     assert api.calls == []
@@ -228,12 +231,61 @@ def test_401_again_after_fresh_login_is_auth_failed(api, client, call, path):
     assert api.logins == 2 and api.count(path) == 2
 
 
+EXPIRED_403 = httpx.Response(403, json={"message": "Token expired, please log in again"})
+EXPIRED_200 = httpx.Response(
+    200, json={"data": None, "errors": [{"message": "jwt expired", "extensions": {"code": "X"}}]}
+)
+ALLOWANCE_403 = httpx.Response(403, json={"message": "free code allowance used up"})
+
+REFUSALS = [
+    # label, call, path, faults, expected error, calls of path, logins, minted
+    pytest.param(GET_ITEM, ITEM, [EXPIRED_403] * 2, AuthFailed, 2, 2, 0, id="read: 403 expired x2"),
+    pytest.param(GET_ITEM, ITEM, [EXPIRED_200] * 2, AuthFailed, 2, 2, 0, id="read: 200 error x2"),
+    pytest.param(GET_ITEM, ITEM, [EXPIRED_403], None, 2, 2, 0, id="read: 403 expired, then ok"),
+    pytest.param(GET_ITEM, ITEM, [EXPIRED_200], None, 2, 2, 0, id="read: 200 error, then ok"),
+    pytest.param(
+        MINT_DAYS, DAYS, [EXPIRED_403] * 2, AuthFailed, 2, 2, 0, id="mint: 403 expired x2"
+    ),
+    pytest.param(MINT_DAYS, DAYS, [EXPIRED_403], None, 2, 2, 1, id="mint: 403 expired, then ok"),
+    pytest.param(
+        MINT_DAYS, DAYS, [EXPIRED_200], OutcomeUnknown, 1, 1, 0, id="mint: 200 error, not resent"
+    ),
+    pytest.param(
+        MINT_DAYS, DAYS, [ALLOWANCE_403], Rejected, 1, 1, 0, id="mint: 403 refusal, no login"
+    ),
+]
+
+
+@pytest.mark.parametrize("call, path, faults, error, calls, logins, minted", REFUSALS)
+def test_a_refused_token_is_renewed_once_and_a_mint_never_sent_twice_unless_safe(
+    api, client, call, path, faults, error, calls, logins, minted
+):
+    client.login()
+    api.fail(path, *faults)
+    if error is None:
+        call(client)
+    else:
+        with pytest.raises(error):
+            call(client)
+    assert (api.count(path), api.logins, api.minted) == (calls, logins, minted)
+
+
+def test_a_200_auth_error_to_a_mint_makes_the_next_call_log_in(api, client):
+    client.login()
+    api.fail(DAYS, EXPIRED_200)
+    with pytest.raises(OutcomeUnknown):
+        client.days_code(1001, 5)
+    client.code_history(1001)
+    assert api.logins == 2 and api.count("/oves/codeHistoryList/1001/0/100") == 1
+
+
 def test_wrong_password_is_auth_failed(api):
     with pytest.raises(AuthFailed):
         make_client(api, password="wrong").assigned_item(1001)
 
 
 def run_in_threads(target, n: int = 8) -> list:
+    """Run `target` in `n` threads released together; the exceptions they raised."""
     barrier, errors = threading.Barrier(n), []
 
     def worker():
@@ -407,7 +459,8 @@ def test_timeout_applies_to_every_request(api, clock):
         lambda c: c.days_code(1001, "5"),
         lambda c: c.days_code(1001, True),
         lambda c: c.days_code(1001, 5.0),
-        lambda c: c.days_code("1001", 5),
+        lambda c: c.days_code("OVES001001", 5),
+        lambda c: c.days_code("", 5),
         lambda c: c.free_code(None),
         lambda c: c.assigned_items(0, 0),
         lambda c: c.assigned_items(0, 101),
@@ -420,7 +473,8 @@ def test_timeout_applies_to_every_request(api, clock):
         "days '5'",
         "days True",
         "days 5.0",
-        "product '1001'",
+        "v1 product 'OVES001001'",
+        "v1 product ''",
         "product None",
         "limit 0",
         "limit 101",
@@ -469,6 +523,7 @@ def test_item_fields_are_parsed(client):
     item = client.assigned_item(1001)
     assert item == Item(
         product_id=1001,
+        api_id="1001",
         oem_serial="OVES001001",
         payg_serial="PAYG1",
         value_per_day=Decimal("50"),
@@ -570,6 +625,14 @@ def test_neither_password_nor_token_is_logged(api, client, caplog):
 # --- through the emulator (the same client, the emulated API in-process) --------------------
 
 
+GENERATIONS = [
+    pytest.param(("v1", "raw"), id="v1-raw"),
+    pytest.param(("v2", "bearer"), id="v2-bearer"),
+    pytest.param(("v1", "bearer"), id="v1-bearer"),
+    pytest.param(("v2", "raw"), id="v2-raw"),
+]
+
+
 @pytest.fixture
 def emulator_app(tmp_path):
     from bot.omnivoltaic.emulator.app import create_emulator
@@ -577,42 +640,77 @@ def emulator_app(tmp_path):
     return create_emulator(str(tmp_path / "emu.db"), "seed")
 
 
+@pytest.fixture(params=GENERATIONS)
+def generation(request):
+    return request.param
+
+
 @pytest.fixture
-def emulated(emulator_app):
-    return connect(emulator_app), emulator_app.extensions["omnivoltaic_emulator"]
+def emulated(emulator_app, generation):
+    return connect(emulator_app, generation=generation), emulator_app.extensions[
+        "omnivoltaic_emulator"
+    ]
 
 
-def connect(app, timeout: float = 2.0) -> OmnivoltaicClient:
+def connect(app, timeout: float = 2.0, generation=("v1", "raw")) -> OmnivoltaicClient:
     from bot.omnivoltaic.emulator.app import EmulatorTransport
 
+    version, scheme = generation
     http = httpx.Client(transport=EmulatorTransport(app), base_url="http://emulator")
     return OmnivoltaicClient(
-        http, "demo@example.com", "demo", timeout=timeout, sleep=lambda s: None
+        http,
+        "demo@example.com",
+        "demo",
+        api_version=version,
+        auth_scheme=scheme,
+        timeout=timeout,
+        sleep=lambda s: None,
     )
+
+
+def api_id(client: OmnivoltaicClient, product_id: int) -> int | str:
+    """How the client's generation names an emulator item: its id (v1), OEM serial (v2)."""
+    return product_id if client.api_version == "v1" else f"OVES{product_id:06d}"
 
 
 def test_emulator_demo_fleet(emulated):
     client, _ = emulated
-    assert [i.product_id for i in client.iter_assigned_items()] == list(range(1001, 1101))
+    items = list(client.iter_assigned_items())
+    assert [i.product_id for i in items] == list(range(1001, 1101))
+    expected = "1001" if client.api_version == "v1" else "TEST2501001001"  # its oemItemID
+    assert items[0].api_id == expected
     item = client.assigned_item(1001)
     assert (item.oem_serial, item.value_per_day) == ("OVES001001", Decimal(50))
     with pytest.raises(NotAssigned):
         client.assigned_item(1101)
     with pytest.raises(NotAssigned):
-        client.days_code(1101, 5)
+        client.days_code(api_id(client, 1101), 5)
 
 
 def test_emulator_mints_and_history_agree(emulated):
     client, _ = emulated
-    minted = [client.days_code(1001, 5), client.free_code(1001), client.reset_code(1001)]
+    pid = api_id(client, 1001)
+    minted = [client.days_code(pid, 5), client.free_code(pid), client.reset_code(pid)]
     assert [m.otp_count for m in minted] == [1, 2, 3]
-    rows = client.code_history(1001)
+    rows = client.code_history(pid)
     assert [(r.code, r.kind, r.days, r.index) for r in rows] == [
         (minted[2].code, "reset", None, 3),
         (minted[1].code, "free", None, 2),
         (minted[0].code, "days", 5, 1),
     ]
     assert isinstance(client.code_history_metadata(), dict)
+
+
+def test_both_generations_share_one_chain(emulator_app):
+    """A code minted through v1 is in the v2 history of the same item, and the next
+    code follows it on the one chain, whichever generation mints it."""
+    old, new = connect(emulator_app), connect(emulator_app, generation=("v2", "bearer"))
+    first = old.days_code(1002, 3)
+    second = new.days_code("TEST2501001002", 4)  # its OEM item id
+    third = new.free_code("ACC001002")  # its account number
+    rows = new.code_history("OVES001002")
+    assert [r.code for r in rows] == [third.code, second.code, first.code]
+    assert [r.index for r in old.code_history(1002)] == [3, 2, 1]
 
 
 def test_emulator_read_failures_are_retried(emulated):
@@ -627,17 +725,242 @@ def test_emulator_mint_5xx_is_outcome_unknown_and_not_repeated(emulated):
     client.login()
     emulator.fail_next(1, 500)
     with pytest.raises(OutcomeUnknown):
-        client.days_code(1003, 5)
-    assert client.code_history(1003) == []  # this fault changed nothing, and we did not retry
+        client.days_code(api_id(client, 1003), 5)
+    # this fault changed nothing, and we did not retry
+    assert client.code_history(api_id(client, 1003)) == []
 
 
-def test_emulator_mint_timeout_is_outcome_unknown_and_the_code_is_in_history(emulator_app):
-    connect(emulator_app).days_code(1004, 1)  # warm the chain, so the next mint is quick
-    client = connect(emulator_app, timeout=0.3)
+def test_emulator_mint_timeout_is_outcome_unknown_and_the_code_is_in_history(
+    emulator_app, generation
+):
+    connect(emulator_app, generation=generation).days_code(
+        api_id(connect(emulator_app, generation=generation), 1004), 1
+    )  # warm the chain, so the next mint is quick
+    client = connect(emulator_app, timeout=0.3, generation=generation)
+    pid = api_id(client, 1004)
     emulator_app.extensions["omnivoltaic_emulator"].mint_then_timeout(1, delay=1.5)
     with pytest.raises(OutcomeUnknown):
-        client.days_code(1004, 7)
+        client.days_code(pid, 7)
     deadline = time.monotonic() + 3
-    while len(rows := client.code_history(1004)) < 2 and time.monotonic() < deadline:
+    while len(rows := client.code_history(pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # the ledger's way: look in the history before minting again
     assert (rows[0].kind, rows[0].days, rows[0].index) == ("days", 7, 2)
+
+
+# --- renewal: one login per token life, however the expiry is signalled ---------------------
+
+
+def test_fifty_concurrent_first_requests_make_exactly_one_login(emulator_app, generation):
+    client = connect(emulator_app, generation=generation)
+    emulator = emulator_app.extensions["omnivoltaic_emulator"]
+    assert run_in_threads(lambda: client.assigned_items(0, 5), n=50) == []
+    assert emulator.logins == 1
+
+
+@pytest.mark.parametrize("style", ["401", "403", "200"])
+def test_an_expired_token_is_renewed_once_for_a_read_however_refused(
+    emulator_app, generation, style
+):
+    client = connect(emulator_app, generation=generation)
+    emulator = emulator_app.extensions["omnivoltaic_emulator"]
+    client.login()
+    emulator.refuse_tokens_as(style)
+    emulator.store.expire_tokens()  # the upstream ended our token's life early
+    assert run_in_threads(lambda: client.code_history(api_id(client, 1005)), n=10) == []
+    assert emulator.logins == 2  # one fresh login, shared by every caller
+
+
+@pytest.mark.parametrize("style", ["401", "403"])
+def test_a_mint_refused_for_its_token_is_sent_again_once_and_minted_once(
+    emulator_app, generation, style
+):
+    client = connect(emulator_app, generation=generation)
+    emulator = emulator_app.extensions["omnivoltaic_emulator"]
+    client.login()
+    emulator.refuse_tokens_as(style)
+    emulator.store.expire_tokens()
+    minted = client.days_code(api_id(client, 1006), 5)
+    assert minted.otp_count == 1 and emulator.logins == 2
+    assert [r.code for r in client.code_history(api_id(client, 1006))] == [minted.code]
+
+
+def test_a_mint_answered_200_with_an_auth_error_is_not_sent_again(emulator_app, generation):
+    """A 200 carrying an error does not prove nothing was minted: outcome unknown, never
+    a second send; the next call logs in afresh and the history settles it."""
+    client = connect(emulator_app, generation=generation)
+    emulator = emulator_app.extensions["omnivoltaic_emulator"]
+    client.login()
+    emulator.refuse_tokens_as("200")
+    emulator.store.expire_tokens()
+    with pytest.raises(OutcomeUnknown):
+        client.days_code(api_id(client, 1007), 5)
+    assert emulator.logins == 1
+    assert client.code_history(api_id(client, 1007)) == []  # logs in again to read it
+    assert emulator.logins == 2
+
+
+# --- generations, auth scheme, login host, token lifetime (a recording fake) ----------------
+
+
+def jwt(claims: dict) -> str:
+    """An unsigned JWT with these claims (the client never checks a signature)."""
+    import base64
+
+    def seg(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{seg({'alg': 'HS256', 'typ': 'JWT'})}.{seg(claims)}.c2lnbmF0dXJl"
+
+
+class Recorder:
+    """Answers every call plausibly and keeps each request; login hands out `token`."""
+
+    def __init__(self, token: str = "opaque-token-123"):
+        self.token, self.requests, self.logins = token, [], 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path.endswith("/user/login"):
+            self.logins += 1
+            return httpx.Response(200, json={"accessToken": self.token})
+        if request.method == "POST":
+            return httpx.Response(
+                200, json={"otpCount": 1, "code": VECTOR_CODE, "otpHash": VECTOR_HEX}
+            )
+        return httpx.Response(200, json={"items": [history(1)], "total": 1})
+
+
+def recording_client(recorder: Recorder, **options) -> OmnivoltaicClient:
+    http = httpx.Client(transport=httpx.MockTransport(recorder.handler), base_url="http://api.test")
+    return OmnivoltaicClient(http, USER, PASSWORD, **options)
+
+
+CALLS = [
+    # label, version, call, method and path sent, productId in the body
+    pytest.param("v1", lambda c: c.days_code("1001", 5), "/otp/daysCode", 1001, id="v1 days"),
+    pytest.param("v1", lambda c: c.free_code(1001), "/code/code/freecodeotp", 1001, id="v1 free"),
+    pytest.param(
+        "v2",
+        lambda c: c.days_code("TEST2503000017", 5),
+        "/otp/daysCode/v2",
+        "TEST2503000017",
+        id="v2 days",
+    ),
+    pytest.param(
+        "v2",
+        lambda c: c.free_code("OVES001001"),
+        "/code/code/freecodeotp/v2",
+        "OVES001001",
+        id="v2 free",
+    ),
+    pytest.param(
+        "v2", lambda c: c.reset_code(1001), "/code/code/resetcode/v2", "1001", id="v2 reset, int"
+    ),
+    pytest.param(
+        "v1",
+        lambda c: c.code_history("1001"),
+        "/oves/codeHistoryList/1001/0/100",
+        None,
+        id="v1 hist",
+    ),
+    pytest.param(
+        "v2",
+        lambda c: c.code_history("TEST2503000017"),
+        "/oves/v2/codeHistoryList/TEST2503000017/0/100",
+        None,
+        id="v2 history",
+    ),
+]
+
+
+@pytest.mark.parametrize("version, call, path, product", CALLS)
+@pytest.mark.parametrize("scheme", ["raw", "bearer"])
+def test_each_generation_sends_its_paths_and_ids_with_the_chosen_scheme(
+    version, call, path, product, scheme
+):
+    recorder = Recorder()
+    call(recording_client(recorder, api_version=version, auth_scheme=scheme))
+    sent = recorder.requests[-1]
+    assert sent.url.path == path
+    if product is not None:
+        assert json.loads(sent.content)["productId"] == product
+    expected = "Bearer opaque-token-123" if scheme == "bearer" else "opaque-token-123"
+    assert sent.headers["Authorization"] == expected
+    assert "Authorization" not in recorder.requests[0].headers  # the login carries none
+
+
+@pytest.mark.parametrize(
+    "product",
+    ["OVES/../1001", "a b", "", "x" * 65, None, 0, -3, True, "ÖVES1"],
+    ids=["slash", "space", "empty", "too long", "None", "0", "negative", "True", "non-ASCII"],
+)
+def test_v2_refuses_ids_it_could_not_put_in_a_path_before_any_call(product):
+    recorder = Recorder()
+    with pytest.raises(InvalidRequest):
+        recording_client(recorder, api_version="v2").code_history(product)
+    assert recorder.requests == []
+
+
+def test_the_login_may_live_on_another_host():
+    recorder = Recorder()
+    client = recording_client(recorder, login_url="https://b2b.example.test/auth/user/login")
+    client.code_history(1001)
+    login, history_call = recorder.requests
+    assert (login.url.host, login.url.path) == ("b2b.example.test", "/auth/user/login")
+    assert history_call.url.host == "api.test"
+
+
+def test_a_token_handed_back_with_bearer_is_not_prefixed_twice():
+    recorder = Recorder(token="Bearer abc.def")
+    recording_client(recorder, auth_scheme="bearer").code_history(1001)
+    assert recorder.requests[-1].headers["Authorization"] == "Bearer abc.def"
+
+
+@pytest.mark.parametrize(
+    "token, elapsed, logins",
+    [
+        pytest.param(jwt({"iat": 1000, "exp": 1600}), 539, 1, id="10-minute JWT: kept 9 minutes"),
+        pytest.param(jwt({"iat": 1000, "exp": 1600}), 540, 2, id="10-minute JWT: renewed after"),
+        pytest.param(jwt({"iat": 1, "exp": 90000}), 3299, 1, id="JWT longer than the hour"),
+        pytest.param(jwt({"iat": 1, "exp": 90000}), 3300, 2, id="the documented hour wins"),
+        pytest.param("opaque-token", 3300, 2, id="opaque: the documented hour"),
+    ],
+)
+def test_a_jwt_is_renewed_before_its_own_exp(token, elapsed, logins):
+    clock, recorder = FakeClock(), Recorder(token)
+    client = recording_client(recorder, clock=clock)
+    client.code_history(1001)
+    clock.now += elapsed
+    client.code_history(1001)
+    assert recorder.logins == logins
+
+
+@pytest.mark.parametrize(
+    "answer, where",
+    [
+        ({"accessToken": "t1"}, "accessToken"),
+        ({"data": {"accessToken": "t1"}}, "data.accessToken"),
+        ({"data": {"login": {"accessToken": "t1"}}}, "data.login.accessToken"),
+        ({"access_token": "t1", "expires_in": 3600}, "access_token"),
+    ],
+)
+def test_the_token_is_found_in_the_shapes_logins_answer_with(answer, where):
+    def handler(request):
+        if request.url.path == "/user/login":
+            return httpx.Response(200, json=answer)
+        assert request.headers["Authorization"] == "t1"
+        return httpx.Response(200, json=[])
+
+    http = httpx.Client(transport=httpx.MockTransport(handler), base_url="http://api.test")
+    client = OmnivoltaicClient(http, USER, PASSWORD)
+    assert client.code_history(1001) == []
+    assert client.last_login.token_at == where
+
+
+def test_a_login_answered_200_with_errors_is_auth_failed():
+    def handler(request):
+        return httpx.Response(200, json={"errors": [{"message": "Invalid credentials"}]})
+
+    http = httpx.Client(transport=httpx.MockTransport(handler), base_url="http://api.test")
+    with pytest.raises(AuthFailed, match="Invalid credentials"):
+        OmnivoltaicClient(http, USER, PASSWORD).login()

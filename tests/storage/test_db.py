@@ -12,6 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from bot.storage import db
 from bot.storage.models import Base, Customer, Device
@@ -128,10 +129,10 @@ def test_upgrade_to_head(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0002"
+    assert db.current_revision(engine) == db.head_revision() == "0003"
     assert TABLES <= set(inspect(engine).get_table_names())
     db.upgrade(engine)  # already at head: nothing to do
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003"
     engine.dispose()
 
 
@@ -162,6 +163,69 @@ def test_0002_carries_existing_codes_and_messages_over_and_back(database_url):
     with engine.connect() as c:
         assert c.execute(text("SELECT code FROM codes")).scalar_one() == "*0#"
     engine.dispose()
+
+
+def test_0003_gives_every_device_its_product_id_as_api_id_and_back(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0002")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO customers (id, phone, language, opted_out, created_at, updated_at)"
+                " VALUES (1, '+254712345678', 'en', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+        for row_id, product_id, owner in ((1, 1001, 1), (2, 200001, None)):
+            c.execute(
+                text(
+                    "INSERT INTO devices (id, product_id, oem_serial, owner_id, state, balance,"
+                    " created_at) VALUES (:id, :pid, :sn, :owner, 'payg', 2.5, CURRENT_TIMESTAMP)"
+                ),
+                {"id": row_id, "pid": product_id, "sn": f"OVES{product_id:06d}", "owner": owner},
+            )
+        c.execute(
+            text(
+                "INSERT INTO codes (id, device_id, kind, days, code, state, request_key,"
+                " channel, created_at) VALUES (1, 1, 'days', 5, '*0#', 'minted', 'k:0',"
+                " 'sms', CURRENT_TIMESTAMP)"
+            )
+        )
+    db.upgrade(engine)
+    with engine.connect() as c:
+        rows = c.execute(
+            text("SELECT id, product_id, api_id, oem_serial, owner_id FROM devices ORDER BY id")
+        ).all()
+        assert [tuple(r) for r in rows] == [
+            (1, 1001, "1001", "OVES001001", 1),
+            (2, 200001, "200001", "OVES200001", None),
+        ]
+        assert c.execute(text("SELECT device_id FROM codes")).scalar_one() == 1
+    with pytest.raises(IntegrityError):  # one device per API id
+        with engine.begin() as c:
+            c.execute(text("UPDATE devices SET api_id = '1001' WHERE id = 2"))
+    command.downgrade(db.alembic_config(engine.url), "0002")
+    with engine.connect() as c:
+        assert "api_id" not in {col["name"] for col in inspect(c).get_columns("devices")}
+        rows = c.execute(text("SELECT id, product_id, owner_id FROM devices ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [(1, 1001, 1), (2, 200001, None)]
+        assert c.execute(text("SELECT device_id FROM codes")).scalar_one() == 1
+    db.upgrade(engine)  # and up again
+    with engine.connect() as c:
+        assert c.execute(text("SELECT api_id FROM devices ORDER BY id")).scalars().all() == [
+            "1001",
+            "200001",
+        ]
+    engine.dispose()
+
+
+def test_a_new_device_gets_its_product_id_as_api_id_unless_given_one(Session):
+    with db.transaction(Session) as session:
+        session.add_all([Device(product_id=1001), Device(product_id=1002, api_id="TEST1")])
+    with Session() as session:
+        assert dict(session.execute(select(Device.product_id, Device.api_id)).all()) == {
+            1001: "1001",
+            1002: "TEST1",
+        }
 
 
 def test_upgrade_from_a_url_in_another_directory(database_url, tmp_path, monkeypatch):

@@ -54,6 +54,7 @@ VIOLATIONS = {
     ],
     "duplicate customer phone": lambda s: [Customer(phone=PHONE), Customer(phone=PHONE)],
     "duplicate product id": lambda s: [device(1001), device(1001)],
+    "duplicate api id": lambda s: [device(1001, api_id="X1"), device(1002, api_id="X1")],
     "duplicate code on a device": lambda s: [
         minted(d := device(), "a", CODE_VALUE),
         minted(d, "b", CODE_VALUE),

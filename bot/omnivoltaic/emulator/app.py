@@ -1,5 +1,9 @@
 """The Omnivoltaic API, emulated: every endpoint of OMNIVOLTAIC.md section 3.
 
+Both generations on the same state: v1 names a product by its integer productItemID, v2
+(the `/v2` paths) by a string, its OEM serial (e.g. `OVES001001`), OEM item id or account
+number. A token is accepted raw or as `Bearer <token>`.
+
 `create_emulator(state_path, seed)` builds the Flask app; its state lives in one SQLite
 file (emulator/store.py) that any number of processes can share.  Provider field names
 (`productItemID`, `codeValue`, ...) stay in this module.  Routes under `/_emulator/` and the
@@ -29,6 +33,8 @@ api = Blueprint("omnivoltaic_api", __name__)
 extras = Blueprint("omnivoltaic_emulator_extras", __name__, url_prefix="/_emulator")
 _PUBLIC = {"omnivoltaic_api.login", "omnivoltaic_api.graphql"}
 _INTEGER = re.compile(r"-?[0-9]{1,15}")  # bounded: SQLite integers are 64-bit
+MAX_REF = 64  # the longest string product id v2 accepts
+AUTH_STYLES = ("401", "403", "200")
 
 
 class Emulator:
@@ -37,7 +43,24 @@ class Emulator:
     def __init__(self, store: EmulatorStore, token_ttl: float) -> None:
         self.store, self.token_ttl = store, token_ttl
         self._lock = threading.Lock()
+        self.logins = 0  # successful logins served by this app (tests count them)
         self.clear_faults()
+
+    def count_login(self) -> None:
+        with self._lock:
+            self.logins += 1
+
+    def refuse_tokens_as(self, style: str) -> None:
+        """TEST ONLY: how a missing or expired token is refused: "401" (the default),
+        "403", or "200" (a GraphQL-style `{"errors": [...]}` body with status 200)."""
+        if style not in AUTH_STYLES:
+            raise ValueError(f"token refusal style must be one of {AUTH_STYLES}")
+        with self._lock:
+            self._auth_style = style
+
+    def auth_style(self) -> str:
+        with self._lock:
+            return self._auth_style
 
     def set_latency(self, seconds: float) -> None:
         """TEST ONLY: every API call waits this long first."""
@@ -66,7 +89,7 @@ class Emulator:
     def clear_faults(self) -> None:
         with self._lock:
             self._latency, self._fail, self._late_mints = 0.0, (0, 0), (0, 0.0)
-            self._status_mints = (0, 0)
+            self._status_mints, self._auth_style = (0, 0), "401"
 
     def faults(self) -> dict[str, Any]:
         with self._lock:
@@ -78,6 +101,7 @@ class Emulator:
                     "count": self._status_mints[0],
                     "status": self._status_mints[1],
                 },
+                "auth_failure": self._auth_style,
             }
 
     def before_call(self) -> int | None:
@@ -176,8 +200,17 @@ def _guard() -> tuple[Response, int] | None:
         token = token[7:].strip()
     g.distributor_id = _emulator().store.distributor_for(token) if token else None
     if g.distributor_id is None:
-        return jsonify(message="missing, unknown or expired access token"), 401
+        return _refuse_token(_emulator().auth_style())
     return None
+
+
+def _refuse_token(style: str) -> tuple[Response, int]:
+    """A refused token, in the style a test asked for (the real API's is undocumented)."""
+    message = "missing, unknown or expired access token"
+    if style == "200":
+        error = {"message": message, "extensions": {"code": "UNAUTHENTICATED"}}
+        return jsonify(errors=[error], data=None), 200
+    return jsonify(message=message), int(style)
 
 
 # -- provider JSON --------------------------------------------------------------------
@@ -212,9 +245,16 @@ def _history_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _mint(kind: str, days: int = 0) -> dict[str, Any] | tuple[Response, int]:
+def _v2_product(value: Any) -> int:
+    """v2 names a product by a string: its OEM serial, OEM item id or account number."""
+    if not isinstance(value, str) or not value or len(value) > MAX_REF:
+        raise ApiError(400, f"productId must be a string of 1 to {MAX_REF} characters")
+    return _emulator().store.find(g.distributor_id, value)
+
+
+def _mint(kind: str, days: int = 0, v2: bool = False) -> dict[str, Any] | tuple[Response, int]:
     body = _body()
-    product_id = _body_int(body, "productId")
+    product_id = _v2_product(body.get("productId")) if v2 else _body_int(body, "productId")
     if kind == "days":
         days = _body_int(body, "days", 1, acp1.MAX_DAYS)
     minted = _emulator().store.mint(g.distributor_id, product_id, kind, days)
@@ -240,7 +280,9 @@ def _login_token(data: dict[str, Any]) -> str:
 
 @api.post("/user/login")
 def login() -> dict[str, Any]:
-    return {"accessToken": _login_token(_body()), "user_role": "DISTRIBUTOR"}
+    token = _login_token(_body())
+    _emulator().count_login()
+    return {"accessToken": token, "user_role": "DISTRIBUTOR"}
 
 
 @api.post("/graphql")
@@ -286,12 +328,35 @@ def reset_code() -> dict[str, Any] | tuple[Response, int]:
     return _mint("reset")
 
 
+@api.post("/otp/daysCode/v2")
+def days_code_v2() -> dict[str, Any] | tuple[Response, int]:
+    return _mint("days", v2=True)
+
+
+@api.post("/code/code/freecodeotp/v2")
+def free_code_v2() -> dict[str, Any] | tuple[Response, int]:
+    return _mint("free", v2=True)
+
+
+@api.post("/code/code/resetcode/v2")
+def reset_code_v2() -> dict[str, Any] | tuple[Response, int]:
+    return _mint("reset", v2=True)
+
+
 @api.get("/oves/codeHistoryList/<product_id>/<offset>/<limit>")
 def code_history_list(product_id: str, offset: str, limit: str) -> dict[str, Any]:
+    return _history(_path_int(product_id, "productId"), offset, limit)
+
+
+@api.get("/oves/v2/codeHistoryList/<product_ref>/<offset>/<limit>")
+def code_history_list_v2(product_ref: str, offset: str, limit: str) -> dict[str, Any]:
+    offset_n, limit_n = _page(offset, limit)  # a bad page is a 400 before any lookup
+    return _history(_v2_product(product_ref), str(offset_n), str(limit_n))
+
+
+def _history(product_id: int, offset: str, limit: str) -> dict[str, Any]:
     offset_n, limit_n = _page(offset, limit)
-    rows, total = _emulator().store.history_page(
-        g.distributor_id, _path_int(product_id, "productId"), offset_n, limit_n
-    )
+    rows, total = _emulator().store.history_page(g.distributor_id, product_id, offset_n, limit_n)
     return {
         "items": [_history_json(r) for r in rows],
         "total": total,
@@ -330,9 +395,13 @@ def set_faults() -> dict[str, Any]:
         if "mint_then_timeout" in body:
             late = body["mint_then_timeout"]
             emulator.mint_then_timeout(late.get("count", 1), late.get("delay", 5.0))
+        if "auth_failure" in body:
+            emulator.refuse_tokens_as(str(body["auth_failure"]))
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ApiError(
-            400, "faults: latency, fail_next{count,status}, mint_then_timeout{count,delay}"
+            400,
+            "faults: latency, fail_next{count,status}, mint_then_timeout{count,delay},"
+            " auth_failure (401, 403 or 200)",
         ) from None
     return {"faults": emulator.faults()}
 

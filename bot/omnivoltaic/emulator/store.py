@@ -201,6 +201,23 @@ class EmulatorStore:
             raise _not_assigned(product_id)
         return row
 
+    def find(self, distributor_id: int, ref: str) -> int:
+        """The product id of the distributor's item named by a v2 string id."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT product_id FROM items WHERE distributor_id = ?"
+                " AND ? IN (oem_sn, oem_item_id, seller_item_id)",
+                (distributor_id, ref),
+            ).fetchone()
+        if row is None:
+            raise ApiError(404, f"product {ref} is not assigned to this distributor")
+        return int(row[0])
+
+    def expire_tokens(self) -> None:
+        """TEST ONLY: every access token issued so far stops working now."""
+        with self._connect(write=True) as conn:
+            conn.execute("DELETE FROM tokens")
+
     def items_page(
         self, distributor_id: int, offset: int, limit: int
     ) -> tuple[list[sqlite3.Row], int]:

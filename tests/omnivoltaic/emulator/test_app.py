@@ -560,3 +560,78 @@ def test_processes_share_one_chain(app, state_path):
     for row in sorted(rows, key=lambda r: r["codeIndex"]):
         assert device.enter(row["codeValue"]) == Entry("days", int(row["codeDays"]))
     assert device.days_credited == sum(int(r["codeDays"]) for r in rows)
+
+
+# -- the v2 generation: string product ids, on the same state ------------------------------
+V2_MINTS = ["/otp/daysCode/v2", "/code/code/freecodeotp/v2", "/code/code/resetcode/v2"]
+
+
+@pytest.mark.parametrize(
+    "ref", ["OVES001002", "TEST2501001002", "ACC001002"], ids=["serial", "oemItemID", "account"]
+)
+def test_v2_names_an_item_by_any_of_its_string_ids_on_the_v1_chain(api, ref):
+    top = api.top(1002)
+    first = api.days(1002, 3)  # v1
+    second = api.mint("/otp/daysCode/v2", productId=ref, days=4)
+    assert second["otpCount"] == 2 and acp1.walk(second["otpHash"], 4) == first["otpHash"]
+    status, body = api.call("GET", f"/oves/v2/codeHistoryList/{ref}/0/10")
+    assert status == 200 and body["total"] == 2
+    assert [r["codeIndex"] for r in body["items"]] == [2, 1]
+    assert body["items"] == api.history(1002, limit=10)["items"]  # one history, two paths
+    assert_chain(top, body["items"])
+
+
+V2_REFUSED = [
+    # label, body, status
+    pytest.param({"productId": 1001, "days": 5}, 400, id="an integer id"),
+    pytest.param({"productId": "", "days": 5}, 400, id="empty"),
+    pytest.param({"productId": "X" * 65, "days": 5}, 400, id="too long"),
+    pytest.param({"productId": "OVES009999", "days": 5}, 404, id="unknown"),
+    pytest.param({"productId": "OVES001101", "days": 5}, 404, id="another distributor's"),
+]
+
+
+@pytest.mark.parametrize("body, status", V2_REFUSED)
+def test_v2_refusals_change_nothing(api, body, status):
+    for path in V2_MINTS:
+        assert api.call("POST", path, body)[0] == status, path
+    assert api.call("POST", V2_MINTS[0], {"productId": "OVES001001", "days": 1096})[0] == 400
+    assert api.call("GET", "/oves/v2/codeHistoryList/OVES009999/0/10")[0] == 404
+    assert api.history(1001)["total"] == 0
+
+
+def test_v2_paths_need_a_token_too(app):
+    client = Api(app, "flask")
+    for path in V2_MINTS:
+        assert client.call("POST", path, {"productId": "OVES001001", "days": 1})[0] == 401
+    assert client.call("GET", "/oves/v2/codeHistoryList/OVES001001/0/10")[0] == 401
+
+
+# -- how a refused token is answered (test-only), and the login count ---------------------
+@pytest.mark.parametrize(
+    "style, status, has_errors",
+    [("401", 401, False), ("403", 403, False), ("200", 200, True)],
+)
+def test_a_refused_token_in_each_style(api, emulator, style, status, has_errors):
+    emulator.refuse_tokens_as(style)
+    emulator.store.expire_tokens()
+    answer_status, body = api.call("GET", "/oves/assignedItemsList/0/10")
+    assert answer_status == status and ("errors" in body) is has_errors
+    assert api.call("POST", "/otp/daysCode", {"productId": 1001, "days": 1})[0] == status
+    api.login()  # a fresh token works
+    assert api.history(1001)["total"] == 0  # the refused mint minted nothing
+
+
+def test_logins_are_counted_and_the_style_is_a_fault_over_http(app, emulator):
+    client = Api(app, "httpx")
+    client.login()
+    client.login()
+    assert emulator.logins == 2
+    assert (
+        client.call("POST", "/_emulator/faults", {"auth_failure": "403"})[1]["faults"][
+            "auth_failure"
+        ]
+        == "403"
+    )
+    assert client.call("POST", "/_emulator/faults", {"auth_failure": "418"})[0] == 400
+    assert client.call("DELETE", "/_emulator/faults")[1]["faults"]["auth_failure"] == "401"
