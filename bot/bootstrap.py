@@ -40,9 +40,18 @@ def omnivoltaic_http(settings: Settings) -> httpx.Client:
     return httpx.Client(base_url=settings.omnivoltaic_api_url or "", timeout=timeout)
 
 
+def pool(settings: Settings) -> db.Pool:
+    return db.Pool(
+        size=settings.db_pool_size,
+        overflow=settings.db_max_overflow,
+        recycle=settings.db_pool_recycle,
+        statement_timeout=settings.db_statement_timeout,
+    )
+
+
 def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
     logs.hide_settings(settings)  # the live secrets never reach a log in clear
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url, pool(settings))
     http = http or omnivoltaic_http(settings)
     username, password = settings.omnivoltaic_credentials
     client = OmnivoltaicClient(http, username, password, timeout=settings.omnivoltaic_timeout)
