@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -144,6 +145,9 @@ class Device(Base):
         one_of("state", DEVICE_STATES),
         CheckConstraint("balance >= 0", name="balance_not_negative"),
         Index("ix_devices_owner_id", "owner_id"),
+        # Agents type serials in any case (bot/ledger/devices.py `find`).
+        Index("ix_devices_upper_oem_serial", text("upper(oem_serial)")),
+        Index("ix_devices_upper_payg_serial", text("upper(payg_serial)")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -202,6 +206,7 @@ class Code(Base):
         CheckConstraint("state <> 'minted' OR code IS NOT NULL", name="minted_has_code"),
         UniqueConstraint("device_id", "code"),
         Index("ix_codes_device_id_created_at", "device_id", "created_at"),
+        Index("ix_codes_state_minted_at", "state", "minted_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -239,6 +244,12 @@ class Payment(Base):
         CheckConstraint("days >= 0", name="days_not_negative"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_payments_device_id_code_id", "device_id", "code_id"),
+        Index(
+            "ix_payments_unminted",
+            "device_id",
+            sqlite_where=text("code_id IS NULL"),
+            postgresql_where=text("code_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -284,6 +295,7 @@ class OutboxMessage(Base):
         one_of("status", OUTBOX_STATUSES),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_code_id", "code_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -318,7 +330,10 @@ class IntegrityAlarm(Base):
     """
 
     __tablename__ = "integrity_alarms"
-    __table_args__ = (one_of("kind", ALARM_KINDS),)
+    __table_args__ = (
+        one_of("kind", ALARM_KINDS),
+        Index("ix_integrity_alarms_kind_code_id", "kind", "code_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
