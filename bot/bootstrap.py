@@ -54,9 +54,18 @@ def omnivoltaic_client(settings: Settings, http: httpx.Client) -> OmnivoltaicCli
     )
 
 
+def pool(settings: Settings) -> db.Pool:
+    return db.Pool(
+        size=settings.db_pool_size,
+        overflow=settings.db_max_overflow,
+        recycle=settings.db_pool_recycle,
+        statement_timeout=settings.db_statement_timeout,
+    )
+
+
 def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
     logs.hide_settings(settings)  # the live secrets never reach a log in clear
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url, pool(settings))
     http = http or omnivoltaic_http(settings)
     client = omnivoltaic_client(settings, http)
     # An attempt may start to be sent until its send deadline (reserve + send window); it

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.ledger import Ledger
 from bot.omnivoltaic.client import OmnivoltaicClient
 from bot.settings import Settings
+from bot.storage import db
 from bot.storage.models import utcnow
 from bot.text.templates import Messages
 
@@ -41,9 +42,13 @@ class Deps:
     def say(self, language: str | None, key: str, **values: object) -> str:
         return self.messages.render(language, key, **values)
 
-    def committed(self) -> None:
-        """Run the after-commit hook, never failing the caller: the work is on disk."""
-        if self.after_commit is None:
+    def committed(self, session: Session | None = None) -> None:
+        """Run the after-commit hook, never failing the caller: the work is on disk.
+
+        Given the session that committed, only if it queued a message: an answer that
+        queued nothing wakes no drain.
+        """
+        if self.after_commit is None or (session is not None and not db.queued(session)):
             return
         try:
             self.after_commit()

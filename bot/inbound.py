@@ -5,6 +5,12 @@ Every edge (webhooks/) parses its provider's payload into an `Inbound` and calls
 conversation or the agent menu); it renders the `Reply` it gets back.  `process` runs the
 responder in one transaction and stores the reply under the message's provider id, so a
 repeat of the same message gets the first answer and causes nothing new.
+
+A message its responder calls a read (`Responder.reads`: STATUS, HISTORY, DEVICES, HELP)
+is answered in a read-only transaction instead, with no write at all: no write lock, no
+stored reply (a repeat of a read is answered afresh, which is as true and causes nothing).
+If the answer turns out to change something after all (a customer's first message on a
+channel records it), it is thrown away and the message is answered the writing way.
 """
 
 from __future__ import annotations
@@ -92,6 +98,8 @@ class Responder:
     respond: Callable[[Deps, Session, Inbound], Reply]
     # The sender's language, for the apology when `respond` failed.
     language: Callable[[Deps, Session, Inbound], str]
+    # Whether answering `inbound` only reads (no mint, no payment, no setting changed).
+    reads: Callable[[Inbound], bool] = lambda inbound: False
 
 
 def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
@@ -101,6 +109,11 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
     while a repeat of the same message is answered from the stored reply.
     """
     try:
+        if responder.reads(inbound):
+            with db.reading(deps.sessions) as session:
+                reply = responder.respond(deps, session, inbound)
+                if not db.changed(session):
+                    return reply
         with db.transaction(deps.sessions) as session:
             reply = answer_once(session, inbound, lambda s, i: responder.respond(deps, s, i))
     except Exception:
@@ -111,7 +124,7 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
             mask(inbound.sender),
         )
         return Reply.say(deps.say(_language(deps, inbound, responder), "error_try_again"))
-    deps.committed()
+    deps.committed(session)
     return reply
 
 

@@ -96,6 +96,12 @@ class Settings:
     ussd_mint_budget: float = 8.0
     reply_budget: float = 12.0  # seconds of upstream calls for one SMS/Telegram reply
     ussd_service_codes: tuple[str, ...] = ()
+    # The database pool (PostgreSQL): connections kept per process, extra ones allowed
+    # under a burst, seconds before a connection is replaced, and the statement timeout.
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    db_pool_recycle: float = 1800.0
+    db_statement_timeout: float = 30.0
     # Set by `ovbot demo` only: webhooks accept unsigned requests.
     demo: bool = False
 
@@ -139,6 +145,10 @@ class Settings:
             ussd_mint_budget=_number(env, "USSD_MINT_BUDGET", cls.ussd_mint_budget),
             reply_budget=_number(env, "REPLY_BUDGET", cls.reply_budget),
             ussd_service_codes=tuple(c.strip() for c in codes.split(",") if c.strip()),
+            db_pool_size=_number(env, "DB_POOL_SIZE", cls.db_pool_size, int),
+            db_max_overflow=_number(env, "DB_MAX_OVERFLOW", cls.db_max_overflow, int),
+            db_pool_recycle=_number(env, "DB_POOL_RECYCLE", cls.db_pool_recycle),
+            db_statement_timeout=_number(env, "DB_STATEMENT_TIMEOUT", cls.db_statement_timeout),
         )
         values.update(overrides)
         settings = cls(**values)
@@ -190,9 +200,14 @@ class Settings:
         ):
             if not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value!r}")
+        if self.db_pool_size < 1:
+            raise ConfigError(f"DB_POOL_SIZE must be at least 1, got {self.db_pool_size!r}")
         for name, value in (
             ("AGENT_LOCK_MINUTES", self.agent_lock_minutes),
             ("AGENT_DAILY_DAYS_CAP", self.agent_daily_days_cap),
+            ("DB_MAX_OVERFLOW", self.db_max_overflow),
+            ("DB_POOL_RECYCLE", self.db_pool_recycle),
+            ("DB_STATEMENT_TIMEOUT", self.db_statement_timeout),
         ):
             if value < 0:
                 raise ConfigError(f"{name} must not be negative, got {value!r}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot import inbound as inbox
 from bot.inbound import Inbound, Reply
-from bot.storage.models import InboundMessage
+from bot.storage.models import Customer, InboundMessage, OutboxMessage
+from tests.harness import converse
 
 
 class Responder:
@@ -112,3 +115,101 @@ def test_a_reply_survives_storage_unchanged(reply):
 def test_say_drops_empty_texts_and_text_joins_lines():
     reply = Reply.say("a", "", "b")
     assert reply.texts == ("a", "b") and reply.text == "a\nb"
+
+
+# -- reads: answered without a write -----------------------------------------------------
+
+
+class Statements:
+    """The SQL statements an engine runs while this is open."""
+
+    def __init__(self, engine):
+        self.engine, self.seen = engine, []
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, *args):
+        self.seen.append(statement.split()[0].upper())
+
+    @property
+    def writes(self) -> list[str]:
+        return [s for s in self.seen if s in {"INSERT", "UPDATE", "DELETE"}]
+
+
+def from_amina(provider_id: str, text: str) -> Inbound:
+    return Inbound(channel="sms", provider_id=provider_id, sender="+254712345678", text=text)
+
+
+@pytest.mark.parametrize("text", ["STATUS", "history", "DEVICES", "HELP", "what?"])
+def test_a_read_command_writes_nothing_and_is_answered_afresh_when_repeated(world, text):
+    world.customer("+254712345678", 1001)
+    converse(world.services, from_amina("SM0", "STATUS"))  # the first message records sms
+    with Statements(world.services.engine) as sql:
+        first = converse(world.services, from_amina("SM1", text))
+        again = converse(world.services, from_amina("SM1", text))
+    assert first == again and first.texts
+    assert sql.writes == [] and "SAVEPOINT" not in sql.seen
+    assert stored(world) == 1  # the first message's, which recorded the channel
+
+
+def test_a_read_that_changes_something_is_answered_the_writing_way(world):
+    """The first message on a channel records it: that read is redone in a transaction."""
+    world.customer("+254712345678", 1001)
+    with Statements(world.services.engine) as sql:
+        reply = converse(world.services, from_amina("SM1", "STATUS"))
+    assert reply.texts and sql.writes  # the customer's last channel, and the stored reply
+    with world.session() as s:
+        assert s.scalar(select(Customer.last_channel)) == "sms"
+    assert stored(world) == 1
+
+
+def test_a_writing_command_is_still_stored_and_repeated(world):
+    world.customer("+254712345678", 1001)
+    converse(world.services, from_amina("SM0", "STATUS"))
+    converse(world.services, from_amina("SM1", "LANG fr"))
+    assert converse(world.services, from_amina("SM1", "LANG fr")) == converse(
+        world.services,
+        from_amina("SM1", "LANG sw"),  # same id: the stored reply, nothing new
+    )
+    with world.session() as s:
+        assert s.scalar(select(Customer.language)) == "fr"
+
+
+def test_only_a_commit_that_queued_something_wakes_the_drain(world):
+    woken = []
+    deps = dataclasses.replace(world.services, after_commit=lambda: woken.append(1))
+    world.customer("+254712345678", 1001)
+    converse(deps, from_amina("SM0", "STATUS"))  # a write (last channel), nothing queued
+    converse(deps, from_amina("SM1", "STATUS"))  # a read
+    converse(deps, from_amina("SM2", "LANG fr"))  # a write, nothing queued
+    assert woken == []
+    world.pay(1001, 2, "pay-1")
+    converse(deps, from_amina("SM3", "CODE"))  # mints: the code is answered, not queued
+    with world.session() as s:
+        queued = s.scalar(select(func.count()).select_from(OutboxMessage))
+    assert len(woken) == (1 if queued else 0)
+
+
+@pytest.mark.parametrize(
+    "text, selects",
+    [
+        pytest.param("STATUS", 2, id="STATUS: the customer with devices, then its figures"),
+        pytest.param("DEVICES", 1, id="DEVICES: the customer with devices"),
+        pytest.param("HELP", 1, id="HELP: the customer"),
+        pytest.param("HISTORY", 2, id="HISTORY: the customer with devices, then codes"),
+    ],
+)
+def test_a_read_command_runs_one_or_two_queries(world, text, selects):
+    world.customer("+254712345678", 1001, 1002)
+    world.pay(1001, 2, "pay-1")
+    converse(world.services, from_amina("SM0", "CODE 1001"))  # a code to show, and sms
+    with Statements(world.services.engine) as sql:
+        reply = converse(world.services, from_amina("SM1", f"{text} 1001"))
+    assert reply.texts
+    assert [s for s in sql.seen if s == "SELECT"] == ["SELECT"] * selects
+    assert sql.writes == []

@@ -127,6 +127,10 @@ READ = {
     "AGENT_DAILY_DAYS_CAP": ("90", "agent_daily_days_cap", 90),
     "USSD_MINT_BUDGET": ("4.5", "ussd_mint_budget", 4.5),
     "REPLY_BUDGET": ("9", "reply_budget", 9.0),
+    "DB_POOL_SIZE": ("20", "db_pool_size", 20),
+    "DB_MAX_OVERFLOW": ("0", "db_max_overflow", 0),
+    "DB_POOL_RECYCLE": ("600", "db_pool_recycle", 600.0),
+    "DB_STATEMENT_TIMEOUT": ("0", "db_statement_timeout", 0.0),
     "USSD_SERVICE_CODES": (" *384#, *385*1# ,", "ussd_service_codes", ("*384#", "*385*1#")),
 }
 
@@ -202,6 +206,10 @@ def test_flags(value, expected):
         ("OMNIVOLTAIC_API_VERSION", "2"),
         ("OMNIVOLTAIC_AUTH_SCHEME", "basic"),
         ("OMNIVOLTAIC_LOGIN_URL", "b2b.example.test/user/login"),
+        ("DB_POOL_SIZE", "0"),
+        ("DB_POOL_SIZE", "five"),
+        ("DB_MAX_OVERFLOW", "-1"),
+        ("DB_STATEMENT_TIMEOUT", "-5"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):

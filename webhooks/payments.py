@@ -47,7 +47,7 @@ def receive() -> tuple[Response, int]:
         return jsonify(status="rejected", field=exc.field, error=exc.reason), 400
     with db.transaction(deps.sessions) as session:
         answer = receive_payment(deps, session, data)
-    deps.committed()
+    deps.committed(session)
     return jsonify(answer.body), HTTP_STATUS[answer.outcome]
 
 

@@ -11,8 +11,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
 
 from bot.customers import commands, telegram_link
 from bot.customers.commands import Command
@@ -62,12 +62,21 @@ def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
 
 
 def identify(deps: Deps, session: Session, inbound: Inbound) -> Customer | None:
+    """The sender, with their devices loaded in the same query (every command needs them)."""
     if inbound.channel == "telegram":
         return telegram_link.customer_for(session, inbound.sender)
     phone = try_normalise(inbound.sender, deps.settings.default_region)
     if phone is None:
         return None
-    return session.scalar(select(Customer).where(Customer.phone == phone))
+    return session.scalars(_BY_PHONE, {"phone": phone}).unique().first()
+
+
+# Built once: building a statement costs more than running it on a read path.
+_BY_PHONE = (
+    select(Customer)
+    .options(joinedload(Customer.devices))
+    .where(Customer.phone == bindparam("phone"))
+)
 
 
 def language(deps: Deps, session: Session, inbound: Inbound) -> str:
@@ -75,31 +84,41 @@ def language(deps: Deps, session: Session, inbound: Inbound) -> str:
     return customer.language if customer else deps.settings.default_language
 
 
-RESPONDER = Responder(respond=respond, language=language)
+# The commands that only read: answered without a write (bot/inbound.py).
+READS = frozenset({commands.STATUS, commands.HISTORY, commands.DEVICES, commands.HELP})
+READS |= {commands.UNKNOWN}  # answered with the help
+
+
+def reads(inbound: Inbound) -> bool:
+    return inbound.contact is None and commands.parse(inbound.text).name in READS
+
+
+RESPONDER = Responder(respond=respond, language=language, reads=reads)
 
 
 # -- the commands ---------------------------------------------------------------------
 
 
-def _with_device(handler: Callable[[Turn, Device], Reply]) -> Callable[[Turn], Reply]:
-    """Resolve the device the command names (or the only one) before calling `handler`."""
+def _with_device(handler: Callable[[Turn, Device, str], Reply]) -> Callable[[Turn], Reply]:
+    """Resolve the device the command names (or the only one) before calling `handler`
+    with it and its short reference among the customer's devices."""
 
     def run(turn: Turn) -> Reply:
-        owned = devices.owned(turn.session, turn.customer)
+        owned = list(turn.customer.devices)  # loaded with the customer (identify)
         found = devices.resolve(owned, turn.command.device)
         if isinstance(found, devices.Ambiguous):
             return Reply.say(turn.say("choose_device", refs=", ".join(found.refs)))
         if found is None:
             return Reply.say(turn.say("unknown_device"))
-        return handler(turn, found)
+        return handler(turn, found, devices.references(owned)[found.id])
 
     run.__name__ = handler.__name__
     return run
 
 
 @_with_device
-def code(turn: Turn, device: Device) -> Reply:
-    ledger, ref = turn.deps.ledger, devices.reference(turn.session, device)
+def code(turn: Turn, device: Device, ref: str) -> Reply:
+    ledger = turn.deps.ledger
     key = f"{turn.inbound.channel}:{turn.inbound.provider_id}"
     outcome = attempt(
         lambda: ledger.mint_days(
@@ -136,23 +155,22 @@ def _stored_codes(turn: Turn, device: Device, ref: str, key: str, *after: str) -
 
 
 @_with_device
-def resend(turn: Turn, device: Device) -> Reply:
-    return _stored_codes(turn, device, devices.reference(turn.session, device), "code_resent")
+def resend(turn: Turn, device: Device, ref: str) -> Reply:
+    return _stored_codes(turn, device, ref, "code_resent")
 
 
 @_with_device
-def status(turn: Turn, device: Device) -> Reply:
-    ref = devices.reference(turn.session, device)
+def status(turn: Turn, device: Device, ref: str) -> Reply:
     if device.state == "free":
         return Reply.say(turn.say("status_free", device=ref))
     if device.state == "locked":
         return Reply.say(turn.say("status_locked", device=ref))
-    ledger, now = turn.deps.ledger, turn.deps.clock()
-    latest = ledger.latest_code(turn.session, device)
+    now = turn.deps.clock()
+    figures = turn.deps.ledger.status_figures(turn.session, device)  # one query
     values = dict(
         device=ref,
-        unredeemed=ledger.unspent_days(turn.session, device),
-        last_date=format_date(latest.minted_at) if latest else "-",
+        unredeemed=figures.unspent_days,
+        last_date=format_date(figures.last_minted_at) if figures.last_minted_at else "-",
     )
     if device.credit_until is None and values["unredeemed"] == 0:
         return Reply.say(turn.say("no_code_yet", device=ref))
@@ -170,8 +188,7 @@ def status(turn: Turn, device: Device) -> Reply:
 
 
 @_with_device
-def history(turn: Turn, device: Device) -> Reply:
-    ref = devices.reference(turn.session, device)
+def history(turn: Turn, device: Device, ref: str) -> Reply:
     newest = turn.session.scalars(
         select(Code)
         .where(Code.device_id == device.id, Code.state == "minted")
@@ -191,7 +208,7 @@ def history(turn: Turn, device: Device) -> Reply:
 
 
 def list_devices(turn: Turn) -> Reply:
-    owned = devices.owned(turn.session, turn.customer)
+    owned = list(turn.customer.devices)
     if not owned:
         return Reply.say(turn.say("unknown_device"))
     refs = devices.references(owned)

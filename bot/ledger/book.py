@@ -39,8 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -98,9 +99,34 @@ def room(device: Device, now: datetime) -> int:
 
 
 @dataclass(frozen=True)
+class StatusFigures:
+    unspent_days: int
+    last_minted_at: datetime | None
+
+
+@dataclass(frozen=True)
 class PaymentResult:
     payment: Payment
     created: bool
+
+
+def _status_figures() -> Select[Any]:
+    """Built once (a read path's cost is mostly building statements): bind `device`."""
+    device = bindparam("device", type_=Integer)
+    paid = select(func.coalesce(func.sum(Payment.days), 0)).where(Payment.device_id == device)
+    reserved = select(func.coalesce(func.sum(Code.days), 0)).where(
+        Code.device_id == device, Code.kind == "days", Code.state != "failed"
+    )
+    last = (
+        select(Code.minted_at)
+        .where(Code.device_id == device, Code.state == "minted")
+        .order_by(Code.minted_at.desc(), Code.id.desc())
+        .limit(1)
+    )
+    return select(paid.scalar_subquery(), reserved.scalar_subquery(), last.scalar_subquery())
+
+
+_STATUS_FIGURES = _status_figures()
 
 
 class Ledger:
@@ -222,6 +248,12 @@ class Ledger:
             )
         )
         return int(paid or 0) - int(reserved or 0)
+
+    def status_figures(self, session: Session, device: Device) -> StatusFigures:
+        """What STATUS shows, in one query: the unspent days and when the latest code was
+        minted (the same figures as `unspent_days` and `latest_code`)."""
+        row = session.execute(_STATUS_FIGURES, {"device": device.id}).one()
+        return StatusFigures(int(row[0] or 0) - int(row[1] or 0), row[2])
 
     # -- codes ------------------------------------------------------------------------
 

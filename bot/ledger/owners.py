@@ -7,7 +7,7 @@ number and reason. Importing the same file twice changes nothing the second time
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -45,12 +45,22 @@ class BadRow(ValueError):
     pass
 
 
+BATCH = 1000  # rows checked against the database at a time: two queries per batch
+
+
 def import_owners(
-    session: Session, lines: Iterable[str], region: str, default_language: str = "en"
+    session: Session,
+    lines: Iterable[str],
+    region: str,
+    default_language: str = "en",
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
+    """Import every good row of `lines`; `progress(rows_read)` after each batch."""
     report = ImportReport()
     claimed: dict[int, str] = {}
     people: dict[str, tuple[int, str, str | None]] = {}
+    known = _Known(session)
+    batch: list[tuple[int, _Row | BadRow]] = []
     reader = csv.reader(lines)
     end = 0
     for fields in reader:
@@ -60,13 +70,42 @@ def import_owners(
         if number == 1 and tuple(f.strip().lower() for f in fields[:3]) == HEADER:
             continue
         try:
-            row = _parse(fields, region)
+            batch.append((number, _parse(fields, region)))
+        except BadRow as exc:
+            batch.append((number, exc))
+        if len(batch) >= BATCH:
+            _import_batch(known, batch, claimed, people, default_language, report)
+            batch = []
+            if progress:
+                progress(number)
+    _import_batch(known, batch, claimed, people, default_language, report)
+    session.flush()
+    if progress:
+        progress(end)
+    return report
+
+
+def _import_batch(
+    known: _Known,
+    batch: list[tuple[int, _Row | BadRow]],
+    claimed: dict[int, str],
+    people: dict[str, tuple[int, str, str | None]],
+    default_language: str,
+    report: ImportReport,
+) -> None:
+    rows = [row for _, row in batch if isinstance(row, _Row)]
+    known.load({r.product_id for r in rows}, {r.phone for r in rows})
+    for number, row in batch:
+        try:
+            if isinstance(row, BadRow):
+                raise row
+            again = row.product_id in claimed  # the same line twice: done the first time
             if claimed.setdefault(row.product_id, row.phone) != row.phone:
                 raise BadRow(f"device {row.product_id} is given to two owners in this file")
             first, name, language = people.get(row.phone, (number, row.name, row.language))
             if name != row.name or (language and row.language and language != row.language):
                 raise BadRow(f"this customer has another name or language on line {first}")
-            changed = _apply(session, row, default_language)
+            changed = False if again else _apply(known, row, default_language)
             people[row.phone] = (first, name, language or row.language)
         except BadRow as exc:
             report.errors.append((number, str(exc)))
@@ -75,8 +114,26 @@ def import_owners(
             report.imported += 1
         else:
             report.unchanged += 1
-    session.flush()
-    return report
+    known.session.flush()
+
+
+class _Known:
+    """The devices and customers a batch names, read in two queries per batch."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.devices: dict[int, Device] = {}
+        self.customers: dict[str, Customer] = {}
+
+    def load(self, product_ids: set[int], phones: set[str]) -> None:
+        wanted = product_ids - self.devices.keys()
+        if wanted:
+            found = self.session.scalars(select(Device).where(Device.product_id.in_(wanted)))
+            self.devices.update((d.product_id, d) for d in found)
+        callers = phones - self.customers.keys()
+        if callers:
+            found_people = self.session.scalars(select(Customer).where(Customer.phone.in_(callers)))
+            self.customers.update((c.phone, c) for c in found_people)
 
 
 def _parse(fields: list[str], region: str) -> _Row:
@@ -103,24 +160,24 @@ def _parse(fields: list[str], region: str) -> _Row:
     return _Row(int(product), e164, name, language)
 
 
-def _apply(session: Session, row: _Row, default_language: str) -> bool:
-    device = session.scalar(select(Device).where(Device.product_id == row.product_id))
+def _apply(known: _Known, row: _Row, default_language: str) -> bool:
+    device = known.devices.get(row.product_id)
     if device is None:
         raise BadRow(f"unknown device {row.product_id} (run `ovbot sync-devices` first)")
-    customer = session.scalar(select(Customer).where(Customer.phone == row.phone))
+    customer = known.customers.get(row.phone)
     changed = False
     if customer is None:
         customer = Customer(
             phone=row.phone, name=row.name, language=row.language or default_language
         )
-        session.add(customer)
-        session.flush()
+        known.session.add(customer)
+        known.customers[row.phone] = customer
         changed = True
     else:
         if customer.name != row.name:
             customer.name, changed = row.name, True
         if row.language and customer.language != row.language:
             customer.language, changed = row.language, True
-    if device.owner_id != customer.id:
-        device.owner_id, changed = customer.id, True
+    if customer.id is None or device.owner_id != customer.id:
+        device.owner, changed = customer, True
     return changed

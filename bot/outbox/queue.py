@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.ledger import devices
+from bot.storage import db
 from bot.storage.models import Code, Customer, Device, OutboxMessage, TelegramLink, utcnow
 from bot.text.codes import code_texts
 from bot.text.templates import Messages
@@ -49,6 +50,7 @@ def enqueue(
     )
     session.add(message)
     session.flush()
+    db.mark_queued(session)  # this commit wakes the drain (Deps.committed)
     return message
 
 

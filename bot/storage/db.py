@@ -6,17 +6,23 @@ which commits when the handler returns and rolls back when it raises.  Handlers 
 session and leave committing to it, with one exception by design: the ledger commits a
 mint attempt before it calls the API (bot/ledger/book.py), so a crash cannot lose a code.
 
-SQLite (the embedded default) is set up so that it behaves: foreign keys on, WAL, a busy
-timeout, and every transaction starts with BEGIN IMMEDIATE.  SQLite has no row locks, so
-taking the write lock up front is what stops two concurrent requests from reading the same
-credit and both spending it; the second simply waits for the first to commit.  On
-PostgreSQL the core locks rows with SELECT ... FOR UPDATE instead.
+SQLite (the embedded default) is set up so that it behaves: foreign keys on, WAL with
+`synchronous=NORMAL` (SQLite's advice for WAL: a commit survives a crash of the process;
+only a power cut can take the last few back), a busy timeout, and every writing
+transaction starts with BEGIN IMMEDIATE.  SQLite has no row locks, so taking the write lock
+up front is what stops two concurrent requests from reading the same credit and both
+spending it; the second simply waits for the first to commit.  `reading(...)` is the
+exception: a transaction that only reads (a STATUS) starts with a plain BEGIN, takes no
+write lock and waits for no writer.  On PostgreSQL the core locks rows with SELECT ... FOR
+UPDATE instead; its engine's pool and a statement timeout come from the settings.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -31,14 +37,46 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The execution option that marks a read-only transaction (plain BEGIN on SQLite).
+READ_ONLY = "ovbot_read_only"
+FLUSHED = "ovbot_flushed"
 
 
-def make_engine(url: str | URL) -> Engine:
+@dataclass(frozen=True)
+class Pool:
+    """How a server engine pools its connections (PostgreSQL; SQLite pools per file)."""
+
+    size: int = 5
+    overflow: int = 10
+    recycle: float = 1800.0  # seconds; below the usual idle timeouts of proxies and hosts
+    statement_timeout: float = 30.0  # seconds; 0 for none
+
+
+def make_engine(url: str | URL, pool: Pool | None = None) -> Engine:
     """An engine for `url`, set up for this project (see the module docstring)."""
     url = _normalise(make_url(url))
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_pre_ping=True)
+    pool = pool or Pool()
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_recycle=pool.recycle,
+    )
+    if pool.statement_timeout > 0 and url.get_backend_name() == "postgresql":
+        timeout_ms = int(pool.statement_timeout * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _bound(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            # Every statement is bounded, a lock wait included: no request hangs on one.
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET statement_timeout = {timeout_ms}")
+            cursor.close()
+            dbapi_connection.commit()
+
+    return engine
 
 
 def _normalise(url: URL) -> URL:
@@ -61,10 +99,14 @@ def _sqlite_engine(url: URL) -> Engine:
         dbapi_connection.execute("PRAGMA foreign_keys=ON")
         dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -89,6 +131,54 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+_readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only: no write lock taken, nothing committed, closed.
+
+    The caller checks `session.dirty`/`session.new` before trusting a reply built here: a
+    change it made is rolled back, so it must redo that work in `transaction(...)`.
+    """
+    engine = factory.kw["bind"]
+    reader = _readers.get(engine)
+    if reader is None:
+        reader = _readers[engine] = engine.execution_options(**{READ_ONLY: True})
+    session = factory(bind=reader, autoflush=False)
+    event.listen(session, "before_flush", _flushing)
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _flushing(session: Session, *_: object) -> None:
+    session.info[FLUSHED] = True
+
+
+def changed(session: Session) -> bool:
+    """Whether `session` was asked to write: it flushed, or holds changes (an attribute set
+    to the value it already had is no change)."""
+    if session.info.get(FLUSHED) or session.new or session.deleted:
+        return True
+    return any(session.is_modified(instance) for instance in session.dirty)
+
+
+# Set on a session by the outbox when it queued a message, so that only a commit that
+# queued something wakes the drain (see Deps.committed).
+QUEUED = "ovbot_queued"
+
+
+def mark_queued(session: Session) -> None:
+    session.info[QUEUED] = True
+
+
+def queued(session: Session) -> bool:
+    return bool(session.info.get(QUEUED))
 
 
 # --- migrations ----------------------------------------------------------------------

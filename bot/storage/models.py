@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.default import DefaultExecutionContext
@@ -151,6 +152,10 @@ class Device(Base):
         one_of("state", DEVICE_STATES),
         CheckConstraint("balance >= 0", name="balance_not_negative"),
         Index("ix_devices_owner_id", "owner_id"),
+        # Agents type serials in any case (bot/ledger/devices.py `find`).
+        Index("ix_devices_upper_oem_serial", text("upper(oem_serial)")),
+        Index("ix_devices_upper_payg_serial", text("upper(payg_serial)")),
+        Index("ix_devices_upper_api_id", text("upper(api_id)")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -212,6 +217,7 @@ class Code(Base):
         CheckConstraint("state <> 'minted' OR code IS NOT NULL", name="minted_has_code"),
         UniqueConstraint("device_id", "code"),
         Index("ix_codes_device_id_created_at", "device_id", "created_at"),
+        Index("ix_codes_state_minted_at", "state", "minted_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -249,6 +255,12 @@ class Payment(Base):
         CheckConstraint("days >= 0", name="days_not_negative"),
         CheckConstraint("amount > 0", name="amount_positive"),
         Index("ix_payments_device_id_code_id", "device_id", "code_id"),
+        Index(
+            "ix_payments_unminted",
+            "device_id",
+            sqlite_where=text("code_id IS NULL"),
+            postgresql_where=text("code_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -294,6 +306,7 @@ class OutboxMessage(Base):
         one_of("status", OUTBOX_STATUSES),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_code_id", "code_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -328,7 +341,10 @@ class IntegrityAlarm(Base):
     """
 
     __tablename__ = "integrity_alarms"
-    __table_args__ = (one_of("kind", ALARM_KINDS),)
+    __table_args__ = (
+        one_of("kind", ALARM_KINDS),
+        Index("ix_integrity_alarms_kind_code_id", "kind", "code_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))

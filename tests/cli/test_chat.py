@@ -36,9 +36,9 @@ def test_sms_gets_a_code_the_device_accepts(app, sqlite_world):
 
 def test_each_message_is_a_new_provider_message(app, sqlite_world):
     session = chat(app, sqlite_world)
-    session.send("STATUS")
-    session.send("STATUS")
-    chat(app, sqlite_world).send("STATUS")  # a new session does not reuse ids
+    session.send("RESEND")
+    session.send("RESEND")
+    chat(app, sqlite_world).send("RESEND")  # a new session does not reuse ids
     with sqlite_world.session() as s:
         assert s.scalar(select(func.count()).select_from(InboundMessage)) == 3
 

@@ -213,3 +213,33 @@ def test_one_customer_with_two_languages_in_one_file_is_a_bad_row(fleet):
     )
     assert report.imported == 2 and [line for line, _ in report.errors] == [3]
     assert customer(fleet, "+254712345678").language == "sw"
+
+
+def test_batches_keep_every_rule_across_their_boundaries_and_report_progress(session, monkeypatch):
+    """Rows are checked against the database a batch at a time (two queries per batch):
+    a customer, a repeated line and a conflict still span batches, and progress is told."""
+    monkeypatch.setattr("bot.ledger.owners.BATCH", 3)
+    for pid in range(2001, 2009):
+        session.add(Device(product_id=pid, oem_serial=f"OVES00{pid}"))
+    session.commit()
+    rows = [
+        "2001,+254712345601,Amina",  # batch 1
+        "2002,+254712345601,Amina",
+        "not-a-number,+254712345602,Baraka",
+        "2003,+254712345603,Chiku",  # batch 2
+        "2001,+254712345601,Amina",  # the same line again: unchanged
+        "2002,+254712345699,Someone",  # device 2002 already given to Amina in this file
+        "2004,+254712345601,Amina Z",  # batch 3: Amina with another name
+        "9999,+254712345604,Dalia",  # no such device
+        "2005,+254712345603,Chiku",  # a customer created two batches before
+    ]
+    told: list[int] = []
+    report = import_owners(session, io.StringIO("\n".join(rows) + "\n"), "KE", "en", told.append)
+    session.commit()
+    assert (report.imported, report.unchanged) == (4, 1)
+    assert [line for line, _ in report.errors] == [3, 6, 7, 8]
+    assert told == [3, 6, 9, 9]
+    assert owner_phone(session, 2005) == owner_phone(session, 2003) == "+254712345603"
+    assert customers(session) == 2
+    again = import_owners(session, io.StringIO("\n".join(rows) + "\n"), "KE", "en")
+    assert (again.imported, again.unchanged) == (0, 5)
