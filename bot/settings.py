@@ -20,6 +20,7 @@ from bot.domain import LANGUAGES
 
 DEMO_USERNAME = "demo@example.com"
 DEMO_PASSWORD = "demo"
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(RuntimeError):
@@ -61,6 +62,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def read_log_format(env: Mapping[str, str] | None = None) -> str:
+    """LOG_FORMAT, checked: the processes set logging up before they read the rest."""
+    env = os.environ if env is None else env
+    value = (_text(env, "LOG_FORMAT", "text") or "").lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = "sqlite:///instance/ovbot.db"
@@ -89,6 +99,10 @@ class Settings:
     ussd_mint_budget: float = 8.0
     reply_budget: float = 12.0  # seconds of upstream calls for one SMS/Telegram reply
     ussd_service_codes: tuple[str, ...] = ()
+    # Operations (issue 11): the operator's own wording (OVBOT_CONFIG_DIR/messages/*.toml,
+    # else the packaged one) and the log format (text, or one JSON object a line).
+    config_dir: str | None = None
+    log_format: str = "text"
     # Set by `ovbot demo` only: webhooks accept unsigned requests.
     demo: bool = False
 
@@ -125,6 +139,8 @@ class Settings:
             ussd_mint_budget=_number(env, "USSD_MINT_BUDGET", cls.ussd_mint_budget),
             reply_budget=_number(env, "REPLY_BUDGET", cls.reply_budget),
             ussd_service_codes=tuple(c.strip() for c in codes.split(",") if c.strip()),
+            config_dir=_text(env, "OVBOT_CONFIG_DIR"),
+            log_format=read_log_format(env),
         )
         values.update(overrides)
         settings = cls(**values)

@@ -21,9 +21,14 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """OVES token bot: codes for pay-as-you-go solar devices by SMS, Telegram and USSD."""
+    from bot.settings import read_log_format
     from bot.text import logs
 
-    logs.configure(logging.DEBUG if verbose else logging.INFO)
+    try:
+        log_format = read_log_format()
+    except ConfigError:
+        log_format = "text"  # the command names the bad setting when it reads the settings
+    logs.configure(logging.DEBUG if verbose else logging.INFO, log_format)
     ctx.obj = _Context()
     ctx.call_on_close(ctx.obj.close)
 
@@ -316,13 +321,14 @@ def payments_assign(c: _Context, reference: str, product_id: str) -> None:
 
 
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", help="The address to listen on.  [default: 0.0.0.0, or BIND]")
+@click.option("--port", type=int, help="The port to listen on.  [default: $PORT, else 8000]")
 @pass_ctx
-def serve(c: _Context, host: str, port: int) -> None:
-    """The production server: gunicorn with config/gunicorn.conf.py."""
+def serve(c: _Context, host: str | None, port: int | None) -> None:
+    """The production web server: gunicorn with the packaged settings
+    (webhooks/gunicorn_conf.py).  It does not migrate: run `ovbot db upgrade` first (the
+    release step); until then /readyz answers 503 and says why."""
     import os
-    from pathlib import Path
 
     from bot.storage import db
 
@@ -331,22 +337,18 @@ def serve(c: _Context, host: str, port: int) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     engine = db.make_engine(c.settings.database_url)
-    db.upgrade(engine)
-    engine.dispose()
-    conf = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
-    os.execvp(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(conf),
-            "--bind",
-            f"{host}:{port}",
-            "webhooks.app:create_app()",
-        ],
-    )
+    try:
+        problem = db.schema_problem(engine)
+    except Exception as exc:  # noqa: BLE001 - serve anyway: /readyz reports it
+        problem = f"database unavailable ({type(exc).__name__})"
+    finally:
+        engine.dispose()
+    if problem:
+        click.echo(f"warning: not ready: {problem}; /readyz answers 503 until then", err=True)
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:webhooks.gunicorn_conf"]
+    if host is not None or port is not None:
+        command += ["--bind", f"{host or '0.0.0.0'}:{port or os.environ.get('PORT', '8000')}"]
+    os.execvp(sys.executable, [*command, "webhooks.app:create_app()"])
 
 
 @main.command()
