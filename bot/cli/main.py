@@ -344,7 +344,10 @@ def serve(c: _Context, host: str | None, port: int | None) -> None:
     finally:
         engine.dispose()
     if problem:
-        click.echo(f"warning: not ready: {problem}; /readyz answers 503 until then", err=True)
+        # A log line, not an echo: in the format of every other line (LOG_FORMAT).
+        logging.getLogger(__name__).warning(
+            "not ready: %s; /readyz answers 503 until then", problem
+        )
     command = [sys.executable, "-m", "gunicorn", "-c", "python:webhooks.gunicorn_conf"]
     if host is not None or port is not None:
         command += ["--bind", f"{host or '0.0.0.0'}:{port or os.environ.get('PORT', '8000')}"]
