@@ -22,7 +22,7 @@ setup(
             "storage/migrations/versions/*.py",
             "storage/migrations/*.mako",
         ],
-        "bot.config": ["example.env"],
+        "bot.config": ["example.env", "gunicorn.conf.py"],
         "bot.config.messages": ["*.toml"],
     },
 )

@@ -118,6 +118,8 @@ READ = {
     "MINT_ON_PAYMENT": ("off", "mint_on_payment", False),
     "AGENT_LOCK_MINUTES": ("30", "agent_lock_minutes", 30),
     "AGENT_DAILY_DAYS_CAP": ("90", "agent_daily_days_cap", 90),
+    "OVBOT_CONFIG_DIR": ("/etc/ovbot", "config_dir", "/etc/ovbot"),
+    "LOG_FORMAT": ("JSON", "log_format", "json"),
     "USSD_MINT_BUDGET": ("4.5", "ussd_mint_budget", 4.5),
     "REPLY_BUDGET": ("9", "reply_budget", 9.0),
     "USSD_SERVICE_CODES": (" *384#, *385*1# ,", "ussd_service_codes", ("*384#", "*385*1#")),
@@ -334,3 +336,11 @@ def test_no_other_module_reads_the_environment():
             if re.search(r"os\.environ|getenv\(", path.read_text()):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_log_format_and_config_dir():
+    settings = Settings.from_env({"LOG_FORMAT": "JSON", "OVBOT_CONFIG_DIR": "/etc/ovbot"})
+    assert (settings.log_format, settings.config_dir) == ("json", "/etc/ovbot")
+    assert (Settings.from_env({}).log_format, Settings.from_env({}).config_dir) == ("text", None)
+    with pytest.raises(ConfigError, match="LOG_FORMAT must be one of text, json, got 'xml'"):
+        Settings.from_env({"LOG_FORMAT": "xml"})

@@ -321,14 +321,16 @@ def payments_assign(c: _Context, reference: str, product_id: str) -> None:
 
 
 @main.command()
-@click.option("--host", help="The address to listen on.  [default: 0.0.0.0, or BIND]")
-@click.option("--port", type=int, help="The port to listen on.  [default: $PORT, else 8000]")
+@click.option("--host", help="The address to listen on.  [default: 0.0.0.0]")
+@click.option("--port", type=int, help="The port to listen on.  [default: 8000]")
 @pass_ctx
 def serve(c: _Context, host: str | None, port: int | None) -> None:
-    """The production web server: gunicorn with the packaged settings
-    (webhooks/gunicorn_conf.py).  It does not migrate: run `ovbot db upgrade` first (the
-    release step); until then /readyz answers 503 and says why."""
+    """The production web server: gunicorn with config/gunicorn.conf.py, as installed
+    with the package.  Without --host and --port it listens on BIND, else 0.0.0.0:$PORT.
+    It does not migrate: run `ovbot db upgrade` first (the release step); until then
+    /readyz answers 503 and says why."""
     import os
+    from importlib.resources import as_file, files
 
     from bot.storage import db
 
@@ -348,10 +350,11 @@ def serve(c: _Context, host: str | None, port: int | None) -> None:
         logging.getLogger(__name__).warning(
             "not ready: %s; /readyz answers 503 until then", problem
         )
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:webhooks.gunicorn_conf"]
-    if host is not None or port is not None:
-        command += ["--bind", f"{host or '0.0.0.0'}:{port or os.environ.get('PORT', '8000')}"]
-    os.execvp(sys.executable, [*command, "webhooks.app:create_app()"])
+    with as_file(files("bot.config") / "gunicorn.conf.py") as conf:
+        command = [sys.executable, "-m", "gunicorn", "-c", str(conf)]
+        if host is not None or port is not None:
+            command += ["--bind", f"{host or '0.0.0.0'}:{port or 8000}"]
+        os.execvp(sys.executable, [*command, "webhooks.app:create_app()"])
 
 
 @main.command()
