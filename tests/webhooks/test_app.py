@@ -354,3 +354,21 @@ def test_the_lines_logged_in_a_request_carry_its_id(sqlite_world, tmp_path):
     failed = [line for line in lines if line["message"].startswith("readiness check")]
     assert [line["request_id"] for line in failed] == ["r-9"]
     assert logs.REQUEST_ID.get() is None  # unbound once the request is over
+
+
+def test_readyz_follows_the_release_step_on_each_backend(sqlite_world, database_url, tmp_path):
+    if database_url.startswith("sqlite"):  # the world's own file is in tmp_path too
+        database_url = f"sqlite:///{tmp_path / 'fresh' / 'ovbot.db'}"
+    engine = db.make_engine(database_url)
+    try:
+        client = app_on(sqlite_world, engine).test_client()
+        before = client.get("/readyz")
+        db.upgrade(engine)
+        after = client.get("/readyz")
+    finally:
+        engine.dispose()
+    assert (before.status_code, before.get_json()["reason"]) == (
+        503,
+        "no schema: run `ovbot db upgrade`",
+    )
+    assert (after.status_code, after.get_json()) == (200, {"status": "ready"})
