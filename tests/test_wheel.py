@@ -35,6 +35,7 @@ NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", "build", "dist", "instance", "*.egg-info", "__pycache__", ".*_cache"
 )
 OWNER = "+254712345678"
+APP = "webhooks.app:create_app()"
 TWILIO_TOKEN = "wheel-test-twilio-token"
 DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing answers there
 WAIT = 90.0  # seconds a process may take to answer before the test gives up on it
@@ -215,6 +216,10 @@ def test_the_wheel_runs_from_an_empty_directory(tmp_path, started):
         assert done.returncode == 0, (command, done.stdout, done.stderr)
         for record in json_lines(done.stderr, strict=False):  # the CLI logs JSON too
             assert "request_id" not in record, record  # no web request behind it
+    # gunicorn on its own, without the project's -c file: it loads the app (--check-config
+    # builds it, wording included) and exits.
+    bare = run([str(bin_ / "gunicorn"), "--check-config", APP], cwd=empty, env=env)
+    assert bare.returncode == 0, bare.stderr
     chat = run([ovbot, "chat", "--from", OWNER], cwd=empty, env=env, input="HELP\n")
     assert chat.returncode == 0, chat.stderr
     assert wording.render("en", "help") in chat.stdout
