@@ -80,5 +80,5 @@ def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
         http=http,
         omnivoltaic=client,
         ledger=Ledger(client, grace=grace, send_window=send_window),
-        messages=Messages.load(),
+        messages=Messages.configured(settings.config_dir),
     )

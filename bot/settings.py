@@ -20,6 +20,7 @@ from bot.domain import LANGUAGES
 
 DEMO_USERNAME = "demo@example.com"
 DEMO_PASSWORD = "demo"
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(RuntimeError):
@@ -59,6 +60,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def read_log_format(env: Mapping[str, str] | None = None) -> str:
+    """LOG_FORMAT, checked: the processes set logging up before they read the rest."""
+    env = os.environ if env is None else env
+    value = (_text(env, "LOG_FORMAT", "text") or "").lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,10 @@ class Settings:
     db_max_overflow: int = 10
     db_pool_recycle: float = 1800.0
     db_statement_timeout: float = 30.0
+    # Operations (issue 11): the operator's own wording (OVBOT_CONFIG_DIR/messages/*.toml,
+    # else the packaged one) and the log format (text, or one JSON object a line).
+    config_dir: str | None = None
+    log_format: str = "text"
     # Set by `ovbot demo` only: webhooks accept unsigned requests.
     demo: bool = False
 
@@ -149,6 +163,8 @@ class Settings:
             db_max_overflow=_number(env, "DB_MAX_OVERFLOW", cls.db_max_overflow, int),
             db_pool_recycle=_number(env, "DB_POOL_RECYCLE", cls.db_pool_recycle),
             db_statement_timeout=_number(env, "DB_STATEMENT_TIMEOUT", cls.db_statement_timeout),
+            config_dir=_text(env, "OVBOT_CONFIG_DIR"),
+            log_format=read_log_format(env),
         )
         values.update(overrides)
         settings = cls(**values)

@@ -1,6 +1,10 @@
-"""gunicorn settings for `ovbot serve` and the Procfile's web process."""
+"""gunicorn settings for `ovbot serve` (which finds this file in the installed package,
+bot.config) and for `gunicorn -c config/gunicorn.conf.py 'webhooks.app:create_app()'`."""
+
 import multiprocessing
 import os
+
+from webhooks.gunicorn_logging import scrub_logs
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
@@ -13,20 +17,7 @@ accesslog = "-"
 # ?token=...), and never request bodies (they hold phone numbers and PINs).
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)ss'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Its error and access lines in the project's format (LOG_FORMAT), with request ids.
+logger_class = "webhooks.gunicorn_logging.Logger"
 
-
-def _scrub_logs() -> None:
-    """Every log record of the master and the workers (forked from it), gunicorn's own
-    included, goes through bot/text/logs.py's scrubbing: secrets, PINs and phone numbers
-    masked.  The app (bootstrap.build) registers the settings' secrets again."""
-    from bot.settings import ConfigError, Settings
-    from bot.text import logs
-
-    logs.install()
-    try:
-        logs.hide_settings(Settings.from_env())
-    except ConfigError:
-        pass  # the app names the bad setting when it starts
-
-
-_scrub_logs()
+scrub_logs()  # every log record, gunicorn's own included, scrubbed

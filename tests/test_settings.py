@@ -125,6 +125,8 @@ READ = {
     "MINT_ON_PAYMENT": ("off", "mint_on_payment", False),
     "AGENT_LOCK_MINUTES": ("30", "agent_lock_minutes", 30),
     "AGENT_DAILY_DAYS_CAP": ("90", "agent_daily_days_cap", 90),
+    "OVBOT_CONFIG_DIR": ("/etc/ovbot", "config_dir", "/etc/ovbot"),
+    "LOG_FORMAT": ("JSON", "log_format", "json"),
     "USSD_MINT_BUDGET": ("4.5", "ussd_mint_budget", 4.5),
     "REPLY_BUDGET": ("9", "reply_budget", 9.0),
     "DB_POOL_SIZE": ("20", "db_pool_size", 20),
@@ -365,3 +367,11 @@ def test_the_login_url_defaults_to_the_api_url_and_is_ignored_by_the_emulator():
     assert Settings.from_env(both).omnivoltaic_login_target == login
     alone = Settings.from_env({"OMNIVOLTAIC_LOGIN_URL": login})
     assert alone.uses_emulator and alone.omnivoltaic_login_target == "/user/login"
+
+
+def test_log_format_and_config_dir():
+    settings = Settings.from_env({"LOG_FORMAT": "JSON", "OVBOT_CONFIG_DIR": "/etc/ovbot"})
+    assert (settings.log_format, settings.config_dir) == ("json", "/etc/ovbot")
+    assert (Settings.from_env({}).log_format, Settings.from_env({}).config_dir) == ("text", None)
+    with pytest.raises(ConfigError, match="LOG_FORMAT must be one of text, json, got 'xml'"):
+        Settings.from_env({"LOG_FORMAT": "xml"})

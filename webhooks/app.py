@@ -3,14 +3,20 @@
 Refusals answer in each provider's language (`refusal`): JSON on the JSON routes and on
 unknown paths, a short text on Twilio's form route, and always a 200 END screen on USSD
 (a gateway ends the agent's session on anything else). Status codes are kept.
+
+`/healthz` is liveness (the database answers); `/readyz` is readiness (its schema is at
+the migrations' head).  Every request has an id: the caller's `X-Request-ID` when it is
+sane, else a new one; it is on every log line of the request and echoed in the response.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from collections.abc import Callable
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
@@ -18,10 +24,14 @@ from bot import bootstrap
 from bot.agents import menu as agent_menu
 from bot.deps import Deps
 from bot.settings import Settings
+from bot.storage import db
 from bot.text import logs
 from webhooks import payments, telegram, twilio, ussd
 
 MAX_BODY = 64 * 1024
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is kept if it is short and plain (it goes into every log line).
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,127}")
 CHANNELS = [twilio, telegram, payments, ussd]
 # What turns each signed channel on: without these its guard refuses every request.
 SWITCHES = {
@@ -34,13 +44,14 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Flask:
-    logs.ensure_configured()
+    logs.install()
     if settings is None and deps is None:  # production: read and check the environment
         settings = Settings.from_env()
         settings.require_for_production()
     if settings is None:
         assert deps is not None  # both None is the production case, handled above
         settings = deps.settings
+    logs.ensure_configured(log_format=settings.log_format)
     if deps is None:
         deps = bootstrap.build(settings)
         if settings.database_url.startswith("sqlite"):  # the embedded default: no worker
@@ -51,6 +62,7 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
     app.extensions["ovbot"] = deps
     for module in CHANNELS:
         app.register_blueprint(module.bp)
+    track_requests(app)
     # Each route's channel by its path: a 405 or a 413 may come before any view runs.
     channels = {rule.rule: rule.endpoint.partition(".")[0] for rule in app.url_map.iter_rules()}
 
@@ -68,7 +80,46 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
             return {"status": "database unavailable"}, 503
         return {"status": "ok"}
 
+    @app.get("/readyz")
+    def readyz() -> tuple[dict[str, str], int]:
+        try:
+            problem = db.schema_problem(deps.engine)
+        except Exception:
+            log.exception("readiness check: database did not answer")
+            return {"status": "not ready", "reason": "database unavailable"}, 503
+        if problem:
+            return {"status": "not ready", "reason": problem}, 503
+        return {"status": "ready"}, 200
+
     return app
+
+
+def request_id(given: str | None) -> str:
+    """The caller's request id when it is sane (bounded, plain characters), else a new one."""
+    if given and SANE_REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def track_requests(app: Flask) -> None:
+    """Bind each request's id to its log lines (bot/text/logs.py) and echo it back."""
+
+    @app.before_request
+    def bind() -> None:
+        g.request_id = request_id(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id_token = logs.REQUEST_ID.set(g.request_id)
+
+    @app.after_request
+    def echo(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers[REQUEST_ID_HEADER] = g.request_id
+        return response
+
+    @app.teardown_request
+    def unbind(_error: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            logs.REQUEST_ID.reset(token)
 
 
 def warn_of_channels_off(settings: Settings) -> None:

@@ -33,7 +33,10 @@ class _Context:
         if self._deps is None:
             from bot import bootstrap
 
-            self._deps = bootstrap.build(self.settings)
+            try:
+                self._deps = bootstrap.build(self.settings)
+            except ConfigError as exc:  # e.g. OVBOT_CONFIG_DIR's wording is broken
+                raise click.ClickException(str(exc)) from None
         return self._deps
 
     def close(self) -> None:

@@ -21,9 +21,14 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """OVES token bot: codes for pay-as-you-go solar devices by SMS, Telegram and USSD."""
+    from bot.settings import read_log_format
     from bot.text import logs
 
-    logs.configure(logging.DEBUG if verbose else logging.INFO)
+    try:
+        log_format = read_log_format()
+    except ConfigError:
+        log_format = "text"  # the command names the bad setting when it reads the settings
+    logs.configure(logging.DEBUG if verbose else logging.INFO, log_format)
     ctx.obj = _Context()
     ctx.call_on_close(ctx.obj.close)
 
@@ -316,13 +321,16 @@ def payments_assign(c: _Context, reference: str, product_id: str) -> None:
 
 
 @main.command()
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", help="The address to listen on.  [default: 0.0.0.0]")
+@click.option("--port", type=int, help="The port to listen on.  [default: 8000]")
 @pass_ctx
-def serve(c: _Context, host: str, port: int) -> None:
-    """The production server: gunicorn with config/gunicorn.conf.py."""
+def serve(c: _Context, host: str | None, port: int | None) -> None:
+    """The production web server: gunicorn with config/gunicorn.conf.py, as installed
+    with the package.  Without --host and --port it listens on BIND, else 0.0.0.0:$PORT.
+    It does not migrate: run `ovbot db upgrade` first (the release step); until then
+    /readyz answers 503 and says why."""
     import os
-    from pathlib import Path
+    from importlib.resources import as_file, files
 
     from bot.storage import db
 
@@ -331,22 +339,22 @@ def serve(c: _Context, host: str, port: int) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     engine = db.make_engine(c.settings.database_url)
-    db.upgrade(engine)
-    engine.dispose()
-    conf = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
-    os.execvp(
-        sys.executable,
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(conf),
-            "--bind",
-            f"{host}:{port}",
-            "webhooks.app:create_app()",
-        ],
-    )
+    try:
+        problem = db.schema_problem(engine)
+    except Exception as exc:  # noqa: BLE001 - serve anyway: /readyz reports it
+        problem = f"database unavailable ({type(exc).__name__})"
+    finally:
+        engine.dispose()
+    if problem:
+        # A log line, not an echo: in the format of every other line (LOG_FORMAT).
+        logging.getLogger(__name__).warning(
+            "not ready: %s; /readyz answers 503 until then", problem
+        )
+    with as_file(files("bot.config") / "gunicorn.conf.py") as conf:
+        command = [sys.executable, "-m", "gunicorn", "-c", str(conf)]
+        if host is not None or port is not None:
+            command += ["--bind", f"{host or '0.0.0.0'}:{port or 8000}"]
+        os.execvp(sys.executable, [*command, "webhooks.app:create_app()"])
 
 
 @main.command()

@@ -19,6 +19,7 @@ UPDATE instead; its engine's pool and a statement timeout come from the settings
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -217,3 +218,26 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision() -> str | None:
     """The newest revision the code ships."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@functools.cache
+def _revisions() -> tuple[str | None, frozenset[str]]:
+    """The head and every revision the code ships, read once from the scripts."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the database cannot serve this code yet (None: its schema is at head).
+
+    For `/readyz`: a web process started before `ovbot db upgrade` would otherwise answer
+    every message "Something went wrong".  Database errors propagate to the caller."""
+    head, known = _revisions()
+    current = current_revision(engine)
+    if current is None:
+        return "no schema: run `ovbot db upgrade`"
+    if current not in known:
+        return f"schema at {current}, which this code does not know (its head is {head})"
+    if current != head:
+        return f"schema at {current}, head is {head}: run `ovbot db upgrade`"
+    return None

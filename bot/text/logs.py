@@ -15,7 +15,13 @@
 Scrubbing happens twice, so it holds whatever handler a record reaches (ours, a test
 runner's, gunicorn's own, a library's): `install` wraps the log record factory, so every
 record is scrubbed as it is made (its message formatted with its arguments, its traceback
-and stack); and `MaskingFormatter` scrubs each whole line our handler writes.
+and stack); and our formatters scrub what they write: `MaskingFormatter` each whole line,
+`JsonFormatter` (LOG_FORMAT=json, one JSON object a line) every value of the object, the
+traceback it formats again and any `extra=` field included.
+
+Every line written while a web request is handled carries its request id (`REQUEST_ID`,
+bound by the app factory for the request; gunicorn's access line takes it from the
+response): `[id]` after the logger's name in text, `"request_id"` in JSON.
 """
 
 from __future__ import annotations
@@ -25,15 +31,21 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import IO, Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
+
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 from bot.settings import Settings
 from bot.text.phones import mask
 
 MASK = "***"
 MIN_SECRET = 4  # shorter values are not hidden by value (they would mask ordinary words)
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FORMAT = "%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s"
+# The id of the web request this thread is handling (None outside a request: the CLI, the
+# worker, gunicorn's master).  A record's own `request_id` (an `extra=`) wins over it.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 NOISY = ("httpx", "httpcore", "alembic", "werkzeug", "twilio.http_client")
 
 # -- phone numbers --------------------------------------------------------------------------
@@ -250,36 +262,106 @@ def install() -> None:
         logging.setLogRecordFactory(_ScrubbingFactory(factory))
 
 
+def request_id_of(record: logging.LogRecord) -> str | None:
+    """The request a record was logged for: its own `request_id`, else the bound one."""
+    own = getattr(record, "request_id", None)
+    return str(own) if own else REQUEST_ID.get()
+
+
 class MaskingFormatter(logging.Formatter):
-    """Formats as usual, then scrubs the line, tracebacks and SQL parameters included."""
+    """Formats as usual, then scrubs the line, tracebacks and SQL parameters included.
+
+    A format may place `%(request_tag)s`: " [<request id>]" in a request, else nothing."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return scrub(super().format(record))
+        request_id = request_id_of(record)
+        record.__dict__["request_tag"] = f" [{request_id}]" if request_id else ""
+        try:
+            return scrub(super().format(record))
+        finally:  # not a field of the record for the next handler (a JSON one would show it)
+            record.__dict__.pop("request_tag", None)
 
 
-def handler(stream: IO[str] | None = None) -> logging.Handler:
+def _scrub_fields(fields: dict[Any, Any]) -> dict[Any, Any]:
+    """An object's fields scrubbed: a sensitive key's value (`password`, `pin`, ...)
+    masked whole, every other value by `_scrub_value`."""
+    return {
+        key: MASK if _sensitive(str(key)) and value else _scrub_value(value)
+        for key, value in fields.items()
+    }
+
+
+def _scrub_value(value: Any) -> Any:
+    """A JSON value with every string scrubbed; a number that scrubs as a phone becomes
+    its masked string (a phone passed as an int in `extra=`)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return _scrub_fields(value)
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        masked = scrub(str(value))
+        return value if masked == str(value) else masked
+    return value
+
+
+class JsonFormatter(_JsonFormatter):
+    """One JSON object a line: time (ISO 8601, UTC), level, logger, message, process, the
+    request id in a request, a traceback as `exc_info`, and any `extra=` fields; every
+    value scrubbed (the traceback is formatted again from the exception, so it is scrubbed
+    here, not only by the record factory)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(levelname)s %(name)s %(message)s %(process)d",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+        )
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        request_id = request_id_of(record)
+        if request_id:
+            log_data["request_id"] = request_id
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        first = {"time": log_data.pop("time", None)}  # a reader's eye starts at the time
+        return _scrub_fields(first | log_data)
+
+
+def formatter(log_format: str = "text") -> logging.Formatter:
+    """The project's formatter for LOG_FORMAT ("text" or "json"), scrubbing either way."""
+    if log_format == "json":
+        return JsonFormatter()
+    return MaskingFormatter(FORMAT)
+
+
+def handler(stream: IO[str] | None = None, log_format: str = "text") -> logging.Handler:
     """The project's log handler: to `stream` (stderr by default), every line scrubbed."""
     result: logging.Handler = (
         logging.StreamHandler() if stream is None else logging.StreamHandler(stream)
     )
-    result.setFormatter(MaskingFormatter(FORMAT))
+    result.setFormatter(formatter(log_format))
     return result
 
 
-def configure(level: int = logging.INFO) -> None:
+def configure(level: int = logging.INFO, log_format: str = "text") -> None:
     """The CLI's logging (`ovbot -v` is DEBUG): our handler alone on the root, scrubbing."""
     install()
     root = logging.getLogger()
-    root.handlers[:] = [handler()]
+    root.handlers[:] = [handler(log_format=log_format)]
     root.setLevel(level)
     # One line per request is the client's job, not httpx's; at DEBUG, everything.
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING if level > logging.DEBUG else 0)
 
 
-def ensure_configured(level: int = logging.INFO) -> None:
+def ensure_configured(level: int = logging.INFO, log_format: str = "text") -> None:
     """Scrub every record; add our handler unless the host process (gunicorn with a log
     configuration, a test runner) already set handlers up."""
     install()
     if not logging.getLogger().handlers:
-        configure(level)
+        configure(level, log_format)

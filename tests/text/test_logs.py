@@ -309,3 +309,92 @@ def test_configure_at_debug_lets_the_libraries_speak(root_logging, factory, monk
     output = stream.getvalue()
     assert "HTTP Request: POST https://api.telegram.org/bot***/getMe" in output
     assert BOT_TOKEN not in output
+
+
+# -- LOG_FORMAT=json and request ids -------------------------------------------------------
+
+
+def _json_line(record: logging.LogRecord) -> dict:
+    import json
+
+    line = logs.JsonFormatter().format(record)
+    assert "\n" not in line  # one object a line, tracebacks included
+    return json.loads(line)
+
+
+def test_a_json_line_masks_phones_and_secrets_in_every_field(factory, hidden):
+    """The record factory scrubs the message; the JSON formatter also scrubs what it adds
+    itself: the traceback it formats again, and `extra=` fields, by value and by key."""
+    logs.install()
+    logs.hide("json-secret-value-42")
+    logger = logging.getLogger("bot.json.test")
+    try:
+        raise ValueError("no customer 0712345678 with json-secret-value-42")
+    except ValueError as exc:
+        record = logger.makeRecord(
+            logger.name,
+            logging.ERROR,
+            __file__,
+            1,
+            "sms from %s, token=%s",
+            ("+254712345678", "json-secret-value-42"),
+            (type(exc), exc, exc.__traceback__),
+            extra={"phone": "+254712345679", "number": 254712345670, "password": "pw1"},
+        )
+    line = _json_line(record)
+    assert line["message"] == "sms from +254*****678, token=***"
+    assert line["level"] == "ERROR" and line["logger"] == "bot.json.test"
+    assert "ValueError: no customer *****678 with ***" in line["exc_info"]
+    assert (line["phone"], line["number"], line["password"]) == ("+254*****679", "*****670", "***")
+    text = str(line)
+    for clear in ("712345678", "712345679", "254712345670", "json-secret-value-42", "pw1"):
+        assert clear not in text
+
+
+def test_json_keeps_what_is_not_secret(factory):
+    record = _record("device %s paid %d days", "1001", 30)
+    record.__dict__.update(attempt=3, done=True)
+    line = _json_line(record)
+    assert line["message"] == "device 1001 paid 30 days"
+    assert (line["attempt"], line["done"]) == (3, True)
+    assert line["time"].endswith("+00:00") and "request_id" not in line
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_line_logged_in_a_request_carries_its_id(log_format):
+    formatter = logs.formatter(log_format)
+    token = logs.REQUEST_ID.set("req-42")
+    try:
+        inside = formatter.format(_record("inside"))
+    finally:
+        logs.REQUEST_ID.reset(token)
+    outside = formatter.format(_record("outside"))
+    assert "req-42" in inside and "req-42" not in outside
+    if log_format == "text":
+        assert inside.endswith("bot.test [req-42]: inside")
+        assert outside.endswith("bot.test: outside")
+    # The text formatter leaves no field behind for the next handler (a JSON one).
+    record = _record("shared")
+    logs.formatter("text").format(record)
+    assert "request_tag" not in _json_line(record)
+
+
+def test_a_records_own_request_id_wins(factory):
+    record = _record("access line")
+    record.request_id = "from-the-response"
+    token = logs.REQUEST_ID.set("bound")
+    try:
+        assert _json_line(record)["request_id"] == "from-the-response"
+    finally:
+        logs.REQUEST_ID.reset(token)
+
+
+def test_configure_writes_json_when_asked(root_logging, monkeypatch):
+    import json
+
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    logs.configure(logging.INFO, "json")
+    logging.getLogger("bot.anything").info("sms from %s", "+254712345678")
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["message"] == "sms from +254*****678"

@@ -308,3 +308,51 @@ def test_fits_one_sms_counts_septets_not_characters():
     assert not gsm7.fits_one_sms("a" * 161)
     assert gsm7.fits_one_sms("a" * 158 + "€")
     assert not gsm7.fits_one_sms("a" * 159 + "€")
+
+
+# --- the packaged wording and OVBOT_CONFIG_DIR -----------------------------------------
+
+
+def test_the_packaged_wording_is_read_as_package_data():
+    """config/messages ships as the package bot.config (setup.py): found by importlib,
+    not by a path from the source tree, so a wheel finds it too."""
+    from bot.text.templates import packaged
+
+    assert {p.name for p in packaged().iterdir()} >= {"en.toml", "fr.toml", "sw.toml"}
+    assert Messages.configured(None) == Messages.load()
+    assert Messages.load().languages() == ("en", "fr", "sw")
+
+
+def test_an_operators_copy_replaces_the_wording(tmp_path):
+    (tmp_path / "messages").mkdir()
+    write(tmp_path / "messages", "en", 'help = "Ask Jane at the shop"\n')
+    messages = Messages.configured(str(tmp_path))
+    assert messages.render("fr", "help") == "Ask Jane at the shop"  # no fr file: English
+
+
+def test_a_missing_copy_names_the_setting_and_the_path(tmp_path):
+    with pytest.raises(MessagesError) as error:
+        Messages.configured(str(tmp_path / "nowhere"))
+    assert str(error.value).startswith(f"OVBOT_CONFIG_DIR={tmp_path / 'nowhere'}: ")
+    assert str(tmp_path / "nowhere" / "messages") in str(error.value)
+
+
+def test_a_broken_copy_names_the_setting_and_the_file(tmp_path):
+    (tmp_path / "messages").mkdir()
+    write(tmp_path / "messages", "en", 'help = "Help"\n')
+    write(tmp_path / "messages", "sw", "help = [unclosed\n")
+    with pytest.raises(MessagesError, match=r"^OVBOT_CONFIG_DIR=.*sw\.toml: cannot read"):
+        Messages.configured(str(tmp_path))
+
+
+def test_the_cli_refuses_a_broken_copy_plainly(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bot.cli.main import main
+
+    (tmp_path / "messages").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OVBOT_CONFIG_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["credit", "1001", "5", "--reference", "r1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"OVBOT_CONFIG_DIR={tmp_path}" in result.output and "en.toml" in result.output

@@ -5,9 +5,11 @@ import dataclasses
 import logging
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from bot.storage import db
+from bot.text import logs
 from bot.text.templates import Messages
 from tests.harness import SECRETS
 from webhooks import telegram, ussd
@@ -230,3 +232,143 @@ def test_start_up_warns_once_of_channels_that_refuse_everything(
     assert message.count("(set ") == len(named)
     for name, value in SECRETS.items():
         assert value not in message, name
+
+
+# -- /readyz: the schema at the migrations' head --------------------------------------------
+
+
+def app_on(sqlite_world, engine):
+    return create_app(deps=dataclasses.replace(sqlite_world.services, engine=engine))
+
+
+@pytest.fixture
+def bare_engine(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'bare.db'}")
+    yield engine
+    engine.dispose()
+
+
+def test_readyz_is_200_at_head(client):
+    response = client.get("/readyz")
+    assert (response.status_code, response.get_json()) == (200, {"status": "ready"})
+
+
+def test_readyz_is_503_without_a_schema_while_healthz_is_200(sqlite_world, bare_engine):
+    client = app_on(sqlite_world, bare_engine).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {
+        "status": "not ready",
+        "reason": "no schema: run `ovbot db upgrade`",
+    }
+    assert client.get("/healthz").status_code == 200  # alive: do not restart it
+
+
+def test_readyz_names_the_schema_and_the_head_when_behind(sqlite_world, bare_engine):
+    oldest = list(ScriptDirectory.from_config(db.alembic_config()).walk_revisions())[-1].revision
+    db.upgrade(bare_engine, oldest)
+    head = db.head_revision()
+    assert oldest != head
+    response = app_on(sqlite_world, bare_engine).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == (
+        f"schema at {oldest}, head is {head}: run `ovbot db upgrade`"
+    )
+    db.upgrade(bare_engine)  # the release step: ready, without a restart
+    assert app_on(sqlite_world, bare_engine).test_client().get("/readyz").status_code == 200
+
+
+def test_readyz_refuses_a_schema_newer_than_the_code(sqlite_world, bare_engine):
+    db.upgrade(bare_engine)
+    with bare_engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'from-the-future'"))
+    response = app_on(sqlite_world, bare_engine).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert "schema at from-the-future, which this code does not know" in response.text
+
+
+def test_readyz_is_503_when_the_database_does_not_answer(sqlite_world, tmp_path):
+    (tmp_path / "db-is-a-directory").mkdir()
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'db-is-a-directory'}")
+    response = app_on(sqlite_world, engine).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "database unavailable"
+    engine.dispose()
+
+
+# -- request ids ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param("3f2a9c1e-5b7d-4e2f-9a1c-0d8e7f6a5b4c", id="a UUID"),
+        pytest.param("lb.node-7:req/0042+x=", id="a load balancer's"),
+        pytest.param("a" * 128, id="128 characters"),
+    ],
+)
+def test_a_sane_request_id_is_kept_and_echoed(client, given):
+    response = client.get("/healthz", headers={"X-Request-ID": given})
+    assert response.headers["X-Request-ID"] == given
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("a" * 129, id="too long"),
+        pytest.param("id with spaces", id="spaces"),
+        pytest.param("x\u00e9", id="not ASCII"),
+        pytest.param("-leading-dash", id="leading punctuation"),
+        pytest.param('x"},{"level":"CRITICAL', id="JSON injection"),
+    ],
+)
+def test_another_request_id_is_replaced_by_a_new_one(client, given):
+    response = client.get("/healthz", headers={"X-Request-ID": given})
+    new = response.headers["X-Request-ID"]
+    assert new != given and len(new) == 32 and int(new, 16) >= 0
+
+
+def test_every_request_gets_its_own_id_even_a_refused_one(client):
+    ids = {client.get("/healthz").headers["X-Request-ID"] for _ in range(3)}
+    refused = client.post("/webhooks/twilio/sms", data={})
+    assert refused.status_code == 403 and refused.headers["X-Request-ID"] not in ids
+    assert len(ids) == 3
+
+
+def test_the_lines_logged_in_a_request_carry_its_id(sqlite_world, tmp_path):
+    import io
+    import json
+
+    (tmp_path / "db-is-a-directory").mkdir()
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'db-is-a-directory'}")
+    stream = io.StringIO()
+    handler = logs.handler(stream, log_format="json")
+    logging.getLogger().addHandler(handler)
+    try:
+        app_on(sqlite_world, engine).test_client().get("/readyz", headers={"X-Request-ID": "r-9"})
+    finally:
+        logging.getLogger().removeHandler(handler)
+        engine.dispose()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    failed = [line for line in lines if line["message"].startswith("readiness check")]
+    assert [line["request_id"] for line in failed] == ["r-9"]
+    assert logs.REQUEST_ID.get() is None  # unbound once the request is over
+
+
+def test_readyz_follows_the_release_step_on_each_backend(sqlite_world, database_url, tmp_path):
+    if database_url.startswith("sqlite"):  # the world's own file is in tmp_path too
+        database_url = f"sqlite:///{tmp_path / 'fresh' / 'ovbot.db'}"
+    engine = db.make_engine(database_url)
+    try:
+        client = app_on(sqlite_world, engine).test_client()
+        before = client.get("/readyz")
+        db.upgrade(engine)
+        after = client.get("/readyz")
+    finally:
+        engine.dispose()
+    assert (before.status_code, before.get_json()["reason"]) == (
+        503,
+        "no schema: run `ovbot db upgrade`",
+    )
+    assert (after.status_code, after.get_json()) == (200, {"status": "ready"})
