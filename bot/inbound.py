@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.deps import Deps
 from bot.storage import db
 from bot.storage.models import InboundMessage
@@ -92,6 +93,8 @@ class Responder:
     respond: Callable[[Deps, Session, Inbound], Reply]
     # The sender's language, for the apology when `respond` failed.
     language: Callable[[Deps, Session, Inbound], str]
+    # What the message asks, as a metrics label (a command name; never the text itself).
+    command: Callable[[Inbound], str] = lambda inbound: "other"
 
 
 def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
@@ -100,6 +103,7 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
     The provider gets a 200 either way: a 500 would make it retry into a half-done state,
     while a repeat of the same message is answered from the stored reply.
     """
+    metrics.inbound(inbound.channel, responder.command(inbound))
     try:
         with db.transaction(deps.sessions) as session:
             reply = answer_once(session, inbound, lambda s, i: responder.respond(deps, s, i))
@@ -110,8 +114,12 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
             inbound.provider_id,
             mask(inbound.sender),
         )
-        return Reply.say(deps.say(_language(deps, inbound, responder), "error_try_again"))
-    deps.committed()
+        metrics.inbound_failed(inbound.channel)
+        reply = Reply.say(deps.say(_language(deps, inbound, responder), "error_try_again"))
+    else:
+        deps.committed()
+    if reply.texts:
+        metrics.replied(inbound.channel)
     return reply
 
 

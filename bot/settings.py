@@ -91,6 +91,10 @@ class Settings:
     ussd_service_codes: tuple[str, ...] = ()
     # Set by `ovbot demo` only: webhooks accept unsigned requests.
     demo: bool = False
+    # Metrics (GET /metrics): a bearer token guarding it (unset: open, bind it privately),
+    # and prometheus_client's own directory for gunicorn's workers (it reads it at import).
+    metrics_token: str | None = None
+    prometheus_multiproc_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -125,6 +129,8 @@ class Settings:
             ussd_mint_budget=_number(env, "USSD_MINT_BUDGET", cls.ussd_mint_budget),
             reply_budget=_number(env, "REPLY_BUDGET", cls.reply_budget),
             ussd_service_codes=tuple(c.strip() for c in codes.split(",") if c.strip()),
+            metrics_token=_text(env, "METRICS_TOKEN"),
+            prometheus_multiproc_dir=_text(env, "PROMETHEUS_MULTIPROC_DIR"),
         )
         values.update(overrides)
         settings = cls(**values)
@@ -188,3 +194,8 @@ class Settings:
         if self.twilio_auth_token:
             needed += ["PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"]
         self.require(*needed)
+
+
+def export(name: str, value: str) -> None:
+    """Set a variable for this process and the ones it starts (`ovbot serve`'s gunicorn)."""
+    os.environ[name] = value

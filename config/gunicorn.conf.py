@@ -30,3 +30,7 @@ def _scrub_logs() -> None:
 
 
 _scrub_logs()
+
+
+# Metrics (bot/metrics.py): a worker that exits has its live gauges dropped from the sum.
+from bot.metrics import child_exit  # noqa: E402, F401 - gunicorn's hook, found by name

@@ -32,6 +32,7 @@ CONTRACT = {
     "PAYMENTS_SECRET",
     "DEFAULT_REGION",
     "DEFAULT_LANGUAGE",
+    "METRICS_TOKEN",
 }
 
 
@@ -121,6 +122,12 @@ READ = {
     "USSD_MINT_BUDGET": ("4.5", "ussd_mint_budget", 4.5),
     "REPLY_BUDGET": ("9", "reply_budget", 9.0),
     "USSD_SERVICE_CODES": (" *384#, *385*1# ,", "ussd_service_codes", ("*384#", "*385*1#")),
+    "METRICS_TOKEN": (" scrape-me ", "metrics_token", "scrape-me"),
+    "PROMETHEUS_MULTIPROC_DIR": (
+        "/run/ovbot-metrics",
+        "prometheus_multiproc_dir",
+        "/run/ovbot-metrics",
+    ),
 }
 
 

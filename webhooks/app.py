@@ -20,6 +20,7 @@ from bot.deps import Deps
 from bot.settings import Settings
 from bot.text import logs
 from webhooks import payments, telegram, twilio, ussd
+from webhooks.metrics import bp as metrics_bp
 
 MAX_BODY = 64 * 1024
 CHANNELS = [twilio, telegram, payments, ussd]
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
     app.extensions["ovbot"] = deps
     for module in CHANNELS:
         app.register_blueprint(module.bp)
+    app.register_blueprint(metrics_bp)  # GET /metrics
     # Each route's channel by its path: a 405 or a 413 may come before any view runs.
     channels = {rule.rule: rule.endpoint.partition(".")[0] for rule in app.url_map.iter_rules()}
 

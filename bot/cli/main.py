@@ -324,6 +324,7 @@ def serve(c: _Context, host: str, port: int) -> None:
     import os
     from pathlib import Path
 
+    from bot import metrics
     from bot.storage import db
 
     try:
@@ -333,6 +334,7 @@ def serve(c: _Context, host: str, port: int) -> None:
     engine = db.make_engine(c.settings.database_url)
     db.upgrade(engine)
     engine.dispose()
+    metrics.prepare_for_workers(c.settings)  # before gunicorn imports prometheus_client
     conf = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
     os.execvp(
         sys.executable,

@@ -75,7 +75,15 @@ def language(deps: Deps, session: Session, inbound: Inbound) -> str:
     return customer.language if customer else deps.settings.default_language
 
 
-RESPONDER = Responder(respond=respond, language=language)
+def command_name(inbound: Inbound) -> str:
+    """What `inbound` asks, as a metrics label: a command's name; unknown text is "other"."""
+    if inbound.contact is not None:
+        return "contact"
+    name = commands.parse(inbound.text).name
+    return "other" if name == commands.UNKNOWN else name
+
+
+RESPONDER = Responder(respond=respond, language=language, command=command_name)
 
 
 # -- the commands ---------------------------------------------------------------------
