@@ -25,16 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -108,6 +101,16 @@ RECEIPT_STATUSES = (
     "rejected",
     "success",
 )
+ALARM_KINDS = ("late_answer", "answer_differs")  # bot/ledger/book.py's `_alarm` calls
+# The series an alert watches exist from the start, at zero (a labelled series would
+# otherwise appear only with its first event).
+for _kind in MINT_KINDS:
+    for _outcome in MINT_OUTCOMES:
+        MINTS.labels(_kind, _outcome)
+for _result in RECONCILE_RESULTS:
+    RECONCILIATIONS.labels(_result)
+for _alarm in ALARM_KINDS:
+    ALARMS.labels(_alarm)
 
 
 def label(value: object, allowed: Iterable[str] | None = None) -> str:
@@ -233,22 +236,24 @@ class OutboxCollector(Collector):
         return [family]
 
 
-def exposition(engine: Engine | None, directory: str | None) -> tuple[bytes, str]:
-    """The Prometheus text format and its content type.
+def exposition(
+    engine: Engine | None, directory: str | None, accept: str | None = None
+) -> tuple[bytes, str]:
+    """The scrape, in the format the `accept` header asks for (Prometheus text 0.0.4 by
+    default, OpenMetrics on request), and its content type.
 
     With `directory` (PROMETHEUS_MULTIPROC_DIR), the values of every process that wrote
     there are summed; without, this process's own values (and its process metrics).
     """
-    registry: CollectorRegistry
+    registry = CollectorRegistry()
     if directory:
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     else:
-        registry = CollectorRegistry()
         registry.register(_Process())
     if engine is not None:
         registry.register(OutboxCollector(engine))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    encode, content_type = choose_encoder(accept or "")
+    return encode(registry), content_type
 
 
 class _Process(Collector):

@@ -7,6 +7,7 @@ assertion is on a delta (`Delta`), never on an absolute value.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -343,3 +344,46 @@ def test_a_real_api_gets_a_timed_client_too():
     with http:
         assert isinstance(http, metrics.TimedClient)
         assert str(http.base_url) == "https://api.example.test"
+
+
+# -- ovbot serve: a directory for gunicorn's workers ----------------------------------------
+
+
+@pytest.mark.parametrize("preset", [False, True], ids=["unset", "set by the operator"])
+def test_serve_hands_gunicorn_an_empty_metrics_directory(tmp_path, monkeypatch, preset):
+    import logging
+    import os
+
+    from click.testing import CliRunner
+
+    from bot.cli.main import main
+    from tests.harness import variables_read
+
+    for name in variables_read():
+        monkeypatch.setenv(name, "")  # restored afterwards, whatever serve exports
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
+    operators = tmp_path / "metrics"
+    if preset:
+        operators.mkdir()
+        (operators / "counter_999.db").write_bytes(b"stale")
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(operators))
+    seen = {}
+
+    def execvp(file, args):
+        seen["dir"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        seen["args"] = args
+
+    monkeypatch.setattr(os, "execvp", execvp)
+    monkeypatch.setattr(metrics.tempfile, "tempdir", str(tmp_path))  # a new one goes here
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        result = CliRunner().invoke(main, ["serve"], catch_exceptions=False)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    assert result.exit_code == 0, result.output
+    assert "gunicorn" in seen["args"]
+    directory = Path(seen["dir"])
+    assert directory.is_dir() and list(directory.iterdir()) == []
+    assert (directory == operators) is preset

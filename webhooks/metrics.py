@@ -25,7 +25,9 @@ PATH = "/metrics"
 def scrape() -> Response:
     deps: Deps = current_app.extensions["ovbot"]
     guard(deps.settings.metrics_token, request.headers.get("Authorization", ""))
-    body, content_type = metrics.exposition(deps.engine, deps.settings.prometheus_multiproc_dir)
+    body, content_type = metrics.exposition(
+        deps.engine, deps.settings.prometheus_multiproc_dir, request.headers.get("Accept")
+    )
     return Response(body, content_type=content_type)
 
 
