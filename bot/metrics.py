@@ -32,10 +32,15 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from bot.settings import Settings, export
+from bot.settings import Settings, export, multiprocess_dir
 from bot.storage.models import CUSTOMER_CHANNELS, OUTBOX_STATUSES, OutboxMessage
 
 log = logging.getLogger(__name__)
+# In multiprocess mode prometheus_client opens a file in its directory for each metric
+# as it is defined, just below: a directory that does not exist yet would fail the import.
+if (_directory := multiprocess_dir()) is not None:
+    Path(_directory).mkdir(parents=True, exist_ok=True)
+
 OTHER = "other"
 _WORD = re.compile(r"[a-z][a-z_]{0,31}")  # no digits: never a phone, an id or a code
 

@@ -196,6 +196,12 @@ class Settings:
         self.require(*needed)
 
 
+def multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR alone, for bot/metrics.py at import: prometheus_client
+    opens its files there as soon as a metric is defined, before any Settings exist."""
+    return _text(os.environ, "PROMETHEUS_MULTIPROC_DIR")
+
+
 def export(name: str, value: str) -> None:
     """Set a variable for this process and the ones it starts (`ovbot serve`'s gunicorn)."""
     os.environ[name] = value

@@ -254,3 +254,89 @@ def test_gunicorns_config_installs_the_child_exit_hook():
     )
     # In a child process: the config sets up logging, which stays there.
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# -- the real thing: `ovbot serve`, two gunicorn workers ---------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, seconds: float = 60.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception:  # not up yet
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError("gave up waiting")
+        time.sleep(0.2)
+
+
+def test_gunicorn_workers_write_to_one_directory_and_a_scrape_sums_them(tmp_path):
+    """On loopback only: `ovbot serve` with two workers, USSD requests, then scrapes."""
+    import signal
+
+    import httpx
+
+    directory, port = tmp_path / "multiproc", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIVOLTAIC", "TWILIO"))}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        OMNIVOLTAIC_EMULATOR_STATE=str(tmp_path / "emulator.db"),
+        PROMETHEUS_MULTIPROC_DIR=str(directory),
+        WEB_CONCURRENCY="2",
+        GUNICORN_THREADS="1",
+        METRICS_TOKEN=TOKEN,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
+            def menu_count() -> float:
+                found = samples(_Wrapped(http.get("/metrics", headers=auth)))
+                return read(found, "ovbot_inbound_messages_total", channel="ussd", command="menu")
+
+            wait_until(lambda: http.get("/healthz").status_code == 200)
+            for n in range(20):
+                form = {"sessionId": f"s{n}", "serviceCode": "*384#", "phoneNumber": "+254799"}
+                assert http.post("/webhooks/ussd", data=form).status_code == 200
+            assert menu_count() == 20
+            workers = {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob("counter_*.db")}
+            workers.discard(server.pid)  # the master's (it loads the config, hence bot.metrics)
+            assert workers, "no worker wrote to the directory"
+            os.kill(sorted(workers)[0], signal.SIGTERM)  # gunicorn replaces it; child_exit runs
+            wait_until(lambda: http.get("/healthz").status_code == 200)
+            assert menu_count() == 20  # a dead worker's counts stay in the total
+            assert http.get("/metrics").status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+class _Wrapped:
+    """An httpx response as `samples` reads a Flask one."""
+
+    def __init__(self, response) -> None:
+        self.status_code, self._text = response.status_code, response.text
+
+    def get_data(self, as_text: bool = False) -> str:
+        return self._text
