@@ -6,6 +6,7 @@ assertion is on a delta (`Delta`), never on an absolute value.
 
 from __future__ import annotations
 
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -374,7 +375,7 @@ def test_serve_hands_gunicorn_an_empty_metrics_directory(tmp_path, monkeypatch, 
         seen["args"] = args
 
     monkeypatch.setattr(os, "execvp", execvp)
-    monkeypatch.setattr(metrics.tempfile, "tempdir", str(tmp_path))  # a new one goes here
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a new one goes here
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:

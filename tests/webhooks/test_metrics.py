@@ -12,6 +12,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -202,7 +203,7 @@ def test_values_written_by_two_processes_are_summed(world, tmp_path):
 
 
 def test_a_fresh_directory_is_made_when_none_is_set(tmp_path, monkeypatch):
-    monkeypatch.setattr(metrics.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     made = Path(metrics.prepare_multiprocess_dir(None))
     assert made.parent == tmp_path and made.is_dir() and list(made.iterdir()) == []
 
