@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 from twilio.request_validator import RequestValidator
@@ -112,6 +114,21 @@ def test_the_series_alerts_watch_are_there_at_zero_from_the_start(tmp_path, worl
     assert ("ovbot_mints_total", (("kind", "days"), ("outcome", "unknown"))) in found
     assert ("ovbot_integrity_alarms_total", (("kind", "late_answer"),)) in found
     assert ("ovbot_reconciliations_total", (("result", "released"),)) in found
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(authorization=st.text(max_size=80))
+def test_any_other_authorization_header_is_refused_never_a_server_error(world, authorization):
+    client = world.client(metrics_token=TOKEN)
+    try:
+        response = client.get("/metrics", headers={"Authorization": authorization})
+    except ValueError:  # werkzeug refuses to send a header with a newline: nothing to test
+        return
+    scheme, _, given_token = authorization.partition(" ")
+    right = scheme.lower() == "bearer" and given_token.strip() == TOKEN
+    assert response.status_code == (200 if right else 401)
 
 
 def test_metrics_answer_only_get(client):
