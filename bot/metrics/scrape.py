@@ -40,8 +40,10 @@ class OutboxCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         counts = {(s, c): 0 for s in OUTBOX_STATUSES for c in CUSTOMER_CHANNELS}
+        # Channel first: grouped by status first, SQLite walks the (status, next_attempt_at)
+        # index and looks every row up, about twice as slow as the plain scan it does now.
         query = select(OutboxMessage.status, OutboxMessage.channel, func.count()).group_by(
-            OutboxMessage.status, OutboxMessage.channel
+            OutboxMessage.channel, OutboxMessage.status
         )
         try:
             with self.engine.connect() as connection:
