@@ -103,8 +103,8 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
     The provider gets a 200 either way: a 500 would make it retry into a half-done state,
     while a repeat of the same message is answered from the stored reply.
     """
-    metrics.inbound(inbound.channel, responder.command(inbound))
     try:
+        metrics.inbound(inbound.channel, responder.command(inbound))
         with db.transaction(deps.sessions) as session:
             reply = answer_once(session, inbound, lambda s, i: responder.respond(deps, s, i))
     except Exception:
