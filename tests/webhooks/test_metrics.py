@@ -259,9 +259,14 @@ def test_child_exit_drops_a_dead_workers_live_gauges_and_keeps_its_counters(tmp_
     ]
 
 
-def test_child_exit_does_nothing_without_a_directory(monkeypatch):
+def test_child_exit_does_nothing_without_a_directory(monkeypatch, tmp_path):
+    """Single-process mode: prometheus_client's mark_process_dead(pid, None) would raise
+    (TypeError) in gunicorn's master at every worker exit."""
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    metrics.child_exit(object(), type("Worker", (), {"pid": 4242})())  # no error: no files
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gauge_livesum_4242.db").write_bytes(b"")  # not ours to touch here
+    metrics.child_exit(object(), type("Worker", (), {"pid": 4242})())
+    assert [p.name for p in tmp_path.iterdir()] == ["gauge_livesum_4242.db"]
 
 
 def test_gunicorns_config_installs_the_child_exit_hook():
