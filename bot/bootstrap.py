@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import httpx
 
+from bot import metrics
 from bot.deps import Deps
 from bot.ledger import Ledger
 from bot.omnivoltaic.client import OmnivoltaicClient
@@ -26,7 +27,11 @@ EMULATOR_BASE_URL = "http://omnivoltaic-emulator.invalid"
 
 
 def omnivoltaic_http(settings: Settings) -> httpx.Client:
-    """An httpx client for the real API, or for the emulator mounted in-process."""
+    """An httpx client for the real API, or for the emulator mounted in-process.
+
+    Either way it is a `metrics.TimedClient`: the upstream latency by call, measured
+    without the API client knowing.
+    """
     timeout = httpx.Timeout(settings.omnivoltaic_timeout)
     if settings.uses_emulator:
         from bot.omnivoltaic.emulator import EmulatorTransport, create_emulator
@@ -34,10 +39,10 @@ def omnivoltaic_http(settings: Settings) -> httpx.Client:
         app = create_emulator(
             settings.omnivoltaic_emulator_state, settings.omnivoltaic_emulator_seed
         )
-        return httpx.Client(
+        return metrics.TimedClient(
             transport=EmulatorTransport(app), base_url=EMULATOR_BASE_URL, timeout=timeout
         )
-    return httpx.Client(base_url=settings.omnivoltaic_api_url or "", timeout=timeout)
+    return metrics.TimedClient(base_url=settings.omnivoltaic_api_url or "", timeout=timeout)
 
 
 def omnivoltaic_client(settings: Settings, http: httpx.Client) -> OmnivoltaicClient:

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.deps import Deps
 from bot.storage import db
 from bot.storage.models import InboundMessage
@@ -100,6 +101,8 @@ class Responder:
     language: Callable[[Deps, Session, Inbound], str]
     # Whether answering `inbound` only reads (no mint, no payment, no setting changed).
     reads: Callable[[Inbound], bool] = lambda inbound: False
+    # What the message asks, as a metrics label (a command name; never the text itself).
+    command: Callable[[Inbound], str] = lambda inbound: "other"
 
 
 def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
@@ -109,13 +112,17 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
     while a repeat of the same message is answered from the stored reply.
     """
     try:
+        metrics.inbound(inbound.channel, responder.command(inbound))
+        reply = None
         if responder.reads(inbound):
             with db.reading(deps.sessions) as session:
                 reply = responder.respond(deps, session, inbound)
-                if not db.changed(session):
-                    return reply
-        with db.transaction(deps.sessions) as session:
-            reply = answer_once(session, inbound, lambda s, i: responder.respond(deps, s, i))
+                if db.changed(session):  # not a read after all: answered the writing way
+                    reply = None
+        if reply is None:
+            with db.transaction(deps.sessions) as session:
+                reply = answer_once(session, inbound, lambda s, i: responder.respond(deps, s, i))
+            deps.committed(session)
     except Exception:
         log.exception(
             "%s message %s from %s failed",
@@ -123,8 +130,10 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
             inbound.provider_id,
             mask(inbound.sender),
         )
-        return Reply.say(deps.say(_language(deps, inbound, responder), "error_try_again"))
-    deps.committed(session)
+        metrics.inbound_failed(inbound.channel)
+        reply = Reply.say(deps.say(_language(deps, inbound, responder), "error_try_again"))
+    if reply.texts:
+        metrics.replied(inbound.channel)
     return reply
 
 

@@ -118,6 +118,10 @@ class Settings:
     log_format: str = "text"
     # Set by `ovbot demo` only: webhooks accept unsigned requests.
     demo: bool = False
+    # Metrics (GET /metrics): a bearer token guarding it (unset: open, bind it privately),
+    # and prometheus_client's own directory for gunicorn's workers (it reads it at import).
+    metrics_token: str | None = None
+    prometheus_multiproc_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -165,6 +169,8 @@ class Settings:
             db_statement_timeout=_number(env, "DB_STATEMENT_TIMEOUT", cls.db_statement_timeout),
             config_dir=_text(env, "OVBOT_CONFIG_DIR"),
             log_format=read_log_format(env),
+            metrics_token=_text(env, "METRICS_TOKEN"),
+            prometheus_multiproc_dir=_text(env, "PROMETHEUS_MULTIPROC_DIR"),
         )
         values.update(overrides)
         settings = cls(**values)
@@ -253,3 +259,14 @@ class Settings:
         if self.twilio_auth_token:
             needed += ["PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"]
         self.require(*needed)
+
+
+def multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR alone, for bot/metrics.py at import: prometheus_client
+    opens its files there as soon as a metric is defined, before any Settings exist."""
+    return _text(os.environ, "PROMETHEUS_MULTIPROC_DIR")
+
+
+def export(name: str, value: str) -> None:
+    """Set a variable for this process and the ones it starts (`ovbot serve`'s gunicorn)."""
+    os.environ[name] = value

@@ -21,3 +21,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 logger_class = "webhooks.gunicorn_logging.Logger"
 
 scrub_logs()  # every log record, gunicorn's own included, scrubbed
+
+
+# Metrics (bot/metrics): a worker that exits has its live gauges dropped from the sum.
+from bot.metrics import child_exit  # noqa: E402, F401 - gunicorn's hook, found by name

@@ -32,6 +32,7 @@ CONTRACT = {
     "PAYMENTS_SECRET",
     "DEFAULT_REGION",
     "DEFAULT_LANGUAGE",
+    "METRICS_TOKEN",
 }
 
 
@@ -134,6 +135,12 @@ READ = {
     "DB_POOL_RECYCLE": ("600", "db_pool_recycle", 600.0),
     "DB_STATEMENT_TIMEOUT": ("0", "db_statement_timeout", 0.0),
     "USSD_SERVICE_CODES": (" *384#, *385*1# ,", "ussd_service_codes", ("*384#", "*385*1#")),
+    "METRICS_TOKEN": (" scrape-me ", "metrics_token", "scrape-me"),
+    "PROMETHEUS_MULTIPROC_DIR": (
+        "/run/ovbot-metrics",
+        "prometheus_multiproc_dir",
+        "/run/ovbot-metrics",
+    ),
 }
 
 

@@ -27,6 +27,7 @@ from bot.settings import Settings
 from bot.storage import db
 from bot.text import logs
 from webhooks import payments, telegram, twilio, ussd
+from webhooks.metrics import bp as metrics_bp
 
 MAX_BODY = 64 * 1024
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
     for module in CHANNELS:
         app.register_blueprint(module.bp)
     track_requests(app)
+    app.register_blueprint(metrics_bp)  # GET /metrics
     # Each route's channel by its path: a 405 or a 413 may come before any view runs.
     channels = {rule.rule: rule.endpoint.partition(".")[0] for rule in app.url_map.iter_rules()}
 

@@ -29,6 +29,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.agents.actions import ACTIONS, end
 from bot.agents.pins import verify_pin
 from bot.agents.screens import MENU, PIN, SCREENS, render
@@ -78,7 +79,9 @@ def refuse(deps: Deps, key: str) -> Reply:
 
 
 RESPONDER = Responder(
-    respond=respond, language=lambda deps, session, inbound: deps.settings.default_language
+    respond=respond,
+    language=lambda deps, session, inbound: deps.settings.default_language,
+    command=lambda inbound: "menu",  # a USSD step; its text holds the PIN: never a label
 )
 
 
@@ -151,6 +154,7 @@ def _pin(ctx: Ctx, value: str, fresh: Callable[[], bool]) -> Next | Retry | Fini
                 ctx.settings.agent_lock_minutes,
                 MAX_PIN_FAILURES,
             )
+            metrics.agent_locked_out()
             return Finish("locked", State(PIN))
     return Retry("ussd_hint_pin_wrong", {"left": MAX_PIN_FAILURES - agent.failed_attempts})
 

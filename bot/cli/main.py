@@ -332,6 +332,7 @@ def serve(c: _Context, host: str | None, port: int | None) -> None:
     import os
     from importlib.resources import as_file, files
 
+    from bot import metrics
     from bot.storage import db
 
     try:
@@ -350,6 +351,7 @@ def serve(c: _Context, host: str | None, port: int | None) -> None:
         logging.getLogger(__name__).warning(
             "not ready: %s; /readyz answers 503 until then", problem
         )
+    metrics.prepare_for_workers(c.settings)  # before gunicorn imports prometheus_client
     with as_file(files("bot.config") / "gunicorn.conf.py") as conf:
         command = [sys.executable, "-m", "gunicorn", "-c", str(conf)]
         if host is not None or port is not None:

@@ -93,7 +93,15 @@ def reads(inbound: Inbound) -> bool:
     return inbound.contact is None and commands.parse(inbound.text).name in READS
 
 
-RESPONDER = Responder(respond=respond, language=language, reads=reads)
+def command_name(inbound: Inbound) -> str:
+    """What `inbound` asks, as a metrics label: a command's name; unknown text is "other"."""
+    if inbound.contact is not None:
+        return "contact"
+    name = commands.parse(inbound.text).name
+    return "other" if name == commands.UNKNOWN else name
+
+
+RESPONDER = Responder(respond=respond, language=language, reads=reads, command=command_name)
 
 
 # -- the commands ---------------------------------------------------------------------

@@ -45,6 +45,7 @@ from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.domain import MAX_CODE_DAYS
 from bot.omnivoltaic import client as api
 from bot.storage.models import Code, Device, IntegrityAlarm, Payment, utcnow
@@ -469,7 +470,9 @@ class Ledger:
         for position, attempt in enumerate(attempts):
             try:
                 minted.append(self._call(session, device, attempt, timeout))
-            except LedgerError:
+                metrics.mint(attempt.kind, "minted")
+            except LedgerError as exc:
+                metrics.mint(attempt.kind, "unknown" if isinstance(exc, MintPending) else "failed")
                 for never_sent in attempts[position + 1 :]:
                     self._fail(session, never_sent)
                 session.commit()
@@ -549,6 +552,7 @@ class Ledger:
         log.error(
             "INTEGRITY %s: device %s, mint %s: %s", kind, device.product_id, attempt.id, detail
         )
+        metrics.integrity_alarm(kind)
         session.add(
             IntegrityAlarm(
                 kind=kind,
@@ -601,7 +605,8 @@ class Ledger:
         session first, then locks the device and checks again. With a `budget` (a
         customer's request), the read gets one try within it.
         """
-        if not self._open(session, device):
+        kinds = [attempt.kind for attempt in self._open(session, device)]
+        if not kinds:
             return ()
         session.commit()  # no lock (SQLite: no write lock) while the API is called
         read_at = self.clock()
@@ -610,6 +615,8 @@ class Ledger:
                 device.api_id, 0, 100, timeout=budget, retries=0 if budget else None
             )
         except api.OmnivoltaicError as exc:
+            for kind in kinds:
+                metrics.reconciled(kind, "unavailable")
             raise ServiceUnavailable(f"cannot read the code history: {exc}") from exc
         device = self._lock(session, device.id)
         open_ = self._open(session, device)  # another request may have settled some
@@ -649,6 +656,7 @@ class Ledger:
                 ):  # another request's code, shown with this one's answer
                     attempt.adopted_by = request_key
                 adopted.append(attempt)
+                metrics.reconciled(attempt.kind, "adopted")
             elif self._fence(attempt) <= read_at:  # fenced before the history was read
                 log.info(
                     "mint %s for device %s is not in the history; credit released",
@@ -656,8 +664,10 @@ class Ledger:
                     device.product_id,
                 )
                 self._fail(session, attempt)
+                metrics.reconciled(attempt.kind, "released")
             else:
                 waiting = True
+                metrics.reconciled(attempt.kind, "waiting")
         session.commit()
         if waiting:
             raise MintPending(f"a code for device {device.product_id} is being confirmed")
