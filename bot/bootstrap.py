@@ -37,7 +37,9 @@ def omnivoltaic_http(settings: Settings) -> httpx.Client:
         from bot.omnivoltaic.emulator import EmulatorTransport, create_emulator
 
         app = create_emulator(
-            settings.omnivoltaic_emulator_state, settings.omnivoltaic_emulator_seed
+            settings.omnivoltaic_emulator_state,
+            settings.omnivoltaic_emulator_seed,
+            fleet=settings.omnivoltaic_emulator_fleet,
         )
         return metrics.TimedClient(
             transport=EmulatorTransport(app), base_url=EMULATOR_BASE_URL, timeout=timeout

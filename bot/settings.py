@@ -81,6 +81,7 @@ class Settings:
     omnivoltaic_timeout: float = 10.0
     omnivoltaic_emulator_state: str = "instance/emulator.db"
     omnivoltaic_emulator_seed: str = "oves-demo-seed"
+    omnivoltaic_emulator_fleet: int = 100  # the demo distributor's items
     # Omnivoltaic generations and login (issue 15): where to log in (unset = the API URL
     # + /user/login; the emulator ignores it), which endpoints (v1: integer productItemID;
     # v2: the /v2 paths, the product as its OEM item id) and how the token is sent (raw,
@@ -138,6 +139,9 @@ class Settings:
             ),
             omnivoltaic_emulator_seed=_text(
                 env, "OMNIVOLTAIC_EMULATOR_SEED", cls.omnivoltaic_emulator_seed
+            ),
+            omnivoltaic_emulator_fleet=_number(
+                env, "OMNIVOLTAIC_EMULATOR_FLEET", cls.omnivoltaic_emulator_fleet, int
             ),
             omnivoltaic_login_url=_text(env, "OMNIVOLTAIC_LOGIN_URL"),
             omnivoltaic_api_version=(
@@ -222,6 +226,11 @@ class Settings:
         ):
             if not value > 0:
                 raise ConfigError(f"{name} must be positive, got {value!r}")
+        if not 1 <= self.omnivoltaic_emulator_fleet <= 1_000_000:
+            raise ConfigError(
+                "OMNIVOLTAIC_EMULATOR_FLEET must be 1 to 1000000 items, "
+                f"got {self.omnivoltaic_emulator_fleet!r}"
+            )
         if self.db_pool_size < 1:
             raise ConfigError(f"DB_POOL_SIZE must be at least 1, got {self.db_pool_size!r}")
         for name, value in (

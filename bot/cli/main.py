@@ -61,7 +61,11 @@ def emulator(c: _Context, host: str, port: int) -> None:
     from bot.omnivoltaic.emulator.app import create_emulator
 
     s = c.settings
-    app = create_emulator(s.omnivoltaic_emulator_state, s.omnivoltaic_emulator_seed)
+    app = create_emulator(
+        s.omnivoltaic_emulator_state,
+        s.omnivoltaic_emulator_seed,
+        fleet=s.omnivoltaic_emulator_fleet,
+    )
     click.echo(
         f"Omnivoltaic emulator on http://{host}:{port} (state {s.omnivoltaic_emulator_state});"
         " log in as demo@example.com / demo"
@@ -73,15 +77,14 @@ def emulator(c: _Context, host: str, port: int) -> None:
 @pass_ctx
 def sync_devices(c: _Context) -> None:
     """Page through the distributor's assigned items into the devices table."""
-    from bot.ledger.fleet import sync_devices as sync
+    from bot.ledger.fleet import sync_fleet
     from bot.omnivoltaic.client import OmnivoltaicError
     from bot.storage import db
 
     deps = c.deps
     db.upgrade(deps.engine)
     try:
-        with db.transaction(deps.sessions) as session:
-            report = sync(session, deps.omnivoltaic, progress=_progress("devices synced"))
+        report = sync_fleet(deps.sessions, deps.omnivoltaic, progress=_progress("devices read"))
     except OmnivoltaicError as exc:
         raise click.ClickException(f"sync failed, nothing changed: {exc}") from None
     click.echo(f"\r{report.total} devices synced ({report.created} new, {report.updated} updated)")

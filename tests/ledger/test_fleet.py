@@ -6,9 +6,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
-from bot.ledger.fleet import sync_devices
+from bot.ledger.fleet import sync_devices, sync_fleet
 from bot.omnivoltaic.client import Item, OmnivoltaicError
 from bot.storage import db
 from bot.storage.models import Customer, Device, utcnow
@@ -175,3 +175,60 @@ def test_the_embedded_emulator_fleet_in_v2(tmp_path):
         assert found[1001].api_id == "TEST2501001001"  # the item's oemItemID
     finally:
         world.services.close()
+
+
+# -- a whole fleet: read first, then written in short transactions ----------------------
+
+
+class LockCheckingClient(FakeClient):
+    """Before each item, checks that another connection can still take the write lock."""
+
+    def __init__(self, items, path: str):
+        super().__init__(items)
+        self.path, self.checked = path, 0
+
+    def iter_assigned_items(self):
+        import sqlite3
+
+        for one in super().iter_assigned_items():
+            other = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if a sync holds it
+            other.execute("ROLLBACK")
+            other.close()
+            self.checked += 1
+            yield one
+
+
+def test_sync_fleet_holds_no_lock_while_reading_the_api_and_writes_in_batches(
+    sqlite_engine, sqlite_url
+):
+    Session = db.make_sessionmaker(sqlite_engine)
+    client = LockCheckingClient(
+        (item(p) for p in range(1001, 1011)), sqlite_url.removeprefix("sqlite:///")
+    )
+    commits = []
+    event.listen(sqlite_engine, "commit", lambda conn: commits.append(1))
+    seen = []
+    report = sync_fleet(Session, client, progress=seen.append, batch=4)
+    assert (report.created, report.updated, client.checked) == (10, 0, 10)
+    assert seen == list(range(1, 11)) and len(commits) == 3  # 4 + 4 + 2 devices
+    again = sync_fleet(Session, LockCheckingClient([item(1001, "75")], client.path), batch=4)
+    assert (again.created, again.updated) == (0, 1)
+    with Session() as session:
+        assert len(devices(session)) == 10 and devices(session)[1001].value_per_day == 75
+
+
+def test_sync_fleet_changes_nothing_when_the_api_fails_part_way(Session):
+    with pytest.raises(OmnivoltaicError):
+        sync_fleet(Session, FakeClient((item(p) for p in range(1001, 1011)), fail_after=7))
+    with Session() as session:
+        assert devices(session) == {}
+
+
+def test_sync_fleet_refuses_an_api_id_clash_across_batches_before_writing(Session):
+    sync_fleet(Session, FakeClient([item(1001, api_id="A")]))
+    clash = [item(p) for p in range(1002, 1010)] + [item(1010, api_id="A")]
+    with pytest.raises(OmnivoltaicError, match="1001 and 1010"):
+        sync_fleet(Session, FakeClient(clash), batch=3)
+    with Session() as session:
+        assert set(devices(session)) == {1001}

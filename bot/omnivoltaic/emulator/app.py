@@ -25,7 +25,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from bot.omnivoltaic import acp1
-from bot.omnivoltaic.emulator.store import ApiError, EmulatorStore
+from bot.omnivoltaic.emulator.store import DEMO_FLEET, ApiError, EmulatorStore
 
 EXTENSION = "omnivoltaic_emulator"
 MAX_LIMIT = 100
@@ -128,12 +128,15 @@ class Emulator:
         return status if armed else None
 
 
-def create_emulator(state_path: str, seed: str, token_ttl: float = 3600.0) -> Flask:
-    """The emulator app on the state file `state_path` (created and seeded if new)."""
+def create_emulator(
+    state_path: str, seed: str, token_ttl: float = 3600.0, fleet: int = DEMO_FLEET
+) -> Flask:
+    """The emulator app on the state file `state_path` (created and seeded if new), the
+    demo distributor holding `fleet` items (OMNIVOLTAIC.md section 4)."""
     app = Flask(__name__)
     # Flask types `app.json` as the base JSONProvider; it is its DefaultJSONProvider here.
     cast(DefaultJSONProvider, app.json).sort_keys = False
-    app.extensions[EXTENSION] = Emulator(EmulatorStore(state_path, seed), token_ttl)
+    app.extensions[EXTENSION] = Emulator(EmulatorStore(state_path, seed, fleet), token_ttl)
     app.register_blueprint(api)
     app.register_blueprint(extras)
     app.register_error_handler(ApiError, lambda e: (jsonify(message=e.message), e.status))

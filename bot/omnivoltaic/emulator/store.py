@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,10 +25,25 @@ BUSY_SECONDS = 30.0
 POOL_SIZE = 8
 ALLOWANCE = 5  # free codes, and reset codes, per item
 JUMPS = {"free": acp1.FREE_JUMP, "reset": acp1.RESET_JUMP}
+DEMO_FLEET = 100  # the demo distributor's items by default: 1001-1100
+LARGE_FLEET_START = 200001  # beyond 100 items, the demo distributor's ids start here
+MAX_FLEET = 1_000_000
+
+
+def demo_items(fleet: int) -> list[int]:
+    """The demo distributor's product ids for a fleet of `fleet` items (OMNIVOLTAIC.md §4):
+    1001-1100 first, then 200001 upward; 1101-1110 stay the other distributor's."""
+    if not 1 <= fleet <= MAX_FLEET:
+        raise ValueError(f"the emulator's fleet must be 1 to {MAX_FLEET} items, got {fleet}")
+    first = list(range(1001, 1001 + min(fleet, DEMO_FLEET)))
+    return first + list(range(LARGE_FLEET_START, LARGE_FLEET_START + fleet - len(first)))
+
+
 DISTRIBUTORS = [
-    (1, "demo@example.com", "demo", range(1001, 1101)),
-    (2, "other@example.com", "other", range(1101, 1111)),
+    (1, "demo@example.com", "demo"),
+    (2, "other@example.com", "other"),
 ]
+OTHER_ITEMS = range(1101, 1111)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS distributors (
@@ -47,6 +62,7 @@ CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT, product_id INTEGER NOT NULL REFERENCES items(product_id),
     code_index INTEGER NOT NULL, code_hex TEXT NOT NULL, code_days TEXT NOT NULL,
     created_at TEXT NOT NULL, UNIQUE (product_id, code_index));
+CREATE INDEX IF NOT EXISTS items_by_distributor ON items (distributor_id, product_id);
 """
 
 
@@ -79,8 +95,9 @@ def utc_now() -> str:
 
 
 class EmulatorStore:
-    def __init__(self, path: str, seed: str) -> None:
-        self.path, self.seed = path, seed
+    def __init__(self, path: str, seed: str, fleet: int = DEMO_FLEET) -> None:
+        self.path, self.seed, self.fleet = path, seed, fleet
+        demo_items(fleet)  # refuse a fleet out of range before touching the file
         self._points: dict[int, Sequence[str]] = {}  # immutable, so a plain cache is safe
         self._idle: list[sqlite3.Connection] = []
         self._lock, self._pid = threading.Lock(), os.getpid()
@@ -137,35 +154,49 @@ class EmulatorStore:
             row = conn.execute("SELECT value FROM meta WHERE key = 'seed'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('seed', ?)", (fingerprint,))
-                self._seed_fleet(conn)
+                self._seed_distributors(conn)
             elif row["value"] != fingerprint:
                 raise ValueError(
                     f"emulator state {self.path} was created with another seed; "
                     "use that seed or a new state file"
                 )
+            self._grow_fleet(conn)
 
     @staticmethod
-    def _seed_fleet(conn: sqlite3.Connection) -> None:
-        for dist_id, username, password, product_ids in DISTRIBUTORS:
-            conn.execute("INSERT INTO distributors VALUES (?, ?, ?)", (dist_id, username, password))
-            conn.executemany(
-                "INSERT INTO items (product_id, distributor_id, assignment_id, oem_sn, payg_sn,"
-                " oem_item_id, seller_item_id, firmware, value_per_day, assigned_at, idx)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, '1.0.3', 50, '2025-01-06T08:00:00.000Z', ?)",
-                [
-                    (
-                        pid,
-                        dist_id,
-                        pid - 1000,
-                        f"OVES{pid:06d}",
-                        f"PAYG{pid:06d}",
-                        f"TEST2501{pid:06d}",
-                        f"ACC{pid:06d}",
-                        acp1.CHAIN_LENGTH,
-                    )
-                    for pid in product_ids
-                ],
-            )
+    def _seed_distributors(conn: sqlite3.Connection) -> None:
+        conn.executemany("INSERT INTO distributors VALUES (?, ?, ?)", DISTRIBUTORS)
+        EmulatorStore._add_items(conn, 2, OTHER_ITEMS)
+
+    def _grow_fleet(self, conn: sqlite3.Connection) -> None:
+        """The demo distributor holds `fleet` items: those missing are added (a state file
+        made with a smaller fleet grows; items are never taken away)."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'fleet'").fetchone()
+        if row is not None and int(row["value"]) >= self.fleet:
+            return
+        self._add_items(conn, 1, demo_items(self.fleet))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('fleet', ?)", (str(self.fleet),))
+
+    @staticmethod
+    def _add_items(conn: sqlite3.Connection, dist_id: int, product_ids: Iterable[int]) -> None:
+        conn.executemany(
+            "INSERT OR IGNORE INTO items (product_id, distributor_id, assignment_id, oem_sn,"
+            " payg_sn,"
+            " oem_item_id, seller_item_id, firmware, value_per_day, assigned_at, idx)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, '1.0.3', 50, '2025-01-06T08:00:00.000Z', ?)",
+            [
+                (
+                    pid,
+                    dist_id,
+                    pid - 1000,
+                    f"OVES{pid:06d}",
+                    f"PAYG{pid:06d}",
+                    f"TEST2501{pid:06d}",
+                    f"ACC{pid:06d}",
+                    acp1.CHAIN_LENGTH,
+                )
+                for pid in product_ids
+            ],
+        )
 
     # -- distributors and tokens ------------------------------------------------------
     def login(self, username: str, password: str, ttl: float) -> str | None:

@@ -635,3 +635,42 @@ def test_logins_are_counted_and_the_style_is_a_fault_over_http(app, emulator):
     )
     assert client.call("POST", "/_emulator/faults", {"auth_failure": "418"})[0] == 400
     assert client.call("DELETE", "/_emulator/faults")[1]["faults"]["auth_failure"] == "401"
+
+
+# -- the fleet's size (OMNIVOLTAIC_EMULATOR_FLEET) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fleet, first, last",
+    [
+        pytest.param(1, [1001], [1001], id="one item"),
+        pytest.param(100, [1001, 1002], [1099, 1100], id="the default: 1001-1100"),
+        pytest.param(103, [1001, 1002], [1100, 200001, 200002, 200003], id="then from 200001"),
+    ],
+)
+def test_the_demo_distributor_holds_the_fleet_it_is_given(tmp_path, fleet, first, last):
+    app = create_emulator(str(tmp_path / "fleet.db"), SEED, fleet=fleet)
+    items = app.extensions["omnivoltaic_emulator"].store
+    held = [row["product_id"] for row in items.items_page(1, 0, 1000)[0]]
+    assert len(held) == fleet
+    assert held[: len(first)] == first and held[-len(last) :] == last
+    assert not set(held) & set(range(1101, 1111))  # still the other distributor's
+
+
+def test_a_state_file_grows_to_a_larger_fleet_and_keeps_its_chains(tmp_path):
+    path = str(tmp_path / "grow.db")
+    small = Api(create_emulator(path, SEED, fleet=100), "httpx")
+    small.login()
+    code = small.days(1001, 3)["code"]
+    large = create_emulator(path, SEED, fleet=150)
+    store = large.extensions["omnivoltaic_emulator"].store
+    rows, total = store.items_page(1, 0, 1000)
+    assert total == len(rows) == 150 and rows[-1]["oem_sn"] == "OVES200050"
+    again = Api(large, "httpx")
+    again.login()
+    assert code in str(again.history(1001))
+
+
+def test_a_fleet_out_of_range_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fleet"):
+        create_emulator(str(tmp_path / "none.db"), SEED, fleet=0)
