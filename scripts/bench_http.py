@@ -176,13 +176,14 @@ def gunicorn(app: str, port: int) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", str(conf), "-b", f"127.0.0.1:{port}", app]
 
 
-def product_env(directory: Path, database_url: str) -> dict[str, str]:
+def product_env(directory: Path, database_url: str, fleet: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(SECRETS)
     env.update(
         BENCH_DIR=str(directory),
         DATABASE_URL=database_url,
-        OMNIVOLTAIC_EMULATOR_STATE=str(directory / "emulator.db"),
+        OMNIVOLTAIC_EMULATOR_STATE=str(directory / f"emulator-{fleet}.db"),
+        OMNIVOLTAIC_EMULATOR_FLEET=str(fleet),
         MINT_ON_PAYMENT="false",  # a payment waits for the customer's CODE, which mints
         PYTHONPATH=str(ROOT),
     )
@@ -190,16 +191,45 @@ def product_env(directory: Path, database_url: str) -> dict[str, str]:
     return env
 
 
-def seed(env: dict[str, str], customers: int) -> None:
+def fleet_ids(fleet: int) -> list[int]:
+    """The demo distributor's product ids (OMNIVOLTAIC.md section 4)."""
+    first = list(range(FIRST_PRODUCT, FIRST_PRODUCT + min(fleet, 100)))
+    return first + list(range(200001, 200001 + fleet - len(first)))
+
+
+def seed(env: dict[str, str], fleet: int) -> tuple[float, float]:
+    """Migrate, sync the fleet and give every device an owner; (sync s, import s)."""
     ovbot(env, "db", "upgrade")
+    started = time.perf_counter()
     ovbot(env, "sync-devices")
-    owners = Path(env["BENCH_DIR"]) / "owners.csv"
+    synced = time.perf_counter() - started
+    owners = Path(env["BENCH_DIR"]) / f"owners-{fleet}.csv"
     with owners.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["product_id", "customer_phone", "customer_name"])
-        for i in range(customers):
-            writer.writerow([FIRST_PRODUCT + i, phone(i), f"Customer {i}"])
+        for i, product_id in enumerate(fleet_ids(fleet)):
+            writer.writerow([product_id, phone(i), f"Customer {i}"])
+    started = time.perf_counter()
     ovbot(env, "import-owners", str(owners))
+    return synced, time.perf_counter() - started
+
+
+def logins(env: dict[str, str]) -> int:
+    """Logins the emulator answered so far: each one left a token in its state file."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(env["OMNIVOLTAIC_EMULATOR_STATE"])) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM tokens").fetchone()[0])
+
+
+def workers() -> int:
+    """gunicorn's worker count under config/gunicorn.conf.py (WEB_CONCURRENCY or 2×cores+1)."""
+    return int(os.environ.get("WEB_CONCURRENCY", (os.cpu_count() or 1) * 2 + 1))
+
+
+def server(env: dict[str, str], port: int) -> list[str]:
+    return [sys.executable, "-m", "bot.cli.main", "serve", "--host", "127.0.0.1",
+            "--port", str(port)]  # fmt: skip
 
 
 # -- load ------------------------------------------------------------------------------------
@@ -348,6 +378,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--customers", type=int, default=100)
     parser.add_argument("--mints", type=int, default=60, help="CODEs that mint, per database")
+    parser.add_argument("--fleet", type=int, default=100_000, help="devices of the large fleet")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="ovbot-bench-http-"))
     tool = "wrk" if shutil.which("wrk") else "a Python load generator (wrk not installed)"
@@ -358,9 +389,21 @@ def main() -> None:
         for i in range(max(20000, int(args.duration * 3000)))
     ]
     status = request_file(directory, "status", lines)
+    far_away = [phone((i * 7919) % args.fleet) for i in range(400)]  # all over the fleet
+    # A customer's first message records their channel (a write); the second is the read.
+    first = request_file(
+        directory, "first", [signed_form("STATUS", p, f"first-{p}") for p in far_away]
+    )
+    spread = request_file(
+        directory, "spread", [signed_form("STATUS", p, f"again-{p}") for p in far_away]
+    )
+    first_small = request_file(
+        directory,
+        "first-small",
+        [signed_form("STATUS", phone(i), f"first-small-{i}") for i in range(args.customers)],
+    )
     repeat = request_file(directory, "repeat", [signed_form("STATUS", phone(0), "one-sid")])
-    bare_file = directory / "bare_app.py"
-    bare_file.write_text(BARE_APP)
+    (directory / "bare_app.py").write_text(BARE_APP)
 
     port = free_port()
     bare_env = dict(os.environ, PYTHONPATH=str(directory))
@@ -371,26 +414,98 @@ def main() -> None:
         f"bare Flask: {bare.rps:8.0f} req/s  p50 {bare.p50_ms:6.2f} ms  p99 {bare.p99_ms:6.2f} ms"
     )
 
-    backends = [("SQLite", f"sqlite:///{directory / 'ovbot.db'}")]
+    backends = [("SQLite", lambda tag: f"sqlite:///{directory / f'ovbot-{tag}.db'}")]
+    schemas: list[str] = []
     if os.environ.get("TEST_DATABASE_URL"):
-        backends.append(("PostgreSQL", _postgres_url(os.environ["TEST_DATABASE_URL"])))
-    for name, database_url in backends:
-        env = product_env(directory, database_url)
-        seed(env, args.customers)
-        port = free_port()
-        command = [sys.executable, "-m", "bot.cli.main", "serve", "--host", "127.0.0.1",
-                   "--port", str(port)]  # fmt: skip
-        with serving(command, env, port, str(directory)) as url:
-            ovbot_status = load(url, status, args.duration, args.connections)
-            ovbot_repeat = load(url, repeat, args.duration, args.connections)
-            one = sequential(url, status, 300)
-            mint = minting_codes(url, args.customers, args.mints)
-        print(f"{name}:")
-        _line("STATUS", ovbot_status, bare)
-        _line("repeated delivery", ovbot_repeat, bare)
-        _line("STATUS, one at a time", one, bare_one)
-        _line("CODE that mints, one at a time", mint, bare_one)
+        backends.append(
+            ("PostgreSQL", lambda tag: _postgres_url(os.environ["TEST_DATABASE_URL"], schemas))
+        )
+    try:
+        for name, url_for in backends:
+            small = product_env(directory, url_for("small"), args.customers)
+            seed(small, args.customers)
+            port = free_port()
+            with serving(server(small, port), small, port, str(directory)) as url:
+                sequential(url, first_small, args.customers)
+                before = logins(small)
+                ovbot_status = load(url, status, args.duration, args.connections)
+                ovbot_repeat = load(url, repeat, args.duration, args.connections)
+                one = sequential(url, status, 300)
+                mint = minting_codes(url, args.customers, args.mints)
+                made = logins(small) - before
+            large = product_env(directory, url_for("large"), args.fleet)
+            synced, imported = seed(large, args.fleet)
+            port = free_port()
+            with serving(server(large, port), large, port, str(directory)) as url:
+                sequential(url, first, 400)
+                far = sequential(url, spread, 400)
+            print(f"{name}:")
+            _line("STATUS", ovbot_status, bare)
+            _line("repeated delivery", ovbot_repeat, bare)
+            _line("STATUS, one at a time", one, bare_one)
+            _line("CODE that mints, one at a time", mint, bare_one)
+            print(
+                f"  logins to the API during the load: {made} (gunicorn workers: one each at most)"
+            )
+            print(
+                f"  {args.fleet} devices: sync-devices {synced:.0f} s,"
+                f" import-owners {imported:.0f} s; STATUS p50 {far.p50_ms:.2f} ms"
+                f" = {far.p50_ms / one.p50_ms:.2f}x the p50 at {args.customers} devices"
+            )
+    finally:
+        _drop(schemas)
+    profile_one_status(directory)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def profile_one_status(directory: Path) -> None:
+    """Where a STATUS's time goes, in-process (cProfile, this project's functions)."""
+    import cProfile
+    import pstats
+
+    sys.path.insert(0, str(ROOT))
+    from tests.harness import SECRETS as TEST_SECRETS
+    from tests.harness import build_world
+    from webhooks.app import create_app
+
+    world = build_world(f"sqlite:///{directory / 'profile.db'}", directory / "profile")
+    world.customer(phone(0), FIRST_PRODUCT)
+    client = create_app(deps=world.services).test_client()
+    token = TEST_SECRETS["twilio_auth_token"]
+
+    def once(i: int) -> None:
+        form = {
+            "MessageSid": "SM" + hashlib.sha256(f"p{i}".encode()).hexdigest()[:32],
+            "AccountSid": TEST_SECRETS["twilio_account_sid"],
+            "From": phone(0),
+            "To": TEST_SECRETS["twilio_from_number"],
+            "Body": "STATUS",
+        }
+        url = TEST_SECRETS["public_base_url"] + PATH
+        payload = url + "".join(k + form[k] for k in sorted(form))
+        sig = base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest())
+        response = client.post(PATH, data=form, headers={"X-Twilio-Signature": sig.decode()})
+        assert response.status_code == 200
+
+    for i in range(50):
+        once(i)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for i in range(50, 550):
+        once(i)
+    profiler.disable()
+    world.services.close()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    print(f"profile of a STATUS in-process: {total / 500 * 1000:.2f} ms of CPU each, of which")
+    ours = (str(ROOT / "bot"), str(ROOT / "webhooks"))
+    rows = []
+    for (path, _line_no, function), (_cc, _nc, _tt, cum, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if path.startswith(ours):
+            rows.append((cum, f"{Path(path).relative_to(ROOT)}:{function}"))
+    for cum, where in sorted(rows, reverse=True)[:14]:
+        print(f"  {cum / total * 100:5.1f}%  {where}")
+    print("  (the rest: the test client, Flask and Werkzeug around the view)")
 
 
 def _line(label: str, result: Result, bare: Result) -> None:
@@ -400,8 +515,8 @@ def _line(label: str, result: Result, bare: Result) -> None:
     )
 
 
-def _postgres_url(base: str) -> str:
-    """A fresh schema of TEST_DATABASE_URL's database, for this run only."""
+def _postgres_url(base: str, schemas: list[str]) -> str:
+    """A fresh schema of TEST_DATABASE_URL's database, for this run only (see `_drop`)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
@@ -410,8 +525,21 @@ def _postgres_url(base: str) -> str:
     with engine.begin() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
     engine.dispose()
+    schemas.append(schema)
     url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     return url.render_as_string(hide_password=False)
+
+
+def _drop(schemas: list[str]) -> None:
+    if not schemas:
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(os.environ["TEST_DATABASE_URL"])
+    with engine.begin() as connection:
+        for schema in schemas:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
 
 
 if __name__ == "__main__":
