@@ -128,10 +128,10 @@ def test_upgrade_to_head(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0002"
+    assert db.current_revision(engine) == db.head_revision() == "0003r"
     assert TABLES <= set(inspect(engine).get_table_names())
     db.upgrade(engine)  # already at head: nothing to do
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003r"
     engine.dispose()
 
 
@@ -161,6 +161,53 @@ def test_0002_carries_existing_codes_and_messages_over_and_back(database_url):
     command.downgrade(config, "0001")
     with engine.connect() as c:
         assert c.execute(text("SELECT code FROM codes")).scalar_one() == "*0#"
+    engine.dispose()
+
+
+def test_0003r_carries_outbox_rows_over_and_back(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0002")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO outbox (id, channel, recipient, body, status, attempts,"
+                " next_attempt_at, provider_message_id, created_at) VALUES (1, 'sms',"
+                " '+254712345678', 'Code *1#', 'sent', 1, CURRENT_TIMESTAMP, 'SM1',"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+    db.upgrade(engine, "0003r")
+    with engine.begin() as c:
+        row = c.execute(
+            text("SELECT body, provider_message_id, delivery_status, retry_of FROM outbox")
+        ).one()
+        assert tuple(row) == ("Code *1#", "SM1", None, None)
+        c.execute(
+            text(
+                "INSERT INTO outbox (id, channel, recipient, body, status, attempts,"
+                " next_attempt_at, retry_of, created_at) VALUES (2, 'telegram', '42',"
+                " 'Code *1#', 'pending', 0, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP)"
+            )
+        )
+        c.execute(text("UPDATE outbox SET delivery_status = 'undelivered' WHERE id = 1"))
+    with pytest.raises(Exception, match="(?i)unique"), engine.begin() as c:  # one retry each
+        c.execute(
+            text(
+                "INSERT INTO outbox (id, channel, recipient, body, status, attempts,"
+                " next_attempt_at, retry_of, created_at) VALUES (3, 'telegram', '42',"
+                " 'again', 'pending', 0, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP)"
+            )
+        )
+    with pytest.raises(Exception, match="(?i)check"), engine.begin() as c:
+        c.execute(text("UPDATE outbox SET delivery_status = 'read' WHERE id = 1"))
+    command.downgrade(db.alembic_config(engine.url), "0002")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT id, body FROM outbox ORDER BY id")).all() == [
+            (1, "Code *1#"),
+            (2, "Code *1#"),
+        ]
+        columns = {col["name"] for col in inspect(c).get_columns("outbox")}
+        assert not {"delivery_status", "delivery_error", "receipt_at", "retry_of"} & columns
     engine.dispose()
 
 
