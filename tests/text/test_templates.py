@@ -39,6 +39,7 @@ KEYS = {
     "lang_set": set(),
     "lang_choose": set(),
     "opted_in": set(),
+    "opted_out": set(),
     "error_try_again": set(),
     "telegram_share_contact": set(),
     "telegram_share_button": set(),

@@ -25,6 +25,7 @@ from bot.storage.models import (
     Payment,
     TelegramLink,
 )
+from bot.text import gsm7
 from bot.text.templates import Messages
 from tests.harness import SECRETS, build_world, sqlite_file_url
 
@@ -182,9 +183,22 @@ def _codes(world) -> list[Code]:
         return list(s.scalars(select(Code).where(Code.state == "minted")))
 
 
-def test_stop_gets_an_empty_twiml_response(w):
-    response = post(w.client(), twilio_sms("STOP"))
-    assert response.status_code == 200 and messages(response) == []
+@pytest.mark.parametrize(
+    "body, lang",
+    [
+        pytest.param("STOP", "en", id="STOP"),
+        pytest.param("ARRÊT", "fr", id="ARRÊT, French customer"),
+        pytest.param("simama", "sw", id="simama, Swahili customer"),
+    ],
+)
+def test_stop_gets_a_one_segment_confirmation_in_twiml(w, body, lang):
+    with w.session() as s:
+        s.scalar(select(Customer).where(Customer.phone == AMINA)).language = lang
+    response = post(w.client(), twilio_sms(body))
+    assert response.status_code == 200
+    assert messages(response) == [MESSAGES.render(lang, "opted_out")]
+    assert gsm7.fits_one_sms(messages(response)[0])
+    assert footprint(w)[4] == (True,)
 
 
 def test_the_same_message_sid_again_returns_the_identical_reply_and_mints_nothing(w):
