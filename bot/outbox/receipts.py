@@ -57,10 +57,13 @@ def receive(deps: Deps, receipt: Receipt) -> str:
 
 def record(session: Session, receipt: Receipt, *, now: datetime) -> str:
     """Apply one receipt; returns what it did: unknown, ignored, repeat, conflict,
-    delivered, opted_out, retried or failed."""
+    delivered, opted_out, retried, failed, or stale (the row is being sent again)."""
     row = session.scalar(
         select(OutboxMessage)
-        .where(OutboxMessage.provider_message_id == receipt.provider_id)
+        .where(
+            OutboxMessage.provider_message_id == receipt.provider_id,
+            OutboxMessage.channel == "sms",  # Twilio's receipts; Telegram has none
+        )
         .order_by(OutboxMessage.id)
         .limit(1)
         .with_for_update()
@@ -70,6 +73,9 @@ def record(session: Session, receipt: Receipt, *, now: datetime) -> str:
         return "unknown"
     if receipt.status not in FINAL:
         return "ignored"  # intermediate: never regresses a final state
+    if row.status in ("pending", "sending"):  # sent again since (ovbot outbox retry): the
+        log.info("outbox %s: receipt %s is for an earlier send; ignored", row.id, receipt.status)
+        return "stale"  # new send gets its own sid and receipts
     if row.delivery_status is not None:
         if row.delivery_status == receipt.status:
             return "repeat"

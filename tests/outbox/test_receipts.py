@@ -24,7 +24,14 @@ SID = "SM" + "a" * 32
 CHAT = 4242
 
 
-def sent_sms(Session, *, code: bool = True, telegram: bool = False, opted_out: bool = False):
+def sent_sms(
+    Session,
+    *,
+    code: bool = True,
+    telegram: bool = False,
+    opted_out: bool = False,
+    status: str = "sent",
+):
     """One SMS the provider accepted (as SID) for a customer; its outbox id."""
     with db.transaction(Session) as s:
         customer = Customer(phone=PHONE, opted_out=opted_out)
@@ -55,7 +62,7 @@ def sent_sms(Session, *, code: bool = True, telegram: bool = False, opted_out: b
             recipient=PHONE,
             body="New code *1#",
             code_id=code_id,
-            status="sent",
+            status=status,
             attempts=1,
             provider_message_id=SID,
             sent_at=utcnow(),
@@ -245,3 +252,21 @@ def test_the_telegram_retry_is_sent_once_and_if_it_fails_too_the_code_is_listed_
     with Session() as s:
         assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 2
     assert drain(Session, {"sms": sms, "telegram": telegram}).total == 0
+
+
+def test_a_late_receipt_does_not_cancel_a_message_being_sent_again(Session):
+    """An operator's `outbox retry` put the failed row back to pending: a late receipt of
+    the old send changes nothing, and the new send's receipts count afresh."""
+    sms_id = sent_sms(Session, telegram=True)
+    assert play(Session, ("undelivered", "30003")) == ["retried"]
+    with db.transaction(Session) as s:
+        s.get(OutboxMessage, sms_id).status = "pending"  # what `ovbot outbox retry` does
+    assert play(Session, ("failed", "30003")) == ["stale"]
+    assert outbox_rows(Session)[sms_id].status == "pending"
+    drain(Session, {"sms": FakeSender(), "telegram": FakeSender()})
+    again = outbox_rows(Session)[sms_id]
+    assert (again.status, again.delivery_status, again.delivery_error) == ("sent", None, None)
+    with db.transaction(Session) as s:
+        assert (
+            record(s, Receipt(again.provider_message_id, "delivered"), now=utcnow()) == "delivered"
+        )
