@@ -73,9 +73,10 @@ def record(session: Session, receipt: Receipt, *, now: datetime) -> str:
         return "unknown"
     if receipt.status not in FINAL:
         return "ignored"  # intermediate: never regresses a final state
-    if row.status in ("pending", "sending"):  # sent again since (ovbot outbox retry): the
+    if row.status in ("pending", "sending"):
+        # Sent again since (ovbot outbox retry): the new send gets its own sid and receipts.
         log.info("outbox %s: receipt %s is for an earlier send; ignored", row.id, receipt.status)
-        return "stale"  # new send gets its own sid and receipts
+        return "stale"
     if row.delivery_status is not None:
         if row.delivery_status == receipt.status:
             return "repeat"
