@@ -4,6 +4,13 @@
 mints its code and queues the push to the owner; it answers with an outcome, which the
 edge (webhooks/payments.py) turns into an HTTP status. A payment for a device we do not
 know is kept as unmatched, never lost, until an operator assigns it.
+
+A reference is the payment's identity: sent again with the same content it gets the first
+answer; sent again with other content (another device, other days or amount) it is a
+`conflict` that changes nothing and shows the first payment. Content is compared as the
+payer meant it: the device a reference resolves to (so product id and serial of one
+device are the same), or the reference as typed when a side matched no device; days with
+days and amounts with amounts (to the cent). The phone is not compared: it credits nothing.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ class PaymentIn:
 class Answer:
     """What the payment system is told; `body["status"]` is the outcome:
 
-    `credited` (the device has the days), `unmatched` (kept for an operator to assign) or
-    `rejected` (recorded nothing; `field` and `error` say why).
+    `credited` (the device has the days), `unmatched` (kept for an operator to assign),
+    `rejected` (recorded nothing; `field` and `error` say why) or `conflict` (the reference
+    is another payment's: nothing changed; `first` is that payment, `field` what differs).
     """
 
     body: dict[str, Any]
@@ -54,10 +62,10 @@ class Answer:
 
 def receive(deps: Deps, session: Session, data: PaymentIn) -> Answer:
     """Record `data` once per reference, mint its code and queue the push to the owner."""
+    device = devices.find(session, data.product_ref)
     first = session.scalar(select(Payment).where(Payment.reference == data.reference))
     if first is not None:
-        return _repeat(session, first)
-    device = devices.find(session, data.product_ref)
+        return _repeat(session, first, data, device)
     try:
         result = deps.ledger.record_payment(
             session,
@@ -73,7 +81,7 @@ def receive(deps: Deps, session: Session, data: PaymentIn) -> Answer:
         field = "amount" if data.amount is not None else "days"
         return Answer({"status": "rejected", "field": field, "error": str(exc)})
     if not result.created:  # a concurrent delivery recorded it first: it settles it too
-        return _repeat(session, result.payment)
+        return _repeat(session, result.payment, data, device)
     answer = settle(deps, session, result.payment, channel="payments")
     result.payment.response = json.dumps(answer.body)
     return answer
@@ -118,11 +126,57 @@ def settle(deps: Deps, session: Session, payment: Payment, *, channel: str) -> A
     return Answer(body)
 
 
-def _repeat(session: Session, payment: Payment) -> Answer:
+def _repeat(session: Session, payment: Payment, data: PaymentIn, device: Device | None) -> Answer:
+    field = differs(payment, device, data.product_ref, days=data.days, amount=data.amount)
+    if field is not None:
+        log.warning("payment %s repeated with another %s: refused", payment.reference, field)
+        return Answer(
+            {
+                "status": "conflict",
+                "reference": payment.reference,
+                "field": field,
+                "error": f"reference already used for a payment with another {field}",
+                "first": describe(session, payment),
+            }
+        )
     if payment.response:
         return Answer(json.loads(payment.response))
     status = "credited" if payment.device_id else "unmatched"
     return Answer({"status": status, "reference": payment.reference})
+
+
+def differs(
+    first: Payment,
+    device: Device | None,
+    product_ref: str | None,
+    *,
+    days: int | None,
+    amount: Decimal | None,
+) -> str | None:
+    """The field in which a repeat of `first`'s reference asks for something else, or None."""
+    same_device = (device is not None and first.device_id == device.id) or (
+        first.product_ref is not None
+        and product_ref is not None
+        and first.product_ref.strip().upper() == product_ref.strip().upper()
+    )
+    if not same_device:
+        return "product_id"
+    if amount is not None:
+        return None if first.amount is not None and first.amount == amount else "amount"
+    return None if first.amount is None and first.days == days else "days"
+
+
+def describe(session: Session, payment: Payment) -> dict[str, Any]:
+    """A recorded payment as a payer may see it (a conflict shows the first one)."""
+    device = session.get(Device, payment.device_id) if payment.device_id else None
+    return {
+        "reference": payment.reference,
+        "product_id": device.product_id if device else None,
+        "product_ref": payment.product_ref,
+        "days": payment.days,
+        "amount": None if payment.amount is None else str(payment.amount),
+        "recorded_at": payment.created_at.isoformat(),
+    }
 
 
 def unmatched(session: Session) -> list[Payment]:

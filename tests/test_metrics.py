@@ -94,13 +94,13 @@ def test_a_shared_contact_counts_as_contact_never_as_its_number(world):
     assert moved() == [1]
 
 
-def test_an_opt_out_from_a_stranger_is_counted_but_not_answered(world):
+def test_an_opt_out_from_a_stranger_is_counted_and_confirmed(world):
     moved = Delta(
         sample("ovbot_inbound_messages_total", channel="sms", command="stop"),
         sample("ovbot_replies_total", channel="sms"),
     )
     converse(world.services, sms("STOP", "SM-stop-stranger", sender="+254799000002"))
-    assert moved() == [1, 0]
+    assert moved() == [1, 1]  # STOP is confirmed on every channel, registered or not
 
 
 def test_a_failing_responder_counts_an_error_and_its_apology(world):

@@ -334,22 +334,43 @@ def test_an_amount_for_a_device_without_a_price_is_refused_and_changes_nothing(w
 
 
 @pytest.mark.parametrize(
-    "repeat",
+    "repeat, field",
     [
-        pytest.param({"reference": "R-1", "product_id": 1001, "amount": 175}, id="same body"),
-        pytest.param({"reference": "R-1", "product_id": 1001, "amount": 5000}, id="larger amount"),
-        pytest.param({"reference": "R-1", "product_id": 1002, "days": 9}, id="other device, days"),
-        pytest.param({"reference": "R-1", "serial": "OVES999999", "days": 9}, id="unknown device"),
+        pytest.param({"reference": "R-1", "product_id": 1001, "amount": 175}, None, id="same"),
+        pytest.param(
+            {"reference": "R-1", "serial": "OVES001001", "amount": 175}, None, id="serial"
+        ),
+        pytest.param(
+            {"reference": "R-1", "product_id": 1001, "amount": 5000}, "amount", id="larger amount"
+        ),
+        pytest.param(
+            {"reference": "R-1", "product_id": 1002, "days": 9}, "product_id", id="other device"
+        ),
+        pytest.param(
+            {"reference": "R-1", "serial": "OVES999999", "days": 9},
+            "product_id",
+            id="unknown device",
+        ),
+        pytest.param({"reference": "R-1", "product_id": 1001, "days": 7}, "days", id="days"),
     ],
 )
-def test_a_repeated_reference_returns_the_first_answer_and_changes_nothing(world, repeat):
+def test_a_repeated_reference_changes_nothing_and_says_when_it_differs(world, repeat, field):
     world.customer(OWNER, 1001, 1002)
     first = receive(world, {"reference": "R-1", "product_id": 1001, "amount": 175})
     before = state(world), state(world, 1002)
 
     again = receive(world, repeat)
 
-    assert again.body == first.body
+    if field is None:
+        assert again.body == first.body
+    else:
+        assert (again.outcome, HTTP_STATUS[again.outcome], again.body["field"]) == (
+            "conflict",
+            409,
+            field,
+        )
+        assert again.body["first"]["amount"] == "175.00"
+        assert again.body["first"]["product_id"] == 1001
     assert (state(world), state(world, 1002)) == before
     assert world.device(1001).balance == 25
 

@@ -3,7 +3,8 @@
 Guard (hex HMAC-SHA256 of the raw body with PAYMENTS_SECRET, constant time), parse the
 JSON into a `PaymentIn` (a 400 names the first bad field), hand it to the core in one
 transaction, and map the core's outcome to a status: credited 200, unmatched 202 (kept
-until an operator assigns it), rejected 422.
+until an operator assigns it), rejected 422, conflict 409 (the reference is another
+payment's: nothing changed, the first payment in the body).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ bp = Blueprint("payments", __name__)
 MAX_REFERENCE = 128
 MAX_PRODUCT_REF = 64  # the longest serial the devices table holds
 _DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # "175", "175.50": not "1_000", "١٧٥" or "1e2"
-HTTP_STATUS = {"credited": 200, "unmatched": 202, "rejected": 422}
+HTTP_STATUS = {"credited": 200, "unmatched": 202, "rejected": 422, "conflict": 409}
 
 
 @bp.post("/webhooks/payments")

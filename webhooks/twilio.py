@@ -1,4 +1,4 @@
-"""Twilio SMS: `POST /webhooks/twilio/sms` → TwiML.
+"""Twilio SMS: `POST /webhooks/twilio/sms` → TwiML; `POST /webhooks/twilio/status` → empty 200.
 
 Guard (X-Twilio-Signature over PUBLIC_BASE_URL + path), parse the form into an Inbound,
 hand it to the core, render the Reply as TwiML. Twilio's field names stay in this module.
@@ -6,6 +6,9 @@ hand it to the core, render the Reply as TwiML. Twilio's field names stay in thi
 The signature joins names and values with no separator, so it cannot tell where one field
 ends: `MessageSid=<sid>NumMedia0` without `NumMedia` is signed alike. `parse` therefore
 takes only a MessageSid of Twilio's exact shape, and only this account's AccountSid.
+
+The status route takes Twilio's delivery receipts (StatusCallback: MessageSid, MessageStatus,
+ErrorCode), signed and checked the same way, and hands them to bot/outbox/receipts.py.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ from twilio.twiml.messaging_response import MessagingResponse
 from bot.customers.conversation import RESPONDER
 from bot.deps import Deps
 from bot.inbound import Inbound, Reply, process
+from bot.outbox import receipts
+from bot.outbox.senders import STATUS_CALLBACK_PATH
 from bot.settings import Settings
 
 bp = Blueprint("twilio", __name__)
 PATH = "/webhooks/twilio/sms"
 MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")  # an SMS's or an MMS's, nothing around it
+STATUS = re.compile(r"[a-z_]{1,32}")  # queued, sent, delivered, partially_delivered, ...
+ERROR_CODE = re.compile(r"[0-9]{1,8}")
 
 
 @bp.post(PATH)
@@ -32,6 +39,15 @@ def receive() -> Response:
     deps: Deps = current_app.extensions["ovbot"]
     guard(deps.settings)
     return render(process(deps, parse(request.form, deps.settings.twilio_account_sid), RESPONDER))
+
+
+@bp.post(STATUS_CALLBACK_PATH)
+def status() -> Response:
+    """A delivery receipt: recorded on its outbox row; an empty 200 even when unknown."""
+    deps: Deps = current_app.extensions["ovbot"]
+    guard(deps.settings)
+    receipts.receive(deps, parse_receipt(request.form, deps.settings.twilio_account_sid))
+    return Response(b"", status=200, mimetype="text/plain")
 
 
 def guard(settings: Settings) -> None:
@@ -66,6 +82,23 @@ def parse(form: Mapping[str, str], account_sid: str | None = None) -> Inbound:
         sender=form["From"].strip(),
         text=form.get("Body", ""),
     )
+
+
+def parse_receipt(form: Mapping[str, str], account_sid: str | None = None) -> receipts.Receipt:
+    """A Receipt from Twilio's StatusCallback form; a 400 naming the field otherwise."""
+    for field in ("MessageSid", "MessageStatus"):
+        if not form.get(field, "").strip():
+            abort(400, description=f"missing form field {field}")
+    if not MESSAGE_SID.fullmatch(form["MessageSid"]):
+        abort(400, description="MessageSid is not a Twilio message SID")
+    if not STATUS.fullmatch(form["MessageStatus"]):
+        abort(400, description="MessageStatus is not a Twilio message status")
+    if account_sid and form.get("AccountSid") != account_sid:
+        abort(400, description="AccountSid is not this account's")
+    error_code = form.get("ErrorCode", "").strip() or None
+    if error_code is not None and not ERROR_CODE.fullmatch(error_code):
+        abort(400, description="ErrorCode is not a Twilio error code")
+    return receipts.Receipt(form["MessageSid"], form["MessageStatus"], error_code)
 
 
 def render(reply: Reply) -> Response:

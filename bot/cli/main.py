@@ -235,9 +235,16 @@ def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
         except InvalidPayment as exc:
             raise click.BadParameter(str(exc), param_hint="DAYS") from None
         if not result.created:
+            first = result.payment
+            if payments.differs(first, device, None, days=days, amount=None) is not None:
+                was = payments.describe(session, first)
+                raise click.ClickException(
+                    f"reference {reference} was already used for another payment: "
+                    f"{was['days']} days for device {was['product_id'] or was['product_ref']}, "
+                    f"recorded {was['recorded_at'][:10]}; nothing changed"
+                )
             click.echo(
-                f"payment {reference} was already recorded "
-                f"({result.payment.days} days); nothing changed"
+                f"payment {reference} was already recorded ({first.days} days); nothing changed"
             )
             return
         answer = payments.settle(deps, session, result.payment, channel="cli")

@@ -59,7 +59,7 @@ KEYWORDS: dict[str, dict[str, tuple[str, ...]]] = {
         DEVICES: ("APPAREILS", "APPAREIL"),
         HELP: ("AIDE",),
         LANG: ("LANGUE",),
-        START: ("REPRENDRE",),
+        START: ("DEMARRER", "REPRENDRE"),
         STOP: ("ARRET", "ARRETER"),
     },
     "sw": {

@@ -52,8 +52,8 @@ def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
     customer = identify(deps, session, inbound)
     command = commands.parse(inbound.text)
     if customer is None:
-        if command.name == commands.STOP:
-            return Reply()  # an opt-out is never answered, registered or not
+        if command.name == commands.STOP:  # nothing to stop, but confirmed like the rest
+            return Reply.say(deps.say(deps.settings.default_language, "opted_out"))
         if inbound.channel == "telegram":
             return telegram_link.ask_for_contact(deps)
         return Reply.say(deps.say(deps.settings.default_language, "not_registered"))
@@ -239,8 +239,10 @@ def lang(turn: Turn) -> Reply:
 
 
 def stop(turn: Turn) -> Reply:
+    """No more pushes; confirmed on every channel (Telegram and ARRET or SIMAMA have no
+    carrier to do it). Later messages are still answered: the customer wrote to us."""
     turn.customer.opted_out = True
-    return Reply()  # the carrier confirms STOP itself; we stay silent
+    return Reply.say(turn.say("opted_out"))
 
 
 def start(turn: Turn) -> Reply:

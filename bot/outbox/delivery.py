@@ -221,7 +221,16 @@ def _deliver(
             next_attempt_at=clock() + wait,
         )
     return _record(
-        sessions, c, "sent", None, provider_message_id=result.provider_id, sent_at=clock()
+        sessions,
+        c,
+        "sent",
+        None,
+        provider_message_id=result.provider_id,
+        sent_at=clock(),
+        # A row sent again (ovbot outbox retry) waits for the receipts of this send.
+        delivery_status=None,
+        delivery_error=None,
+        receipt_at=None,
     )
 
 

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 SEND_TIMEOUT = 15.0  # seconds; keep it below the outbox lease (bot/outbox/delivery.py)
+# Where Twilio posts delivery receipts (webhooks/twilio.py serves it; bot/outbox/receipts.py
+# records them), under PUBLIC_BASE_URL.
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 _TWILIO_RETRYABLE_CODES = {21611}  # the From number's queue is full
 
 
@@ -76,14 +79,18 @@ class OutcomeUnknown(SendError):
 class TwilioSmsSender:
     channel = "sms"
 
-    def __init__(self, client: Client, from_number: str) -> None:
+    def __init__(
+        self, client: Client, from_number: str, status_callback: str | None = None
+    ) -> None:
         self.client, self.from_number = client, from_number
         # A Messaging Service SID (MG...) may stand in for the From number.
-        self._sender = (
+        self._sender: dict[str, str] = (
             {"messaging_service_sid": from_number}
             if from_number.startswith("MG")
             else {"from_": from_number}
         )
+        if status_callback:  # Twilio posts each status change there (delivery receipts)
+            self._sender["status_callback"] = status_callback
 
     def send(self, recipient: str, body: str) -> SendResult:
         from twilio.base.exceptions import TwilioException
@@ -226,7 +233,9 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
             settings.twilio_auth_token,
             http_client=TwilioHttpClient(timeout=SEND_TIMEOUT),
         )
-        senders["sms"] = TwilioSmsSender(client, settings.twilio_from_number)
+        senders["sms"] = TwilioSmsSender(
+            client, settings.twilio_from_number, status_callback_url(settings)
+        )
     if settings.telegram_bot_token:
         from telegram import Bot
         from telegram.request import HTTPXRequest
@@ -236,6 +245,13 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
         )
         senders["telegram"] = TelegramSender(Bot(settings.telegram_bot_token, request=request))
     return senders
+
+
+def status_callback_url(settings: Settings) -> str | None:
+    """PUBLIC_BASE_URL + the receipts route; None (no receipts asked) when it is unset."""
+    if not settings.public_base_url:
+        return None
+    return settings.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
 
 
 def close_senders(senders: dict[str, Sender]) -> None:

@@ -47,6 +47,8 @@ CODE_STATES = ("pending", "minted", "unknown", "failed")
 CODE_CHANNELS = ("sms", "telegram", "ussd", "payments", "cli", "system")
 PAYMENT_SOURCES = ("agent", "webhook", "cli", "demo")
 OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
+# What a delivery receipt said last (Twilio's final statuses); null: no receipt yet.
+DELIVERY_STATUSES = ("delivered", "undelivered", "failed")
 
 MONEY = Numeric(12, 2)
 
@@ -307,6 +309,9 @@ class OutboxMessage(Base):
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_outbox_code_id", "code_id"),
+        # Delivery receipts (bot/outbox/receipts.py), migration 0003_receipts.
+        one_of("delivery_status", DELIVERY_STATUSES),
+        Index("ix_outbox_provider_message_id", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -324,6 +329,12 @@ class OutboxMessage(Base):
     after_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # Delivery receipts: the provider's final word, its error code, when it came; and the
+    # message this one re-sends on another channel (unique: at most one retry each).
+    delivery_status: Mapped[str | None] = mapped_column(String(16))
+    delivery_error: Mapped[str | None] = mapped_column(String(16))
+    receipt_at: Mapped[datetime | None]
+    retry_of: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), unique=True)
 
     customer: Mapped[Customer | None] = relationship()
     code: Mapped[Code | None] = relationship()

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from bot.settings import ConfigError
+from bot.text import grammar
 
 FALLBACK = "en"
 PACKAGE = "bot.config"  # config/ in the wheel (setup.py maps it)
@@ -43,9 +44,10 @@ def packaged() -> Traversable:
 def placeholders(template: str) -> frozenset[str]:
     """The field names a template uses: "{code} ({days} days)" -> {"code", "days"}."""
     names = set()
-    for _, field, _, _ in string.Formatter().parse(template):
+    for _, field, spec, _ in string.Formatter().parse(template):
         if field is not None:
             names.add(field.split(".")[0].split("[")[0])
+            grammar.check_spec(spec or "")  # plural and elision specs (bot/text/grammar.py)
     return frozenset(names)
 
 
@@ -131,8 +133,13 @@ class Messages:
             raise KeyError(f"no message {key!r} in {FALLBACK}.toml") from None
 
     def render(self, lang: str | None, key: str, **values: object) -> str:
-        """`key` in `lang` with `values` filled in.  A missing value is a KeyError."""
-        return self.template(lang, key).format(**values)
+        """`key` in `lang` with `values` filled in.  A missing value is a KeyError.
+
+        Plural and elision specs follow the grammar of the template's own language (the
+        English one when `key` fell back to English)."""
+        lang = (lang or FALLBACK).lower()
+        own = lang if key in self.templates.get(lang, {}) else FALLBACK
+        return grammar.fill(self.template(lang, key), own, values)
 
 
 def format_date(value: date | None) -> str:

@@ -272,7 +272,7 @@ def test_a_refused_special_code_is_reported_plainly(w):
 def test_three_wrong_pins_lock_the_agent_for_the_configured_minutes(w):
     dial = Dial(w, AGENT)
     assert "2 tries left" in dial.send("", "1111").text
-    assert "1 tries left" in dial.send("2222").text
+    assert "1 try left" in dial.send("2222").text
     locked = dial.send("3333")
     assert locked.end and "15 min" in locked.text
     assert Dial(w, AGENT).send().end  # even the first screen, even with the right PIN next

@@ -284,9 +284,27 @@ def test_credit_records_mints_and_ignores_a_repeat(fleet, Session):
 
     again = ovbot("credit", "1001", "30", "--reference", "RCPT-1")
     assert again.exit_code == 0 and "already recorded" in again.stdout
-    other = ovbot("credit", "1002", "5", "--reference", "RCPT-1")
-    assert other.exit_code == 0 and "already recorded" in other.stdout
     assert (count(Session, Payment), count(Session, Code)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("1002", "30"), id="another device"),
+        pytest.param(("1001", "31"), id="other days"),
+    ],
+)
+def test_credit_with_a_reference_used_for_another_payment_fails_and_changes_nothing(
+    fleet, Session, args
+):
+    assert ovbot("credit", "1001", "30", "--reference", "RCPT-1").exit_code == 0
+    other = ovbot("credit", *args, "--reference", "RCPT-1")
+    assert other.exit_code == 1
+    assert "RCPT-1 was already used for another payment: 30 days for device 1001" in other.stderr
+    assert "nothing changed" in other.stderr
+    assert (count(Session, Payment), count(Session, Code)) == (1, 1)
+    same = ovbot("credit", "oves001001", "30", "--reference", "RCPT-1")  # by serial: the same
+    assert same.exit_code == 0 and "already recorded" in same.stdout
 
 
 def test_credit_by_serial(fleet, Session):

@@ -15,7 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.inbound import Inbound
-from bot.storage.models import Code, Customer, Device, utcnow
+from bot.outbox import queue as outbox
+from bot.storage.models import Code, Customer, Device, TelegramLink, utcnow
+from bot.text import gsm7
 from bot.text.templates import Messages
 from tests.harness import build_world, converse, sqlite_file_url
 
@@ -364,8 +366,9 @@ def test_an_unparseable_sender_is_treated_as_unknown(w):
     assert send(w, "CODE", sender="not-a-number").texts == (en("not_registered"),)
 
 
-def test_stop_from_an_unknown_sender_gets_no_reply(w):
-    assert send(w, "STOP", sender=STRANGER).texts == ()
+def test_stop_from_an_unknown_sender_is_confirmed_and_records_nothing(w):
+    assert send(w, "STOP", sender=STRANGER).texts == (en("opted_out"),)
+    assert customer(w, STRANGER) is None
 
 
 # -- help, language, opt-out ------------------------------------------------------------
@@ -418,14 +421,53 @@ def test_lang_without_a_known_language_lists_the_choices_and_changes_nothing(qui
     assert customer(quiet, AMINA).language == "en"
 
 
-def test_stop_records_the_opt_out_silently_and_start_reverses_it(w):
-    w.customer(AMINA, 1001)
-    assert send(w, "STOP").texts == ()
+# label, the customer's language, channel, the STOP word, the START word
+STOP_START = [
+    pytest.param("en", "sms", "STOP", "START", id="en sms STOP START"),
+    pytest.param("en", "telegram", "/stop", "/start", id="en telegram /stop /start"),
+    pytest.param("en", "sms", "unsubscribe please", "unstop", id="en sms with words, UNSTOP"),
+    pytest.param("fr", "sms", "ARRÊT", "DÉMARRER", id="fr sms ARRÊT DÉMARRER"),
+    pytest.param("fr", "telegram", "arret", "demarrer", id="fr telegram arret demarrer"),
+    pytest.param("fr", "sms", "Arrêter", "reprendre", id="fr sms Arrêter reprendre"),
+    pytest.param("sw", "sms", "SIMAMA", "ANZA", id="sw sms SIMAMA ANZA"),
+    pytest.param("sw", "telegram", "/simama", "anza", id="sw telegram /simama anza"),
+    pytest.param("sw", "sms", "STOP", "START", id="sw customer, English words: answered in sw"),
+]
+
+
+@pytest.mark.parametrize("lang, channel, stop_word, start_word", STOP_START)
+def test_stop_and_start_are_confirmed_in_the_customers_language(
+    w, lang, channel, stop_word, start_word
+):
+    customer_id = w.customer(AMINA, 1001, language=lang)
+    sender = AMINA
+    if channel == "telegram":
+        with w.session() as s:
+            s.add(TelegramLink(customer_id=customer_id, telegram_user_id=4242, chat_id=4242))
+        sender = "4242"
+
+    def say(text):
+        inbound = Inbound(channel=channel, provider_id=f"{next(_ids)}", sender=sender, text=text)
+        return converse(w.services, inbound).texts
+
+    stopped = say(stop_word)
+    assert stopped == (MESSAGES.render(lang, "opted_out"),)
+    assert gsm7.fits_one_sms(stopped[0]) and "START" in stopped[0]
     assert customer(w, AMINA).opted_out is True
-    assert send(w, "START").texts == (en("opted_in"),)
+    with w.session() as s:  # no pushes while opted out
+        assert outbox.enqueue(s, s.get(Customer, customer_id), "a reminder") is None
+    assert say("HELP") == (MESSAGES.render(lang, "help"),)  # what they write is answered
+    assert customer(w, AMINA).opted_out is True
+    assert say(start_word) == (MESSAGES.render(lang, "opted_in"),)
     assert customer(w, AMINA).opted_out is False
-    assert send(w, "unsubscribe please").texts == ()
-    assert customer(w, AMINA).opted_out is True
+    with w.session() as s:
+        assert outbox.enqueue(s, s.get(Customer, customer_id), "a reminder") is not None
+
+
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_the_opt_out_and_opt_in_confirmations_fit_one_gsm7_sms(lang):
+    for key in ("opted_out", "opted_in"):
+        assert gsm7.fits_one_sms(MESSAGES.render(lang, key)), (lang, key)
 
 
 def test_the_channel_used_last_is_remembered(w):

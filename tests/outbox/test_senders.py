@@ -26,9 +26,10 @@ from bot.outbox.senders import (
     Undeliverable,
     Unsubscribed,
     build_senders,
+    status_callback_url,
 )
 from bot.settings import Settings
-from tests.fakes import TWILIO_FROM, twilio_sender
+from tests.fakes import TWILIO_FROM, FakeTwilioHttp, twilio_sender
 
 PHONE = "+254712345678"
 
@@ -217,3 +218,35 @@ def test_build_senders_only_for_configured_channels():
     assert (type(both["sms"]), type(both["telegram"])) == (TwilioSmsSender, TelegramSender)
     demo = build_senders(Settings(**twilio, demo=True))
     assert {type(s) for s in demo.values()} == {LogSender} and set(demo) == {"sms", "telegram"}
+
+
+TWILIO = dict(
+    twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t", twilio_from_number=TWILIO_FROM
+)
+
+
+@pytest.mark.parametrize(
+    "base_url, callback",
+    [
+        pytest.param(
+            "https://bot.example.test",
+            "https://bot.example.test/webhooks/twilio/status",
+            id="public URL set",
+        ),
+        pytest.param(
+            "https://bot.example.test/",
+            "https://bot.example.test/webhooks/twilio/status",
+            id="trailing slash",
+        ),
+        pytest.param(None, None, id="no public URL: no receipts asked"),
+    ],
+)
+def test_sms_sends_ask_for_delivery_receipts_at_the_public_url(base_url, callback):
+    sender = build_senders(Settings(**TWILIO, public_base_url=base_url))["sms"]
+    http = FakeTwilioHttp((201, {"sid": "SM9"}))
+    sender.client.http_client = http  # the real Client, its transport faked
+    assert status_callback_url(Settings(public_base_url=base_url)) == callback
+    sender.send(PHONE, "Your code *123#")
+    data = http.requests[0]["data"]
+    assert data.get("StatusCallback") == callback
+    assert (data["To"], data["Body"]) == (PHONE, "Your code *123#")

@@ -229,6 +229,53 @@ def test_a_new_device_gets_its_product_id_as_api_id_unless_given_one(Session):
         }
 
 
+def test_0005_receipts_carries_outbox_rows_over_and_back(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0004")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO outbox (id, channel, recipient, body, status, attempts,"
+                " next_attempt_at, provider_message_id, created_at) VALUES (1, 'sms',"
+                " '+254712345678', 'Code *1#', 'sent', 1, CURRENT_TIMESTAMP, 'SM1',"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+    db.upgrade(engine, "0005")
+    with engine.begin() as c:
+        row = c.execute(
+            text("SELECT body, provider_message_id, delivery_status, retry_of FROM outbox")
+        ).one()
+        assert tuple(row) == ("Code *1#", "SM1", None, None)
+        c.execute(
+            text(
+                "INSERT INTO outbox (id, channel, recipient, body, status, attempts,"
+                " next_attempt_at, retry_of, created_at) VALUES (2, 'telegram', '42',"
+                " 'Code *1#', 'pending', 0, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP)"
+            )
+        )
+        c.execute(text("UPDATE outbox SET delivery_status = 'undelivered' WHERE id = 1"))
+    with pytest.raises(Exception, match="(?i)unique"), engine.begin() as c:  # one retry each
+        c.execute(
+            text(
+                "INSERT INTO outbox (id, channel, recipient, body, status, attempts,"
+                " next_attempt_at, retry_of, created_at) VALUES (3, 'telegram', '42',"
+                " 'again', 'pending', 0, CURRENT_TIMESTAMP, 1, CURRENT_TIMESTAMP)"
+            )
+        )
+    with pytest.raises(Exception, match="(?i)check"), engine.begin() as c:
+        c.execute(text("UPDATE outbox SET delivery_status = 'read' WHERE id = 1"))
+    command.downgrade(db.alembic_config(engine.url), "0004")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT id, body FROM outbox ORDER BY id")).all() == [
+            (1, "Code *1#"),
+            (2, "Code *1#"),
+        ]
+        columns = {col["name"] for col in inspect(c).get_columns("outbox")}
+        assert not {"delivery_status", "delivery_error", "receipt_at", "retry_of"} & columns
+    engine.dispose()
+
+
 def test_upgrade_from_a_url_in_another_directory(database_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no alembic.ini here: the configuration is built in code
     db.upgrade(database_url)

@@ -39,6 +39,7 @@ KEYS = {
     "lang_set": set(),
     "lang_choose": set(),
     "opted_in": set(),
+    "opted_out": set(),
     "error_try_again": set(),
     "telegram_share_contact": set(),
     "telegram_share_button": set(),
@@ -142,10 +143,24 @@ def test_help_fits_one_sms(messages, lang):
     assert gsm7.fits_one_sms(messages.render(lang, "help"))
 
 
-@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
-def test_lang_set_is_in_its_own_language(messages, lang):
-    name = {"en": "English", "fr": "FRANÇAIS", "sw": "Kiswahili"}[lang]
-    assert name in messages.render(lang, "lang_set")
+@pytest.mark.parametrize(
+    "lang, name",
+    [
+        pytest.param("en", "English", id="en"),
+        # Every French name of French has a lower-case c cedilla, which GSM-7 lacks: the
+        # reply names it by the code the customer typed (LANG fr), in French.
+        pytest.param("fr", "Langue choisie: fr.", id="fr"),
+        pytest.param("sw", "Kiswahili", id="sw"),
+    ],
+)
+def test_lang_set_is_in_its_own_language_and_gsm7(messages, lang, name):
+    text = messages.render(lang, "lang_set")
+    assert name in text and gsm7.fits_one_sms(text)
+    assert text == text.strip() and not text.isupper()
+
+
+def test_no_reply_shouts_a_language_name_to_dodge_gsm7():
+    assert "FRAN" not in Messages.load().render("fr", "lang_set").upper()
 
 
 def test_render_fills_placeholders(messages):

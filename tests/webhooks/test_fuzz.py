@@ -563,12 +563,23 @@ TWILIO_FIELDS = [
 ]
 
 
+# Delivery receipts (POST /webhooks/twilio/status), signed the same way.
+STATUS_PATH = "/webhooks/twilio/status"
+STATUS_FIELDS = [
+    ("MessageSid", SIDS),
+    ("MessageStatus", st.sampled_from(["delivered", "undelivered", "failed", "sent"]) | st.text()),
+    ("ErrorCode", st.sampled_from(["", "30003", "21610"]) | st.text(max_size=8)),
+    ("AccountSid", st.just(SECRETS["twilio_account_sid"])),
+    ("To", PHONES),
+]
+
+
 @st.composite
-def twilio_requests(draw) -> Req:
-    req = draw(form_request(TWILIO_PATH, TWILIO_FIELDS))
+def twilio_requests(draw, path: str = TWILIO_PATH, fields=TWILIO_FIELDS) -> Req:
+    req = draw(form_request(path, fields))
     if draw(one_in(5)):
         req.query = draw(st.sampled_from(["tenant=ke", "a=%ff", "a=1&a=2", "x=" + "y" * 500]))
-    url = SECRETS["public_base_url"] + TWILIO_PATH + ("?" + req.query if req.query else "")
+    url = SECRETS["public_base_url"] + path + ("?" + req.query if req.query else "")
     token = SECRETS["twilio_auth_token"]
     how = draw(
         st.sampled_from(["signed"] * 18 + ["none", "empty", "garbage", "token", "url", "other"])
@@ -602,6 +613,12 @@ def twilio_requests(draw) -> Req:
 @FUZZ
 @given(req=twilio_requests())
 def test_twilio_survives_hostile_requests(site, caplog, req):
+    send(site.world, site.client, req, caplog)
+
+
+@FUZZ
+@given(req=twilio_requests(STATUS_PATH, STATUS_FIELDS))
+def test_twilio_receipts_survive_hostile_requests(site, caplog, req):
     send(site.world, site.client, req, caplog)
 
 

@@ -377,7 +377,7 @@ def test_an_amount_refused_for_too_many_days_leaves_the_device_balance_alone(wor
 
 # -- idempotency -------------------------------------------------------------------------------
 
-# label, first payload, repeated payload (same reference)
+# label, first payload, repeated payload (same reference, same content as the payer meant it)
 REPEATS = [
     (
         "same body",
@@ -385,24 +385,19 @@ REPEATS = [
         {"reference": "REP-1", "product_id": 1001, "days": 7},
     ),
     (
-        "more days",
-        {"reference": "REP-1", "product_id": 1001, "days": 7},
-        {"reference": "REP-1", "product_id": 1001, "days": 300},
-    ),
-    (
-        "another device",
-        {"reference": "REP-1", "product_id": 1001, "days": 7},
-        {"reference": "REP-1", "product_id": 1002, "days": 7},
-    ),
-    (
-        "amount instead of days",
-        {"reference": "REP-1", "product_id": 1001, "days": 7},
-        {"reference": "REP-1", "product_id": 1001, "amount": 1000},
-    ),
-    (
         "amount again",
         {"reference": "REP-1", "product_id": 1001, "amount": 175},
         {"reference": "REP-1", "product_id": 1001, "amount": 175},
+    ),
+    (
+        "the same amount written otherwise",
+        {"reference": "REP-1", "product_id": 1001, "amount": 175},
+        {"reference": "REP-1", "product_id": 1001, "amount": "175.00"},
+    ),
+    (
+        "the device by serial instead of product id",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "serial": "oves001001", "days": 7},
     ),
     (
         "unmatched again",
@@ -410,14 +405,14 @@ REPEATS = [
         {"reference": "REP-1", "product_id": 999999, "days": 7},
     ),
     (
-        "unmatched, then a known device",
-        {"reference": "REP-1", "product_id": 999999, "days": 7},
-        {"reference": "REP-1", "product_id": 1001, "days": 7},
-    ),
-    (
         "padded reference",
         {"reference": "REP-1", "product_id": 1001, "days": 7},
         {"reference": " REP-1 ", "product_id": 1001, "days": 7},
+    ),
+    (
+        "another phone",
+        {"reference": "REP-1", "product_id": 1001, "days": 7, "phone": "+254712345678"},
+        {"reference": "REP-1", "product_id": 1001, "days": 7, "phone": "+254799000000"},
     ),
 ]
 
@@ -433,6 +428,77 @@ def test_a_repeated_reference_returns_the_first_answer_and_changes_nothing(
 
     assert (again.status_code, again.get_json()) == (original.status_code, original.get_json())
     assert (snapshot(world), snapshot(world, 1002)) == before
+
+
+# label, first payload, repeated payload with other content, the field the 409 names
+CONFLICTS = [
+    (
+        "more days",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "product_id": 1001, "days": 300},
+        "days",
+    ),
+    (
+        "another device",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "product_id": 1002, "days": 7},
+        "product_id",
+    ),
+    (
+        "amount instead of days",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "product_id": 1001, "amount": 1000},
+        "amount",
+    ),
+    (
+        "days instead of amount",
+        {"reference": "REP-1", "product_id": 1001, "amount": 175},
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        "days",
+    ),
+    (
+        "another amount",
+        {"reference": "REP-1", "product_id": 1001, "amount": 175},
+        {"reference": "REP-1", "product_id": 1001, "amount": 175.01},
+        "amount",
+    ),
+    (
+        "unmatched, then a known device",
+        {"reference": "REP-1", "product_id": 999999, "days": 7},
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        "product_id",
+    ),
+    (
+        "a known device, then an unknown one",
+        {"reference": "REP-1", "product_id": 1001, "days": 7},
+        {"reference": "REP-1", "serial": "OVES999999", "days": 7},
+        "product_id",
+    ),
+]
+
+
+@pytest.mark.parametrize("first, repeat, field", [pytest.param(*c[1:], id=c[0]) for c in CONFLICTS])
+def test_a_reference_repeated_with_other_content_is_a_409_showing_the_first(
+    world, client, first, repeat, field
+):
+    original = post(client, first)
+    before = snapshot(world), snapshot(world, 1002)
+
+    again = post(client, repeat)
+
+    assert again.status_code == 409
+    body = again.get_json()
+    assert (body["status"], body["reference"], body["field"]) == ("conflict", "REP-1", field)
+    assert field in body["error"]
+    shown = body["first"]
+    assert shown["reference"] == "REP-1"
+    assert shown["product_ref"] == str(first.get("product_id"))
+    assert shown["product_id"] == original.get_json().get("product_id")
+    assert shown["days"] == original.get_json().get("days", first.get("days"))
+    assert shown["amount"] == (None if "amount" not in first else f"{first['amount']:.2f}")
+    assert (snapshot(world), snapshot(world, 1002)) == before
+    third = post(client, first)  # the first content still gets the first answer
+    assert (third.status_code, third.get_json()) == (original.status_code, original.get_json())
 
 
 def test_concurrent_deliveries_of_one_payment_mint_and_push_once(world, client):

@@ -14,7 +14,7 @@ import logging
 import pytest
 from sqlalchemy import func, select
 
-from bot.storage.models import Code, InboundMessage, TelegramLink
+from bot.storage.models import Code, Customer, InboundMessage, TelegramLink
 from bot.text.templates import Messages
 from tests.harness import SECRETS, build_world, sqlite_file_url
 
@@ -256,10 +256,13 @@ def test_a_repeated_update_id_returns_the_same_answer_and_causes_nothing_new(w, 
     assert footprint(w) == before
 
 
-def test_stop_on_telegram_gets_an_empty_200(w, client):
+def test_stop_on_telegram_is_confirmed(w, client):
     linked(client)
     response = post(client, text_update(2, "/stop"))
-    assert response.status_code == 200 and response.get_data() == b""
+    assert response.status_code == 200
+    assert response.get_json()["text"] == en("opted_out")
+    with w.session() as s:
+        assert s.scalar(select(Customer.opted_out).where(Customer.phone == AMINA)) is True
 
 
 # -- updates we do not handle: empty 200 -----------------------------------------------------

@@ -15,7 +15,17 @@ import pytest
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from bot.storage.models import Code, Customer, InboundMessage, Payment
+from bot.outbox import queue as outbox
+from bot.storage.models import (
+    Code,
+    Customer,
+    Device,
+    InboundMessage,
+    OutboxMessage,
+    Payment,
+    TelegramLink,
+)
+from bot.text import gsm7
 from bot.text.templates import Messages
 from tests.harness import SECRETS, build_world, sqlite_file_url
 
@@ -173,9 +183,22 @@ def _codes(world) -> list[Code]:
         return list(s.scalars(select(Code).where(Code.state == "minted")))
 
 
-def test_stop_gets_an_empty_twiml_response(w):
-    response = post(w.client(), twilio_sms("STOP"))
-    assert response.status_code == 200 and messages(response) == []
+@pytest.mark.parametrize(
+    "body, lang",
+    [
+        pytest.param("STOP", "en", id="STOP"),
+        pytest.param("ARRÊT", "fr", id="ARRÊT, French customer"),
+        pytest.param("simama", "sw", id="simama, Swahili customer"),
+    ],
+)
+def test_stop_gets_a_one_segment_confirmation_in_twiml(w, body, lang):
+    with w.session() as s:
+        s.scalar(select(Customer).where(Customer.phone == AMINA)).language = lang
+    response = post(w.client(), twilio_sms(body))
+    assert response.status_code == 200
+    assert messages(response) == [MESSAGES.render(lang, "opted_out")]
+    assert gsm7.fits_one_sms(messages(response)[0])
+    assert footprint(w)[4] == (True,)
 
 
 def test_the_same_message_sid_again_returns_the_identical_reply_and_mints_nothing(w):
@@ -392,3 +415,205 @@ def test_a_multipart_part_without_a_name_is_refused_not_a_500(w):
         headers={"X-Twilio-Signature": "0"},
     )
     assert response.status_code == 403
+
+
+# -- delivery receipts: POST /webhooks/twilio/status -------------------------------------
+
+STATUS_PATH = "/webhooks/twilio/status"
+STATUS_URL = SECRETS["public_base_url"] + STATUS_PATH
+PUSHED = message_sid("pushed code")
+
+
+def twilio_status(
+    status: str = "delivered", sid: str = PUSHED, error: str | None = None, **extra
+) -> dict[str, str]:
+    """A StatusCallback as Twilio posts it for an outgoing SMS (ErrorCode only on errors)."""
+    form = {
+        "SmsSid": sid,
+        "SmsStatus": status,
+        "MessageStatus": status,
+        "To": AMINA,
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT,
+        "From": SECRETS["twilio_from_number"],
+        "ApiVersion": "2010-04-01",
+    }
+    if error is not None:
+        form["ErrorCode"] = error
+    form.update(extra)
+    return form
+
+
+def post_status(client, form: dict, signature: str | None = "auto", url: str = STATUS_URL):
+    return post(client, form, signature=signature, path=STATUS_PATH, url=url)
+
+
+def pushed(world, *, telegram: bool = False) -> int:
+    """The code of a 7-day payment pushed to Amina by SMS, accepted by Twilio as PUSHED."""
+    with world.session() as s:
+        customer = s.scalar(select(Customer).where(Customer.phone == AMINA))
+        if telegram:
+            s.add(TelegramLink(customer_id=customer.id, telegram_user_id=77, chat_id=77))
+        device = s.scalar(select(Device).where(Device.product_id == 1001))
+        result = world.ledger.mint_days(s, device, request_key="push", channel="payments")
+        (message,) = outbox.notify_codes(s, MESSAGES, device, result.codes)
+        message.status, message.provider_message_id, message.attempts = "sent", PUSHED, 1
+        return message.id
+
+
+def receipt_state(world) -> tuple:
+    with world.session() as s:
+        rows = s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        opted = s.scalar(select(Customer.opted_out).where(Customer.phone == AMINA))
+        return tuple(
+            (m.channel, m.status, m.delivery_status, m.delivery_error) for m in rows
+        ), opted
+
+
+RECEIPT_FLOWS = [
+    # label, telegram linked, receipts (status, error), outbox rows after, opted out after
+    pytest.param(
+        False,
+        [("sent", None), ("delivered", None)],
+        (("sms", "sent", "delivered", None),),
+        False,
+        id="sent then delivered",
+    ),
+    pytest.param(
+        False,
+        [("delivered", None), ("sent", None), ("delivered", None)],
+        (("sms", "sent", "delivered", None),),
+        False,
+        id="out of order and repeated",
+    ),
+    pytest.param(
+        False,
+        [("undelivered", "30003")],
+        (("sms", "failed", "undelivered", "30003"),),
+        False,
+        id="undelivered, no Telegram: failed",
+    ),
+    pytest.param(
+        True,
+        [("undelivered", "30003"), ("undelivered", "30003")],
+        (("sms", "sent", "undelivered", "30003"), ("telegram", "pending", None, None)),
+        False,
+        id="undelivered, Telegram linked: queued there once",
+    ),
+    pytest.param(
+        True,
+        [("failed", "21610")],
+        (("sms", "failed", "failed", "21610"),),
+        True,
+        id="21610: opted out, not retried",
+    ),
+]
+
+
+@pytest.mark.parametrize("telegram, receipts, rows, opted", RECEIPT_FLOWS)
+def test_a_signed_receipt_is_recorded_and_answered_with_an_empty_200(
+    w, telegram, receipts, rows, opted
+):
+    pushed(w, telegram=telegram)
+    client = w.client()
+    for status, error in receipts:
+        response = post_status(client, twilio_status(status, error=error))
+        assert (response.status_code, response.get_data()) == (200, b"")
+    assert receipt_state(w) == (rows, opted)
+
+
+def test_a_receipt_for_an_unknown_message_is_a_200_and_changes_nothing(w, caplog):
+    pushed(w)
+    before = receipt_state(w), footprint(w)
+    with caplog.at_level("INFO", logger="bot.outbox.receipts"):
+        response = post_status(
+            w.client(), twilio_status("undelivered", message_sid("other"), "30003")
+        )
+    assert (response.status_code, response.get_data()) == (200, b"")
+    assert (receipt_state(w), footprint(w)) == before
+    assert any("no such message" in r.getMessage() for r in caplog.records)
+
+
+RECEIPT = twilio_status("undelivered", error="30003")
+RECEIPTS_REFUSED = [
+    # form, signature ("auto" = signed correctly), settings, status, the field a 400 names
+    pytest.param(RECEIPT, None, {}, 403, None, id="no signature"),
+    pytest.param(RECEIPT, sign(RECEIPT, token=OTHER_TOKEN), {}, 403, None, id="another token"),
+    pytest.param(RECEIPT, sign(RECEIPT, url=URL), {}, 403, None, id="signed for the SMS route"),
+    pytest.param(
+        RECEIPT, sign(dict(RECEIPT, ErrorCode="21610")), {}, 403, None, id="error code changed"
+    ),
+    pytest.param(
+        RECEIPT, "auto", {"twilio_auth_token": None}, 403, None, id="auth token unset: fail closed"
+    ),
+    pytest.param(
+        RECEIPT, "auto", {"public_base_url": None}, 403, None, id="public URL unset: fail closed"
+    ),
+    pytest.param(
+        {k: v for k, v in RECEIPT.items() if k != "MessageSid"},
+        "auto",
+        {},
+        400,
+        "MessageSid",
+        id="no MessageSid",
+    ),
+    pytest.param(
+        {k: v for k, v in RECEIPT.items() if k != "MessageStatus"},
+        "auto",
+        {},
+        400,
+        "MessageStatus",
+        id="no MessageStatus",
+    ),
+    pytest.param(dict(RECEIPT, MessageStatus=" "), "auto", {}, 400, "MessageStatus", id="blank"),
+    pytest.param(
+        dict(RECEIPT, MessageStatus="Delivered!"), "auto", {}, 400, "MessageStatus", id="odd status"
+    ),
+    pytest.param(dict(RECEIPT, MessageSid="SM1"), "auto", {}, 400, "MessageSid", id="short sid"),
+    pytest.param(dict(RECEIPT, ErrorCode="3000x"), "auto", {}, 400, "ErrorCode", id="odd code"),
+    pytest.param(
+        dict(RECEIPT, AccountSid="AC" + "1" * 32), "auto", {}, 400, "AccountSid", id="other account"
+    ),
+    pytest.param(
+        {k: v for k, v in RECEIPT.items() if k != "AccountSid"},
+        "auto",
+        {},
+        400,
+        "AccountSid",
+        id="no AccountSid",
+    ),
+]
+
+
+@pytest.mark.parametrize("form, signature, settings, status, field", RECEIPTS_REFUSED)
+def test_forged_or_malformed_receipts_are_refused_and_change_nothing(
+    w, form, signature, settings, status, field
+):
+    pushed(w, telegram=True)
+    before = receipt_state(w), footprint(w)
+    response = post_status(w.client(**settings), form, signature=signature)
+    assert response.status_code == status
+    assert response.mimetype == "text/plain"
+    if field:
+        assert field in response.get_data(as_text=True)
+    assert (receipt_state(w), footprint(w)) == before
+
+
+def test_get_on_the_status_route_is_not_allowed(w):
+    assert w.client().get(STATUS_PATH).status_code == 405
+
+
+def test_each_signed_receipt_moves_the_receipts_metric(w):
+    from prometheus_client import REGISTRY
+
+    def count(status: str) -> float:
+        labels = {"provider": "twilio", "status": status}
+        return REGISTRY.get_sample_value("ovbot_delivery_receipts_total", labels) or 0.0
+
+    pushed(w)
+    client = w.client()
+    before = count("undelivered"), count("delivered")
+    post_status(client, twilio_status("undelivered", error="30003"))
+    post_status(client, twilio_status("delivered"))
+    post_status(client, twilio_status("delivered"), signature="forged")  # refused: not counted
+    assert (count("undelivered"), count("delivered")) == (before[0] + 1, before[1] + 1)

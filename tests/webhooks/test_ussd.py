@@ -60,7 +60,7 @@ CASES = {
             ("1111", "CON", "2 tries left"),
             NEW,
             LOGIN[0],
-            ("2222", "CON", "1 tries left"),
+            ("2222", "CON", "1 try left"),
             ("3333", "END", "Try again in 15 min"),
             NEW,
             ("", "END", "Too many wrong PINs"),
