@@ -31,7 +31,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-@main.group("db")
+@main.group("db", short_help="Database schema: migrations.")
 def db_group() -> None:
     """Database schema."""
 
@@ -50,7 +50,7 @@ def db_upgrade(c: _Context) -> None:
         engine.dispose()
 
 
-@main.command()
+@main.command(short_help="Serve the Omnivoltaic API emulator.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 @pass_ctx
@@ -90,11 +90,16 @@ def sync_devices(c: _Context) -> None:
     click.echo(f"{report.total} devices synced ({report.created} new, {report.updated} updated)")
 
 
-@main.command("import-owners")
+@main.command("import-owners", short_help="Import device owners from a CSV file.")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @pass_ctx
 def import_owners(c: _Context, file: TextIO) -> None:
-    """Import owners from FILE.csv: product_id,customer_phone,customer_name[,language]."""
+    """Import who owns which device from FILE, a CSV file.
+
+    Columns: product_id,customer_phone,customer_name[,language] (a header line is
+    optional). Running it again changes nothing more. Bad rows are reported by line on
+    standard error and the good ones are imported; the exit status is 1 if any was bad.
+    """
     from bot.ledger.owners import import_owners as run_import
     from bot.storage import db
 
@@ -119,13 +124,17 @@ def import_owners(c: _Context, file: TextIO) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Record a payment of DAYS days for a device.")
 @click.argument("product_id")
 @click.argument("days", type=click.IntRange(min=1))
 @click.option("--reference", required=True, help="Unique per payment: a repeat changes nothing.")
 @pass_ctx
 def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
-    """Record a payment of DAYS days for PRODUCT_ID (product id or serial)."""
+    """Record a payment of DAYS days for PRODUCT_ID (product id or serial).
+
+    Its code is minted at once and shown here, and queued for the owner (the worker
+    sends it). A repeat of the same --reference changes nothing.
+    """
     from bot import payments
     from bot.cli import settled
     from bot.ledger import InvalidPayment, devices
@@ -159,7 +168,7 @@ def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
         click.echo(line)
 
 
-@main.command("alarms")
+@main.command("alarms", short_help="List integrity alarms (exit 1 if any).")
 @pass_ctx
 def alarms(c: _Context) -> None:
     """List integrity alarms: answers that came for released mints, answers that differ."""
@@ -186,9 +195,9 @@ def alarms(c: _Context) -> None:
         sys.exit(1)  # scripts and monitors notice
 
 
-@main.group("payments")
+@main.group("payments", short_help="Unmatched payments: list and assign.")
 def payments_group() -> None:
-    """Payments the payment systems sent."""
+    """Payments the payment systems sent for devices we did not know: list, assign."""
 
 
 @payments_group.command("unmatched")
@@ -211,7 +220,7 @@ def payments_unmatched(c: _Context) -> None:
     click.echo(f"{len(rows)} unmatched payment(s)")
 
 
-@payments_group.command("assign")
+@payments_group.command("assign", short_help="Give an unmatched payment its device.")
 @click.argument("reference")
 @click.argument("product_id")
 @pass_ctx
@@ -238,7 +247,7 @@ def payments_assign(c: _Context, reference: str, product_id: str) -> None:
         click.echo(line)
 
 
-@main.command()
+@main.command(short_help="Run the production server (gunicorn).")
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @pass_ctx
@@ -272,7 +281,7 @@ def serve(c: _Context, host: str, port: int) -> None:
     )
 
 
-@main.command()
+@main.command(short_help="Run the demo on the embedded emulator.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @pass_ctx
@@ -420,12 +429,12 @@ def _remote_chat(c: _Context, url: str, phone: str, channel: str) -> Chat:
     return chat_module.Chat(chat_module.remote(url), s, phone, channel, sign_base_url=url)
 
 
-@main.group("telegram")
+@main.group("telegram", short_help="Telegram bot set-up.")
 def telegram_group() -> None:
     """Telegram bot set-up."""
 
 
-@telegram_group.command("set-webhook")
+@telegram_group.command("set-webhook", short_help="Register the webhook and the commands.")
 @click.argument("url")
 @pass_ctx
 def telegram_set_webhook(c: _Context, url: str) -> None:
