@@ -19,12 +19,12 @@ def _phone(c: _Context, phone: str) -> str:
         raise click.BadParameter(str(exc), param_hint="PHONE") from None
 
 
-@click.group("agent")
+@click.group("agent", short_help="Field agents: add, list, unlock, remove.")
 def agent_group() -> None:
     """Field agents: add, list, unlock and remove them."""
 
 
-@agent_group.command("add")
+@agent_group.command("add", short_help="Create or update an agent.")
 @click.argument("phone")
 @click.option("--name", required=True, help="The agent's name, as reports show it.")
 @click.option(
@@ -35,7 +35,13 @@ def agent_group() -> None:
     help="4 to 8 digits, stored hashed. Leave it out to be asked for it, hidden and twice: "
     "a PIN given here stays in the shell's history and in the process list.",
 )
-@click.option("--role", type=click.Choice(AGENT_ROLES), default="agent", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(AGENT_ROLES),
+    default="agent",
+    show_default=True,
+    help="An admin may also make free and reset codes.",
+)
 @pass_ctx
 def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
     """Create an agent, or update one (a removed agent is reinstated)."""
@@ -54,7 +60,7 @@ def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
     click.echo(f"{'created' if created else 'updated'} {role} {name} ({mask(e164)})")
 
 
-@agent_group.command("unlock")
+@agent_group.command("unlock", short_help="Lift an agent's lock-out.")
 @click.argument("phone")
 @pass_ctx
 def agent_unlock(c: _Context, phone: str) -> None:
@@ -79,7 +85,7 @@ def agent_unlock(c: _Context, phone: str) -> None:
     click.echo(f"unlocked {agent.name} ({mask(e164)})")
 
 
-@agent_group.command("list")
+@agent_group.command("list", short_help="List the agents and their state.")
 @pass_ctx
 def agent_list(c: _Context) -> None:
     """The agents: masked phone, role, name, and whether each is active now.
@@ -104,7 +110,7 @@ def agent_list(c: _Context) -> None:
     click.echo(f"{len(rows)} agent(s)")
 
 
-@agent_group.command("remove")
+@agent_group.command("remove", short_help="Retire an agent.")
 @click.argument("phone")
 @pass_ctx
 def agent_remove(c: _Context, phone: str) -> None:

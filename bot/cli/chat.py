@@ -183,9 +183,9 @@ class Chat:
             raise ChatError(f"cannot reach {self.http.base_url}: {exc}") from None
 
 
-def remote(url: str) -> httpx.Client:
+def remote(url: str, transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """A client for a running server at `url`; ChatError unless its /healthz answers."""
-    http = httpx.Client(base_url=url, timeout=TIMEOUT)
+    http = httpx.Client(base_url=url, timeout=TIMEOUT, transport=transport)
     try:
         http.get("/healthz")
     except httpx.HTTPError as exc:

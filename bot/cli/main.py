@@ -19,7 +19,7 @@ pass_ctx = click.make_pass_decorator(_Context)
 
 
 @click.group()
-@click.version_option(package_name="ovbot", message="%(prog)s %(version)s")
+@click.version_option(package_name="ovbot", message="ovbot %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -51,8 +51,8 @@ def db_upgrade(c: _Context) -> None:
 
 
 @main.command(short_help="Serve the Omnivoltaic API emulator.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8090, show_default=True, type=int, help="The port to listen on.")
 @pass_ctx
 def emulator(c: _Context, host: str, port: int) -> None:
     """Serve the Omnivoltaic API emulator on its own."""
@@ -248,8 +248,8 @@ def payments_assign(c: _Context, reference: str, product_id: str) -> None:
 
 
 @main.command(short_help="Run the production server (gunicorn).")
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="0.0.0.0", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="The port to listen on.")
 @pass_ctx
 def serve(c: _Context, host: str, port: int) -> None:
     """The production server: gunicorn with config/gunicorn.conf.py."""
@@ -282,8 +282,8 @@ def serve(c: _Context, host: str, port: int) -> None:
 
 
 @main.command(short_help="Run the demo on the embedded emulator.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="The port to listen on.")
 @pass_ctx
 def demo(c: _Context, host: str, port: int) -> None:
     """Seed a demo database on the embedded emulator and serve it; prints what to try."""
@@ -429,52 +429,16 @@ def _remote_chat(c: _Context, url: str, phone: str, channel: str) -> Chat:
     return chat_module.Chat(chat_module.remote(url), s, phone, channel, sign_base_url=url)
 
 
-@main.group("telegram", short_help="Telegram bot set-up.")
-def telegram_group() -> None:
-    """Telegram bot set-up."""
-
-
-@telegram_group.command("set-webhook", short_help="Register the webhook and the commands.")
-@click.argument("url")
-@pass_ctx
-def telegram_set_webhook(c: _Context, url: str) -> None:
-    """Register URL (…/webhooks/telegram) with Telegram, with the secret token."""
-    import asyncio
-
-    from telegram import Bot
-    from telegram.error import TelegramError
-
-    try:
-        c.settings.require("TELEGRAM_BOT_TOKEN", "TELEGRAM_SECRET_TOKEN")
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    token = c.settings.telegram_bot_token
-    if token is None:  # cannot happen: required just above
-        raise click.ClickException("missing required setting(s): TELEGRAM_BOT_TOKEN")
-    if not url.startswith("https://"):
-        raise click.BadParameter("Telegram only calls https URLs", param_hint="URL")
-
-    async def register() -> bool:
-        async with Bot(token) as bot:
-            return await bot.set_webhook(
-                url, secret_token=c.settings.telegram_secret_token, allowed_updates=["message"]
-            )
-
-    try:
-        ok = asyncio.run(register())
-    except TelegramError as exc:
-        raise click.ClickException(f"Telegram refused: {exc}") from None
-    click.echo(f"webhook set to {url}" if ok else "Telegram did not confirm the webhook")
-
-
 from bot.cli.agents import agent_group  # noqa: E402 - the groups register below `main`
 from bot.cli.export import export_group  # noqa: E402
+from bot.cli.telegram import telegram_group  # noqa: E402
 from bot.cli.worker import outbox_command, worker_command  # noqa: E402
 
 main.add_command(worker_command)
 main.add_command(outbox_command)
 main.add_command(agent_group)
 main.add_command(export_group)
+main.add_command(telegram_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
