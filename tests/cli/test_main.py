@@ -370,11 +370,15 @@ def test_chat_refuses_a_bad_number(home):
 
 
 def test_demo_seeds_and_serves(home, monkeypatch, Session):
-    served = {}
+    served, embedded = {}, []
     monkeypatch.setattr(flask.Flask, "run", lambda app, **kw: served.update(kw, app=app))
+    # Not the real embedded worker: its thread would outlive the command (whose deps close
+    # when it returns) and log errors into whatever test this process runs next.
+    monkeypatch.setattr("webhooks.app.embed_worker", embedded.append)
     result = ovbot("demo", "--port", "8123")
     assert result.exit_code == 0
     assert served["port"] == 8123 and served["app"].extensions["ovbot"].settings.demo
+    assert embedded == [served["app"].extensions["ovbot"]]
     assert "http://127.0.0.1:8123" in result.stdout and "ovbot chat" in result.stdout
     assert f"PIN {demo.AGENT_PIN}" in result.stdout
     assert count(Session, Device) == 100

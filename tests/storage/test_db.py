@@ -128,10 +128,10 @@ def test_upgrade_to_head(database_url):
     engine = db.make_engine(database_url)
     assert db.current_revision(engine) is None
     db.upgrade(engine)
-    assert db.current_revision(engine) == db.head_revision() == "0002"
+    assert db.current_revision(engine) == db.head_revision() == "0003_agents_removed"
     assert TABLES <= set(inspect(engine).get_table_names())
     db.upgrade(engine)  # already at head: nothing to do
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003_agents_removed"
     engine.dispose()
 
 
@@ -161,6 +161,25 @@ def test_0002_carries_existing_codes_and_messages_over_and_back(database_url):
     command.downgrade(config, "0001")
     with engine.connect() as c:
         assert c.execute(text("SELECT code FROM codes")).scalar_one() == "*0#"
+    engine.dispose()
+
+
+def test_0003_keeps_existing_agents_active_and_back(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0002")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO agents (id, phone, name, pin_hash, role, failed_attempts, created_at)"
+                " VALUES (1, '+254700000100', 'Jane', 'scrypt$x', 'agent', 0, CURRENT_TIMESTAMP)"
+            )
+        )
+    db.upgrade(engine)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT name, removed_at FROM agents")).all() == [("Jane", None)]
+    command.downgrade(db.alembic_config(engine.url), "0002")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT name FROM agents")).scalar_one() == "Jane"
     engine.dispose()
 
 
