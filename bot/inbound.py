@@ -50,6 +50,9 @@ class Inbound:
     sender: str  # E.164 phone (sms, ussd) or Telegram user id
     text: str = ""
     contact: SharedContact | None = None
+    # Telegram: `text` is the data of a button the bot offered (an inline keyboard's
+    # callback_query), not typed; its reply is pushed (`Reply.pushed`).
+    button: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ class Reply:
 
     texts: tuple[str, ...] = ()
     request_contact: str | None = None  # Telegram: label of a share-contact button
+    # Telegram: buttons under the reply, (label, what pressing it sends); other channels
+    # ignore them (their texts say what to type instead).
+    choices: tuple[tuple[str, str], ...] = ()
+    remove_keyboard: bool = False  # Telegram: take the share-contact keyboard away
+    pushed: bool = False  # the texts went out through the outbox: the edge only acknowledges
     end: bool = True  # USSD: END (True) or CON (False)
     # False for a reply that only says "still confirming" or "try again later": it is not
     # stored as the answer to its message, so a provider's retry gets the real one.
@@ -70,12 +78,16 @@ class Reply:
         request_contact: str | None = None,
         end: bool = True,
         final: bool = True,
+        choices: tuple[tuple[str, str], ...] = (),
+        remove_keyboard: bool = False,
     ) -> Reply:
         return cls(
             texts=tuple(t for t in texts if t),
             request_contact=request_contact,
             end=end,
             final=final,
+            choices=choices,
+            remove_keyboard=remove_keyboard,
         )
 
     @property
@@ -89,6 +101,7 @@ class Reply:
     def from_json(cls, raw: str) -> Reply:
         data: dict[str, Any] = json.loads(raw)
         data["texts"] = tuple(data["texts"])
+        data["choices"] = tuple(tuple(choice) for choice in data.get("choices", ()))
         return cls(**data)
 
 

@@ -5,7 +5,8 @@
 - `FakeTwilioHttp` / `twilio_sender`: twilio's real Client on a fake HTTP client with
   canned provider payloads, recording what was asked;
 - `FakeTime`: one hand-moved clock for the ledger and the API client;
-- `PausedBeforeSending`: the API client of a process that stops just before a mint.
+- `PausedBeforeSending`: the API client of a process that stops just before a mint;
+- `FakeTelegramRequest`: python-telegram-bot's HTTP layer, recording Bot API calls.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import threading
 from datetime import UTC, datetime, timedelta
 
+from telegram.request import BaseRequest
 from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -119,3 +121,32 @@ class PausedBeforeSending:
     def days_code(self, *args, **kwargs):
         self._meanwhile()
         return self._client.days_code(*args, **kwargs)
+
+
+class FakeTelegramRequest(BaseRequest):
+    """python-telegram-bot's HTTP layer, faked: records each Bot API call (method name and
+    parameters as sent) and answers `ok`, so a real `telegram.Bot` runs with no network.
+    `answers` maps a method to its result (default `true`; getMe answers a bot user)."""
+
+    BOT_USER = {"id": 7000000001, "is_bot": True, "first_name": "OVES", "username": "OvesBot"}
+
+    def __init__(self, answers=None):
+        super().__init__()
+        self.answers = dict(answers or {})
+        self.calls: list[tuple[str, dict]] = []
+
+    @property
+    def read_timeout(self):
+        return None
+
+    async def initialize(self):
+        pass
+
+    async def shutdown(self):
+        pass
+
+    async def do_request(self, url, method, request_data=None, **timeouts):
+        name = url.rsplit("/", 1)[-1]
+        self.calls.append((name, dict(request_data.json_parameters) if request_data else {}))
+        result = self.answers.get(name, self.BOT_USER if name == "getMe" else True)
+        return 200, json.dumps({"ok": True, "result": result}).encode()

@@ -281,3 +281,23 @@ def timed_client(world, clock: FakeTime) -> OmnivoltaicClient:
         clock=clock.mono,
         wall_clock=clock.wall,
     )
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def ovbot(*args: str, input: str | None = None):
+    """`ovbot ARGS` as an operator runs it (click's CliRunner); the click Result."""
+    from click.testing import CliRunner
+
+    from bot.cli.main import main
+
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def count_rows(Session, model, *where) -> int:
+    """How many rows of `model` match `where`."""
+    from sqlalchemy import func
+
+    with Session() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))

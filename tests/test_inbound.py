@@ -103,6 +103,12 @@ REPLIES = [
     ),
     pytest.param(Reply(texts=("PIN?",), end=False), id="USSD continue"),
     pytest.param(Reply.say('quotes " and \\ and \n newline'), id="characters JSON escapes"),
+    pytest.param(
+        Reply.say("Which one?", choices=(("1001", "code 1001"), ("X2", "code 1002"))),
+        id="with device buttons",
+    ),
+    pytest.param(Reply.say("Linked", remove_keyboard=True), id="removing the keyboard"),
+    pytest.param(Reply(texts=("pushed",), pushed=True), id="pushed"),
 ]
 
 
@@ -110,6 +116,11 @@ REPLIES = [
 def test_a_reply_survives_storage_unchanged(reply):
     again = Reply.from_json(reply.to_json())
     assert again == reply and isinstance(again.texts, tuple)
+
+
+def test_a_reply_stored_before_buttons_existed_still_reads():
+    old = '{"texts": ["hi"], "request_contact": null, "end": true, "final": true}'
+    assert Reply.from_json(old) == Reply.say("hi")
 
 
 def test_say_drops_empty_texts_and_text_joins_lines():

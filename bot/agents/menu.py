@@ -62,8 +62,10 @@ def session_id(inbound: Inbound) -> str:
 def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
     language = deps.settings.default_language
     agent = _agent(deps, session, inbound.sender)
-    if agent is None:
-        log.info("USSD from unknown number %s refused", mask(inbound.sender))
+    if agent is None or agent.removed_at is not None:
+        what = "unknown number" if agent is None else "retired agent"
+        log.info("USSD from %s %s refused", what, mask(inbound.sender))
+        # A retired agent is answered as a stranger: the number learns nothing more.
         # Not stored (not final): a stranger's requests leave no row behind.
         return Reply.say(deps.say(language, "ussd_unknown_agent"), final=False)
     ctx = Ctx(deps, session, agent, session_id(inbound))

@@ -1,4 +1,8 @@
-"""Agents: creating them and checking their PINs (stored as salted scrypt hashes)."""
+"""Agents: creating, retiring them and checking their PINs (stored as salted scrypt hashes).
+
+A retired agent is kept, not deleted (payments name the agent that sold them), with its
+PIN hash wiped; the USSD menu refuses it like a stranger, and `add_agent` reinstates it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.domain import AGENT_ROLES, PIN_RULE, is_pin
-from bot.storage.models import Agent
+from bot.storage.models import Agent, utcnow
 
 MAX_NAME = 200
 _N, _R, _P = 2**14, 8, 1
@@ -62,18 +66,35 @@ def add_agent(
     agent.pin_hash = hash_pin(pin)
     agent.failed_attempts = 0
     agent.locked_until = None
+    agent.removed_at = None  # adding a retired agent again reinstates it
     session.flush()
     return agent, created
 
 
+def remove(session: Session, phone: str) -> tuple[Agent | None, bool]:
+    """Retire the agent with this phone: (agent, removed now); (None, False) if unknown.
+
+    Not a DELETE: payments keep their agent, so who sold what stays answerable. The PIN
+    hash is wiped, so nothing of the old PIN remains to be guessed or reused.
+    """
+    agent = session.scalar(select(Agent).where(Agent.phone == phone).with_for_update())
+    if agent is None or agent.removed_at is not None:
+        return agent, False
+    agent.removed_at, agent.pin_hash = utcnow(), ""
+    agent.failed_attempts, agent.locked_until = 0, None
+    session.flush()
+    return agent, True
+
+
 def unlock(session: Session, phone: str) -> Agent | None:
-    """Lift an agent's lock-out and clear its failure count; None if there is no such agent.
+    """Lift an agent's lock-out and clear its failure count; None if there is no such agent
+    (a retired agent is returned unchanged: reinstate it with `add_agent`).
 
     USSD carries no signature: anyone who knows an agent's number can lock it with three
     wrong PINs, so an admin must be able to undo that at once.
     """
     agent = session.scalar(select(Agent).where(Agent.phone == phone))
-    if agent is not None:
+    if agent is not None and agent.removed_at is None:
         agent.failed_attempts, agent.locked_until = 0, None
         session.flush()
     return agent

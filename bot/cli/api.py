@@ -24,15 +24,19 @@ Echo = Callable[[str], None]
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-@click.group("api")
+@click.group("api", short_help="Talk to the upstream Omnivoltaic API.")
 def api_group() -> None:
     """The upstream Omnivoltaic API."""
 
 
-@api_group.command("check")
+@api_group.command("check", short_help="First contact with the API; mints nothing.")
 @click.pass_obj
 def api_check(c: _Context) -> None:
-    """Log in, read one page of items and one code history, mint nothing, report the shapes."""
+    """Log in, read one page of items and one code history, mint nothing, report the shapes.
+
+    Run it first against the real API: it prints the token's shape and lifetime, each
+    answer's envelope and fields (used, ignored, missing), never the password or token,
+    and exits 1 with a plain reason when something is wrong."""
     settings = c.settings
     try:
         settings.omnivoltaic_credentials  # noqa: B018 - fails by name when unset

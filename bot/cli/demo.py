@@ -76,7 +76,7 @@ def instructions(base_url: str) -> str:
         f"Agent (admin): {AGENT_PHONE}  PIN {AGENT_PIN}",
         "",
         "Try:",
-        f"  ovbot chat --from {first.phone}            then type CODE, STATUS, HISTORY, HELP",
+        f"  ovbot chat --url {base_url} --from {first.phone}   then type CODE, STATUS, HELP",
         f"  curl -d From={first.phone} -d MessageSid=SM{'0' * 31}1 -d Body=CODE"
         f" {base_url}/webhooks/twilio/sms",
         f"  curl -d sessionId=s1 -d phoneNumber={AGENT_PHONE} -d serviceCode='*384#'"

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from typing import TextIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from bot.cli.context import _Context
-from bot.domain import AGENT_ROLES
 from bot.settings import ConfigError
+
+if TYPE_CHECKING:
+    from bot.cli.chat import Chat
 
 pass_ctx = click.make_pass_decorator(_Context)
 
 
 @click.group()
+@click.version_option(package_name="ovbot", message="ovbot %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -33,7 +36,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-@main.group("db")
+@main.group("db", short_help="Database schema: migrations.")
 def db_group() -> None:
     """Database schema."""
 
@@ -52,9 +55,9 @@ def db_upgrade(c: _Context) -> None:
         engine.dispose()
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8090, show_default=True, type=int)
+@main.command(short_help="Serve the Omnivoltaic API emulator.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8090, show_default=True, type=int, help="The port to listen on.")
 @pass_ctx
 def emulator(c: _Context, host: str, port: int) -> None:
     """Serve the Omnivoltaic API emulator on its own."""
@@ -73,10 +76,16 @@ def emulator(c: _Context, host: str, port: int) -> None:
     app.run(host=host, port=port, threaded=True)
 
 
-@main.command("sync-devices")
+@main.command("sync-devices", short_help="Copy the distributor's devices locally.")
 @pass_ctx
 def sync_devices(c: _Context) -> None:
-    """Page through the distributor's assigned items into the devices table."""
+    """Page through the distributor's assigned items into the devices table.
+
+    Reads every page first (a progress bar on a terminal, a count line per page
+    otherwise), then writes them in short transactions. Running it again updates what
+    changed; nothing is deleted.
+    """
+    from bot.cli.progress import counter
     from bot.ledger.fleet import sync_fleet
     from bot.omnivoltaic.client import OmnivoltaicError
     from bot.storage import db
@@ -84,34 +93,40 @@ def sync_devices(c: _Context) -> None:
     deps = c.deps
     db.upgrade(deps.engine)
     try:
-        report = sync_fleet(deps.sessions, deps.omnivoltaic, progress=_progress("devices read"))
+        with counter("devices read") as progress:
+            report = sync_fleet(deps.sessions, deps.omnivoltaic, progress=progress)
     except OmnivoltaicError as exc:
         raise click.ClickException(f"sync failed, nothing changed: {exc}") from None
-    click.echo(f"\r{report.total} devices synced ({report.created} new, {report.updated} updated)")
+    click.echo(f"{report.total} devices synced ({report.created} new, {report.updated} updated)")
 
 
-def _progress(label: str) -> Callable[[int], None]:
-    def show(count: int) -> None:
-        if count % 50 == 0:
-            click.echo(f"\r{count} {label}...", nl=False, err=True)
-
-    return show
-
-
-@main.command("import-owners")
+@main.command("import-owners", short_help="Import device owners from a CSV file.")
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @pass_ctx
 def import_owners(c: _Context, file: TextIO) -> None:
-    """Import owners from FILE.csv: product_id,customer_phone,customer_name[,language]."""
+    """Import who owns which device from FILE, a CSV file.
+
+    Columns: product_id,customer_phone,customer_name[,language] (a header line is
+    optional). Running it again changes nothing more. Bad rows are reported by line on
+    standard error and the good ones are imported; the exit status is 1 if any was bad.
+    """
+    from bot.cli.progress import counter
+    from bot.ledger.owners import BATCH
     from bot.ledger.owners import import_owners as run_import
     from bot.storage import db
 
     deps = c.deps
     db.upgrade(deps.engine)
     try:
-        with db.transaction(deps.sessions) as session:
+        with counter("rows read", every=1) as show, db.transaction(deps.sessions) as session:
+
+            def progress(rows: int) -> None:
+                session.commit()  # each batch on disk: no write lock held for long
+                if rows >= BATCH:  # a small file needs no progress
+                    show(rows)
+
             report = run_import(
-                session, file, c.settings.default_region, c.settings.default_language
+                session, file, c.settings.default_region, c.settings.default_language, progress
             )
     except UnicodeDecodeError as exc:
         raise click.ClickException(
@@ -127,96 +142,19 @@ def import_owners(c: _Context, file: TextIO) -> None:
         sys.exit(1)
 
 
-@main.group("agent")
-def agent_group() -> None:
-    """Field agents."""
-
-
-@agent_group.command("add")
-@click.argument("phone")
-@click.option("--name", required=True)
-@click.option(
-    "--pin",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="4 to 8 digits; stored hashed. Prompted, hidden, when not given (keeps it out of "
-    "the shell's history).",
-)
-@click.option("--role", type=click.Choice(AGENT_ROLES), default="agent", show_default=True)
-@pass_ctx
-def agent_add(c: _Context, phone: str, name: str, pin: str, role: str) -> None:
-    """Create or update an agent."""
-    from bot.agents.pins import InvalidAgent, add_agent
-    from bot.storage import db
-    from bot.text.phones import InvalidPhone, mask, normalise
-
-    try:
-        e164 = normalise(phone, c.settings.default_region)
-    except InvalidPhone as exc:
-        raise click.BadParameter(str(exc), param_hint="PHONE") from None
-    engine = db.make_engine(c.settings.database_url)
-    try:
-        db.upgrade(engine)
-        with db.transaction(db.make_sessionmaker(engine)) as session:
-            _, created = add_agent(session, e164, name, pin, role)
-    except InvalidAgent as exc:
-        raise click.UsageError(str(exc)) from None
-    finally:
-        engine.dispose()
-    click.echo(f"{'created' if created else 'updated'} {role} {name} ({mask(e164)})")
-
-
-@agent_group.command("unlock")
-@click.argument("phone")
-@pass_ctx
-def agent_unlock(c: _Context, phone: str) -> None:
-    """Lift an agent's lock-out after wrong PINs (anyone can cause one: USSD is unsigned)."""
-    from bot.agents.pins import unlock
-    from bot.storage import db
-    from bot.text.phones import InvalidPhone, mask, normalise
-
-    try:
-        e164 = normalise(phone, c.settings.default_region)
-    except InvalidPhone as exc:
-        raise click.BadParameter(str(exc), param_hint="PHONE") from None
-    deps = c.deps
-    db.upgrade(deps.engine)
-    with db.transaction(deps.sessions) as session:
-        agent = unlock(session, e164)
-    if agent is None:
-        raise click.ClickException(f"no agent {mask(e164)}")
-    click.echo(f"unlocked {agent.name} ({mask(e164)})")
-
-
-@agent_group.command("list")
-@pass_ctx
-def agent_list(c: _Context) -> None:
-    """The agents: role, name, masked phone, and whether each is locked out now."""
-    from bot.agents.pins import agents
-    from bot.storage import db
-    from bot.text.phones import mask
-
-    deps = c.deps
-    db.upgrade(deps.engine)
-    now = deps.clock()
-    with deps.sessions() as session:
-        rows = agents(session)
-    for a in rows:
-        locked = a.locked_until is not None and a.locked_until > now
-        state = f"locked until {a.locked_until:%Y-%m-%d %H:%M} UTC" if locked else "active"
-        click.echo(f"{mask(a.phone)}\t{a.role}\t{a.name}\t{state}")
-    click.echo(f"{len(rows)} agent(s)")
-
-
-@main.command()
+@main.command(short_help="Record a payment of DAYS days for a device.")
 @click.argument("product_id")
 @click.argument("days", type=click.IntRange(min=1))
 @click.option("--reference", required=True, help="Unique per payment: a repeat changes nothing.")
 @pass_ctx
 def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
-    """Record a payment of DAYS days for PRODUCT_ID (product id or serial)."""
+    """Record a payment of DAYS days for PRODUCT_ID (product id or serial).
+
+    Its code is minted at once and shown here, and queued for the owner (the worker
+    sends it). A repeat of the same --reference changes nothing.
+    """
     from bot import payments
+    from bot.cli import settled
     from bot.ledger import InvalidPayment, devices
     from bot.storage import db
 
@@ -248,14 +186,14 @@ def credit(c: _Context, product_id: str, days: int, reference: str) -> None:
             )
             return
         answer = payments.settle(deps, session, result.payment, channel="cli")
+        lines = settled.describe(session, result.payment, answer)
     deps.committed()
-    click.echo(
-        f"recorded {days} days for device {device.product_id} ({reference}); "
-        f"code: {answer.body.get('code')}"
-    )
+    click.echo(f"recorded {days} days for device {device.product_id} ({reference})")
+    for line in lines:
+        click.echo(line)
 
 
-@main.command("alarms")
+@main.command("alarms", short_help="List integrity alarms (exit 1 if any).")
 @pass_ctx
 def alarms(c: _Context) -> None:
     """List integrity alarms: answers that came for released mints, answers that differ."""
@@ -282,9 +220,9 @@ def alarms(c: _Context) -> None:
         sys.exit(1)  # scripts and monitors notice
 
 
-@main.group("payments")
+@main.group("payments", short_help="Unmatched payments: list and assign.")
 def payments_group() -> None:
-    """Payments the payment systems sent."""
+    """Payments the payment systems sent for devices we did not know: list, assign."""
 
 
 @payments_group.command("unmatched")
@@ -307,13 +245,14 @@ def payments_unmatched(c: _Context) -> None:
     click.echo(f"{len(rows)} unmatched payment(s)")
 
 
-@payments_group.command("assign")
+@payments_group.command("assign", short_help="Give an unmatched payment its device.")
 @click.argument("reference")
 @click.argument("product_id")
 @pass_ctx
 def payments_assign(c: _Context, reference: str, product_id: str) -> None:
     """Give the unmatched payment REFERENCE its device; its code then goes out."""
     from bot import payments
+    from bot.cli import settled
     from bot.ledger import LedgerError
     from bot.storage import db
 
@@ -321,16 +260,19 @@ def payments_assign(c: _Context, reference: str, product_id: str) -> None:
     try:
         with db.transaction(deps.sessions) as session:
             answer = payments.assign(deps, session, reference, product_id)
+            lines = settled.describe(session, settled.payment(session, reference), answer)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     deps.committed()
     click.echo(
         f"assigned {reference} to device {answer.body.get('product_id')}: "
-        f"{answer.body.get('days')} days, code {answer.body.get('code')}"
+        f"{answer.body.get('days')} days"
     )
+    for line in lines:
+        click.echo(line)
 
 
-@main.command()
+@main.command(short_help="Run the production server (gunicorn).")
 @click.option("--host", help="The address to listen on.  [default: 0.0.0.0]")
 @click.option("--port", type=int, help="The port to listen on.  [default: 8000]")
 @pass_ctx
@@ -369,9 +311,9 @@ def serve(c: _Context, host: str | None, port: int | None) -> None:
         os.execvp(sys.executable, [*command, "webhooks.app:create_app()"])
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@main.command(short_help="Run the demo on the embedded emulator.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="The port to listen on.")
 @pass_ctx
 def demo(c: _Context, host: str, port: int) -> None:
     """Seed a demo database on the embedded emulator and serve it; prints what to try."""
@@ -400,33 +342,54 @@ def demo(c: _Context, host: str, port: int) -> None:
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
-@main.command()
+@main.command(short_help="Type messages as a customer; see the replies.")
 @click.option("--from", "phone", required=True, help="The customer's phone number.")
-@click.option("--channel", type=click.Choice(["sms", "telegram"]), default="sms", show_default=True)
+@click.option(
+    "--channel",
+    type=click.Choice(["sms", "whatsapp", "telegram"]),
+    default="sms",
+    show_default=True,
+    help="The channel to write on (WhatsApp is not available yet).",
+)
+@click.option(
+    "--url",
+    metavar="URL",
+    help="A running server (e.g. http://127.0.0.1:8000) to post to, signed with this "
+    "environment's TWILIO_AUTH_TOKEN, PUBLIC_BASE_URL and TELEGRAM_SECRET_TOKEN. "
+    "Without it, the app runs in this process on DATABASE_URL.",
+)
 @pass_ctx
-def chat(c: _Context, phone: str, channel: str) -> None:
-    """Type messages as PHONE through the real webhook stack; prints the replies."""
-    from bot.cli import chat as console
-    from bot.storage import db
-    from bot.text.phones import InvalidPhone, normalise
-    from webhooks.app import create_app
+def chat(c: _Context, phone: str, channel: str, url: str | None) -> None:
+    """Type messages as the customer PHONE through the real webhook stack; print the replies.
 
+    Each line is sent as the provider would send it, signed, to the app in this process
+    or to the server at --url. On Telegram, /contact shares the number and /pick LABEL
+    presses a button. /quit leaves.
+    """
+    from bot.cli import chat as console
+    from bot.text.phones import InvalidPhone, mask, normalise
+
+    if channel == "whatsapp":
+        raise click.BadParameter(
+            "WhatsApp is not available yet (it comes with issue 12): use sms or telegram",
+            param_hint="--channel",
+        )
     try:
         phone = normalise(phone, c.settings.default_region)
     except InvalidPhone as exc:
         raise click.BadParameter(str(exc), param_hint="--from") from None
-    s = c.settings
-    c._settings = s.replace(  # local secrets, so every request is really signed and checked
-        twilio_auth_token=s.twilio_auth_token or "console-twilio-token",
-        public_base_url=s.public_base_url or "http://console.invalid",
-        telegram_secret_token=s.telegram_secret_token or "console-telegram-secret",
-    )
-    db.upgrade(c.deps.engine)
-    app = create_app(deps=c.deps)
-    session = console.Chat(app.test_client(), c.settings, phone, channel)
+    try:
+        session = _remote_chat(c, url, phone, channel) if url else _local_chat(c, phone, channel)
+    except console.ChatError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = url or "this process"
     click.echo(
-        f"Chatting as {phone} over {channel}; /quit to leave"
-        + (", /contact to share your number" if channel == "telegram" else "")
+        f"Chatting as {mask(phone)} over {channel} with {where}; /quit to leave"
+        + (
+            ", /contact to share your number, /pick to press a button"
+            if channel == "telegram"
+            else ""
+        )
         + "."
     )
     interactive = sys.stdin.isatty()
@@ -438,51 +401,74 @@ def chat(c: _Context, phone: str, channel: str) -> None:
             except (EOFError, StopIteration, KeyboardInterrupt):
                 return
 
-    console.run(session, lines(), click.echo)
-
-
-@main.group("telegram")
-def telegram_group() -> None:
-    """Telegram bot set-up."""
-
-
-@telegram_group.command("set-webhook")
-@click.argument("url")
-@pass_ctx
-def telegram_set_webhook(c: _Context, url: str) -> None:
-    """Register URL (…/webhooks/telegram) with Telegram, with the secret token."""
-    import asyncio
-
-    from telegram import Bot
-    from telegram.error import TelegramError
-
     try:
-        c.settings.require("TELEGRAM_BOT_TOKEN", "TELEGRAM_SECRET_TOKEN")
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    token = c.settings.telegram_bot_token
-    if token is None:  # cannot happen: required just above
-        raise click.ClickException("missing required setting(s): TELEGRAM_BOT_TOKEN")
-    if not url.startswith("https://"):
-        raise click.BadParameter("Telegram only calls https URLs", param_hint="URL")
-
-    async def register() -> bool:
-        async with Bot(token) as bot:
-            return await bot.set_webhook(
-                url, secret_token=c.settings.telegram_secret_token, allowed_updates=["message"]
-            )
-
-    try:
-        ok = asyncio.run(register())
-    except TelegramError as exc:
-        raise click.ClickException(f"Telegram refused: {exc}") from None
-    click.echo(f"webhook set to {url}" if ok else "Telegram did not confirm the webhook")
+        console.run(session, lines(), click.echo)
+    finally:
+        session.http.close()
 
 
-from bot.cli.worker import outbox_command, worker_command  # noqa: E402 - needs `main` defined
+def _local_chat(c: _Context, phone: str, channel: str) -> Chat:
+    """The app in this process, on this environment's database; warns when it is empty."""
+    import httpx
+    from sqlalchemy import func, select
+
+    from bot.cli import chat as chat_module
+    from bot.storage import db
+    from bot.storage.models import Customer
+    from webhooks.app import create_app
+
+    s = c.settings
+    c._settings = s.replace(  # local secrets, so every request is really signed and checked
+        twilio_auth_token=s.twilio_auth_token or "console-twilio-token",
+        public_base_url=s.public_base_url or "http://console.invalid",
+        telegram_secret_token=s.telegram_secret_token or "console-telegram-secret",
+    )
+    deps = c.deps
+    db.upgrade(deps.engine)
+    with deps.sessions() as session:
+        customers = session.scalar(select(func.count()).select_from(Customer))
+    if not customers:
+        click.echo(
+            f"warning: the database {deps.engine.url.render_as_string(hide_password=True)} "
+            "has no customers: is this the right directory or DATABASE_URL? (--url URL talks "
+            "to a running server instead)",
+            err=True,
+        )
+    app = create_app(deps=deps)
+    http = httpx.Client(
+        transport=httpx.WSGITransport(app=app), base_url=c.settings.public_base_url or ""
+    )
+    return chat_module.Chat(
+        http, c.settings, phone, channel, pushes=chat_module.outbox_peek(deps.sessions)
+    )
+
+
+def _remote_chat(c: _Context, url: str, phone: str, channel: str) -> Chat:
+    """A running server: requests signed with this environment's secrets, as it checks them."""
+    from bot.cli import chat as chat_module
+
+    s = c.settings
+    needed = ("TWILIO_AUTH_TOKEN",) if channel == "sms" else ("TELEGRAM_SECRET_TOKEN",)
+    missing = [name for name in needed if not getattr(s, name.lower())]
+    if missing:
+        click.echo(
+            f"warning: {', '.join(missing)} is not set here: requests go unsigned, and only "
+            "a demo server takes them",
+            err=True,
+        )
+    return chat_module.Chat(chat_module.remote(url), s, phone, channel, sign_base_url=url)
+
+
+from bot.cli.agents import agent_group  # noqa: E402 - the groups register below `main`
+from bot.cli.export import export_group  # noqa: E402
+from bot.cli.telegram import telegram_group  # noqa: E402
+from bot.cli.worker import outbox_command, worker_command  # noqa: E402
 
 main.add_command(worker_command)
 main.add_command(outbox_command)
+main.add_command(agent_group)
+main.add_command(export_group)
+main.add_command(telegram_group)
 
 from bot.cli.api import api_group  # noqa: E402 - `ovbot api check` (issue 15)
 

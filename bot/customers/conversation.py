@@ -58,7 +58,10 @@ def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
             return telegram_link.ask_for_contact(deps)
         return Reply.say(deps.say(deps.settings.default_language, "not_registered"))
     customer.last_channel = inbound.channel
-    return HANDLERS[command.name](Turn(deps, session, inbound, customer, command))
+    turn = Turn(deps, session, inbound, customer, command)
+    if inbound.button:
+        return pressed(turn)
+    return HANDLERS[command.name](turn)
 
 
 def identify(deps: Deps, session: Session, inbound: Inbound) -> Customer | None:
@@ -115,13 +118,40 @@ def _with_device(handler: Callable[[Turn, Device, str], Reply]) -> Callable[[Tur
         owned = list(turn.customer.devices)  # loaded with the customer (identify)
         found = devices.resolve(owned, turn.command.device)
         if isinstance(found, devices.Ambiguous):
-            return Reply.say(turn.say("choose_device", refs=", ".join(found.refs)))
+            return _choose(turn, owned, found)
         if found is None:
             return Reply.say(turn.say("unknown_device"))
         return handler(turn, found, devices.references(owned)[found.id])
 
     run.__name__ = handler.__name__
     return run
+
+
+def _choose(turn: Turn, owned: list[Device], found: devices.Ambiguous) -> Reply:
+    """Which device? The references to type, and (Telegram) a button for each."""
+    by_ref = {ref: device_id for device_id, ref in devices.references(owned).items()}
+    product_ids = {d.id: d.product_id for d in owned}
+    choices = tuple(
+        (ref, f"{turn.command.name} {product_ids[by_ref[ref]]}")
+        for ref in found.refs
+        if ref in by_ref
+    )
+    return Reply.say(turn.say("choose_device", refs=", ".join(found.refs)), choices=choices)
+
+
+BUTTON_COMMANDS = (commands.CODE, commands.RESEND, commands.STATUS, commands.HISTORY)
+
+
+def pressed(turn: Turn) -> Reply:
+    """A device button of `_choose` (Telegram's callback_query): that command for that
+    device, the reply pushed to the chat. The data is the sender's to forge: anything but
+    a device command is answered with nothing, and a device that is not theirs gets the
+    same answer as a typed one (`unknown_device`)."""
+    command = turn.command
+    if command.name not in BUTTON_COMMANDS or command.device is None:
+        return Reply()
+    reply = HANDLERS[command.name](turn)
+    return telegram_link.push(turn.session, turn.customer, turn.inbound.sender, reply)
 
 
 @_with_device

@@ -1,14 +1,32 @@
-"""Linking a Telegram chat to a customer: only by sharing one's own registered contact."""
+"""Telegram: linking a chat to a customer (only by sharing one's own registered contact),
+pushing a button's answer to the chat, and the bot's command list per language."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.customers import commands
 from bot.deps import Deps
 from bot.inbound import Reply, SharedContact
-from bot.storage.models import Customer, TelegramLink
+from bot.storage.models import Customer, OutboxMessage, TelegramLink, utcnow
 from bot.text.phones import try_normalise
+from bot.text.templates import Messages
+
+# The commands the Telegram client lists, in the order it shows them; each is named by
+# the first keyword of its language (commands.KEYWORDS), so the parser reads it.
+MENU = (
+    commands.CODE,
+    commands.RESEND,
+    commands.STATUS,
+    commands.HISTORY,
+    commands.DEVICES,
+    commands.LANG,
+    commands.HELP,
+    commands.STOP,
+)
 
 
 def customer_for(session: Session, telegram_user_id: str) -> Customer | None:
@@ -52,7 +70,48 @@ def link(deps: Deps, session: Session, sender: str, contact: SharedContact) -> R
     row.customer_id, row.chat_id = customer.id, contact.chat_id
     customer.last_channel = "telegram"
     session.flush()
-    return Reply.say(deps.say(customer.language, "telegram_linked", name=customer.name or ""))
+    return Reply.say(
+        deps.say(customer.language, "telegram_linked", name=customer.name or ""),
+        remove_keyboard=True,
+    )
+
+
+def push(session: Session, customer: Customer, sender: str, reply: Reply) -> Reply:
+    """Queue `reply`'s texts, in order, for the sender's own chat (a pressed button is
+    answered with answerCallbackQuery, which carries no message). An opted-out customer's
+    is not queued (the outbox would refuse it): the edge then sends it in its answer."""
+    link = session.scalar(select(TelegramLink).where(TelegramLink.telegram_user_id == int(sender)))
+    if link is None or customer.opted_out or not reply.texts:
+        return reply
+    after: int | None = None
+    for text in reply.texts:
+        message = OutboxMessage(
+            customer_id=customer.id,
+            channel="telegram",
+            recipient=str(link.chat_id),
+            body=text,
+            after_id=after,
+            next_attempt_at=utcnow(),
+        )
+        session.add(message)
+        session.flush()
+        after = message.id
+    return dataclasses.replace(reply, pushed=True)
+
+
+def bot_commands(messages: Messages) -> dict[str, list[tuple[str, str]]]:
+    """(command, description) per language, for setMyCommands."""
+    menu: dict[str, list[tuple[str, str]]] = {}
+    for lang in messages.languages():
+        words = commands.KEYWORDS.get(lang, commands.KEYWORDS["en"])
+        menu[lang] = [
+            (
+                words.get(name, commands.KEYWORDS["en"][name])[0].lower(),
+                messages.render(lang, f"telegram_command_{name}"),
+            )
+            for name in MENU
+        ]
+    return menu
 
 
 def _e164(raw: str | None, region: str) -> str | None:

@@ -197,6 +197,9 @@ class Agent(Base):
     role: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")
     failed_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     locked_until: Mapped[datetime | None]
+    # Retired by an operator (`ovbot agent remove`): kept for the payments that name it,
+    # refused by the USSD menu.
+    removed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ from bot.agents import actions as agent_menu_actions
 from bot.agents import menu as agent_menu
 from bot.agents import screens
 from bot.agents import state as menu_state
+from bot.agents.pins import add_agent, remove
 from bot.inbound import Inbound
 from bot.settings import Settings
 from bot.storage.models import (
@@ -307,6 +308,24 @@ def test_a_pin_of_the_wrong_shape_is_not_a_guess(w):
 def test_an_unknown_number_learns_nothing(w):
     reply = Dial(w, STRANGER).send()
     assert reply.end and reply.text == "This number is not registered as an agent."
+
+
+def test_a_removed_agent_is_refused_like_a_stranger_and_its_sales_stay_its_own(w):
+    sold = Dial(w, AGENT).send("", PIN, "1", "1001", "7", "1")
+    assert sold.end and "*" in sold.text
+    with w.session() as s:
+        agent, removed = remove(s, AGENT)
+    assert removed
+    for path in (("",), ("", PIN), ("", PIN, "1", "1001", "7", "1")):
+        reply = Dial(w, AGENT).send(*path)
+        assert reply.text == MESSAGES.render("en", "ussd_unknown_agent"), path
+    assert count(w, Payment) == 2  # the seed and the sale, nothing new
+    with w.session() as s:
+        payment = s.scalar(select(Payment).where(Payment.source == "agent"))
+        assert payment.agent.phone == AGENT and payment.agent.removed_at is not None
+    with w.session() as s:
+        add_agent(s, AGENT, "Wanjiru", "8642")  # reinstated, with a new PIN
+    assert not Dial(w, AGENT).send("", "8642").end
 
 
 def test_the_pin_never_reaches_a_log_nor_the_inbound_table(w, caplog, monkeypatch):

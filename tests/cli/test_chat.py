@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot.cli.chat import Chat, run
+from bot.cli.chat import Chat, ChatError, outbox_peek, remote, run
 from bot.storage.models import InboundMessage
 from webhooks.app import create_app
 
@@ -23,7 +25,9 @@ def app(sqlite_world):
 
 
 def chat(app, world, channel="sms", phone=PHONE, **settings) -> Chat:
-    return Chat(app.test_client(), world.services.settings.replace(**settings), phone, channel)
+    config = world.services.settings
+    http = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=config.public_base_url)
+    return Chat(http, config.replace(**settings), phone, channel)
 
 
 def test_sms_gets_a_code_the_device_accepts(app, sqlite_world):
@@ -51,12 +55,14 @@ def test_each_message_is_a_new_provider_message(app, sqlite_world):
     ],
 )
 def test_sms_requests_are_really_signed(app, sqlite_world, wrong):
-    assert chat(app, sqlite_world, **wrong).send("CODE") == ["[HTTP 403]"]
+    [refused] = chat(app, sqlite_world, **wrong).send("CODE")
+    assert refused.startswith("[HTTP 403") and "TWILIO_AUTH_TOKEN" in refused
 
 
 def test_telegram_requests_carry_the_secret(app, sqlite_world):
     wrong = chat(app, sqlite_world, "telegram", telegram_secret_token="not-the-secret")
-    assert wrong.send("/start") == ["[HTTP 403]"]
+    [refused] = wrong.send("/start")
+    assert refused.startswith("[HTTP 403") and "TELEGRAM_SECRET_TOKEN" in refused
 
 
 def test_telegram_start_contact_then_code(app, sqlite_world):
@@ -119,3 +125,63 @@ def test_run_shows_silence_and_indents_long_replies():
     run(FakeChat(replies=[]), ["STOP"], out.append)
     run(FakeChat(replies=["line one\nline two"]), ["HISTORY"], out.append)
     assert out == ["bot> (no reply)", "bot> line one\n     line two"]
+
+
+# -- buttons, and a server elsewhere ---------------------------------------------------------
+
+
+def test_telegram_buttons_are_shown_and_pick_presses_one(sqlite_world):
+    sqlite_world.customer(PHONE, 1001, 1002)
+    sqlite_world.pay(1002, 3, "console-2")
+    app = create_app(deps=sqlite_world.services)
+    config = sqlite_world.services.settings
+    http = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=config.public_base_url)
+    session = Chat(
+        http, config, PHONE, "telegram", pushes=outbox_peek(sqlite_world.services.sessions)
+    )
+    session.share_contact()
+    choose = session.send("/code")
+    assert choose[-1] == "[buttons: 1001 | 1002 - type /pick 1001]"
+    assert session.pick("nope") == ["[no button nope; buttons: 1001, 1002]"]
+    [pushed] = session.pick(" 1002")
+    assert pushed.startswith("(pushed) ") and "3 days" in pushed
+    code = CODE.search(pushed).group(0)
+    assert sqlite_world.simulator(1002).enter(code).days == 3
+
+
+def test_a_remote_server_is_signed_for_with_the_url_when_no_public_base_url_is_set(
+    app, sqlite_world
+):
+    """The server checks Twilio's signature over its PUBLIC_BASE_URL: here, the --url."""
+    url = "http://127.0.0.1:8000"
+    server = dataclasses.replace(
+        sqlite_world.services, settings=sqlite_world.services.settings.replace(public_base_url=url)
+    )
+    http = httpx.Client(transport=httpx.WSGITransport(app=create_app(deps=server)), base_url=url)
+    local = sqlite_world.services.settings.replace(public_base_url=None)
+    replies = Chat(http, local, PHONE, sign_base_url=url).send("CODE")
+    assert CODE.search(replies[0])
+    elsewhere = Chat(http, local, PHONE, sign_base_url="http://elsewhere.example.test")
+    assert elsewhere.send("CODE")[0].startswith("[HTTP 403")
+
+
+def test_an_unreachable_server_is_a_clear_error():
+    def refuse(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ChatError, match="cannot reach the server at http://127.0.0.1:8000"):
+        remote("http://127.0.0.1:8000", transport=httpx.MockTransport(refuse))
+
+
+def test_a_server_that_stops_answering_mid_chat_is_said_and_the_chat_goes_on(sqlite_world):
+    calls = []
+
+    def flaky(request):
+        calls.append(request)
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    http = httpx.Client(transport=httpx.MockTransport(flaky), base_url="http://127.0.0.1:8000")
+    out = []
+    run(Chat(http, sqlite_world.services.settings, PHONE), ["CODE", "STATUS"], out.append)
+    assert out == ["bot> [http://127.0.0.1:8000 did not answer in time]"] * 2
+    assert len(calls) == 2

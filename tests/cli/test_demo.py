@@ -77,7 +77,7 @@ def test_demo_data_is_valid():
 def test_instructions_say_how_to_try_it():
     text = demo.instructions("http://127.0.0.1:8123")
     assert "http://127.0.0.1:8123" in text
-    assert "ovbot chat --from" in text
+    assert "ovbot chat --url http://127.0.0.1:8123 --from" in text
     assert demo.AGENT_PHONE in text and f"PIN {demo.AGENT_PIN}" in text
     for c in demo.CUSTOMERS:
         assert c.phone in text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -10,62 +9,17 @@ import click
 import flask
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.agents.pins import verify_pin
 from bot.cli import demo
 from bot.cli.main import main
 from bot.storage import db
 from bot.storage.models import Agent, Code, Customer, Device, IntegrityAlarm, Payment
-from tests.harness import variables_read
+from tests.harness import count_rows as count
+from tests.harness import ovbot
 
 CODE = re.compile(r"\*\d{3}(?: \d{3}){6}#")
-
-
-@pytest.fixture(autouse=True)
-def keep_logging():
-    """`ovbot` configures the root logger; give the test runner its logging back."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    noisy = {name: logging.getLogger(name).level for name in ("httpx", "alembic", "werkzeug")}
-    yield
-    root.handlers[:], level = saved
-    root.setLevel(level)
-    for name, level in noisy.items():
-        logging.getLogger(name).setLevel(level)
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A clean environment: only the database and the emulator state, both in tmp_path."""
-    for name in variables_read():
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'ovbot.db'}")
-    monkeypatch.setenv("OMNIVOLTAIC_EMULATOR_STATE", str(tmp_path / "emulator.db"))
-    return tmp_path
-
-
-def ovbot(*args: str, input: str | None = None):
-    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
-
-
-@pytest.fixture
-def Session(home):
-    engine = db.make_engine(f"sqlite:///{home / 'ovbot.db'}")
-    yield db.make_sessionmaker(engine)
-    engine.dispose()
-
-
-def count(Session, model, *where) -> int:
-    with Session() as session:
-        return session.scalar(select(func.count()).select_from(model).where(*where))
-
-
-@pytest.fixture
-def fleet(home):
-    assert ovbot("sync-devices").exit_code == 0
-    return home
 
 
 # -- help and configuration ------------------------------------------------------------------
@@ -101,6 +55,27 @@ def test_help_works_without_any_configuration(home, monkeypatch):
     assert list(home.iterdir()) == []
 
 
+def test_version_comes_from_the_package_metadata(home):
+    from importlib.metadata import version
+
+    result = ovbot("--version")
+    assert (result.exit_code, result.stdout) == (0, f"ovbot {version('ovbot')}\n")
+    assert list(home.iterdir()) == []
+
+
+def test_every_help_line_in_a_command_list_is_a_whole_sentence(home):
+    """click cuts a long first sentence with "..." in the list of commands."""
+    for path in _commands(main):
+        command = main
+        for name in path:
+            command = command.commands[name]
+        short = command.get_short_help_str(limit=45)
+        assert short and not short.endswith("...") and short.endswith("."), (path, short)
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help is None or len(param.help.split()) > 1, (path, param.name)
+
+
 def test_a_bad_setting_is_a_clean_error_naming_it(home, monkeypatch):
     monkeypatch.setenv("DEFAULT_REGION", "XX")
     result = ovbot("db", "upgrade")
@@ -132,6 +107,7 @@ def test_the_default_database_is_under_instance_in_the_current_directory(home, m
 def test_sync_devices_fills_the_fleet_once(home, Session):
     first = ovbot("sync-devices")
     assert first.exit_code == 0 and "100 devices synced (100 new, 0 updated)" in first.stdout
+    assert "100 devices read so far\n" in first.stderr and "\r" not in first.output
     assert count(Session, Device) == 100
     second = ovbot("sync-devices")
     assert second.exit_code == 0 and "(0 new, 100 updated)" in second.stdout
@@ -280,6 +256,8 @@ def test_credit_records_mints_and_ignores_a_repeat(fleet, Session):
         device = session.scalar(select(Device).where(Device.product_id == 1001))
         codes = session.scalars(select(Code).where(Code.device_id == device.id)).all()
     assert [(c.kind, c.days, c.state) for c in codes] == [("days", 30, "minted")]
+    assert f"code {codes[0].code} (30 days)" in first.stdout
+    assert "not sent: the device has no owner" in first.stdout and "code: sent" not in first.stdout
     assert count(Session, Payment) == 1
 
     again = ovbot("credit", "1001", "30", "--reference", "RCPT-1")
@@ -367,10 +345,38 @@ def test_chat_over_telegram_needs_the_contact_first(customer):
     assert len(lines) == 4, "nothing after /quit"
 
 
-def test_chat_on_a_fresh_directory_migrates_first(home):
+def test_chat_on_a_fresh_directory_migrates_first_and_warns_it_is_empty(home):
     result = ovbot("chat", "--from", "0712345678", input="CODE\n")
     assert result.exit_code == 0
     assert "not registered" in result.stdout and "went wrong" not in result.stdout
+    assert "has no customers" in result.stderr and str(home / "ovbot.db") in result.stderr
+
+
+def test_credit_to_an_owned_device_says_queued_not_sent(customer, Session):
+    result = ovbot("credit", "1001", "3", "--reference", "R-2")
+    with Session() as session:
+        code = session.scalar(select(Code).order_by(Code.id.desc()))
+    assert f"code {code.code} (3 days)" in result.stdout
+    assert "queued for Amina (+254*****678) by sms, not sent yet" in result.stdout
+
+
+def test_chat_with_customers_does_not_warn(customer):
+    result = ovbot("chat", "--from", "0712345678", input="STATUS\n")
+    assert result.exit_code == 0 and "has no customers" not in result.stderr
+
+
+def test_chat_over_whatsapp_says_it_is_not_available_yet(home):
+    result = ovbot("chat", "--from", "0712345678", "--channel", "whatsapp", input="CODE\n")
+    assert result.exit_code == 2 and "WhatsApp is not available yet" in result.stderr
+    assert list(home.iterdir()) == []
+
+
+def test_chat_with_an_unreachable_server_is_a_clear_error(home):
+    result = ovbot("chat", "--from", "0712345678", "--url", "http://127.0.0.1:9", input="CODE\n")
+    assert (
+        result.exit_code == 1 and "cannot reach the server at http://127.0.0.1:9" in result.stderr
+    )
+    assert "Traceback" not in result.output
 
 
 def test_chat_refuses_a_bad_number(home):
@@ -382,11 +388,15 @@ def test_chat_refuses_a_bad_number(home):
 
 
 def test_demo_seeds_and_serves(home, monkeypatch, Session):
-    served = {}
+    served, embedded = {}, []
     monkeypatch.setattr(flask.Flask, "run", lambda app, **kw: served.update(kw, app=app))
+    # Not the real embedded worker: its thread would outlive the command (whose deps close
+    # when it returns) and log errors into whatever test this process runs next.
+    monkeypatch.setattr("webhooks.app.embed_worker", embedded.append)
     result = ovbot("demo", "--port", "8123")
     assert result.exit_code == 0
     assert served["port"] == 8123 and served["app"].extensions["ovbot"].settings.demo
+    assert embedded == [served["app"].extensions["ovbot"]]
     assert "http://127.0.0.1:8123" in result.stdout and "ovbot chat" in result.stdout
     assert f"PIN {demo.AGENT_PIN}" in result.stdout
     assert count(Session, Device) == 100

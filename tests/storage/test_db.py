@@ -276,6 +276,25 @@ def test_0005_receipts_carries_outbox_rows_over_and_back(database_url):
     engine.dispose()
 
 
+def test_0006_keeps_existing_agents_active_and_back(database_url):
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0005")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO agents (id, phone, name, pin_hash, role, failed_attempts, created_at)"
+                " VALUES (1, '+254700000100', 'Jane', 'scrypt$x', 'agent', 0, CURRENT_TIMESTAMP)"
+            )
+        )
+    db.upgrade(engine)
+    with engine.connect() as c:
+        assert c.execute(text("SELECT name, removed_at FROM agents")).all() == [("Jane", None)]
+    command.downgrade(db.alembic_config(engine.url), "0005")
+    with engine.connect() as c:
+        assert c.execute(text("SELECT name FROM agents")).scalar_one() == "Jane"
+    engine.dispose()
+
+
 def test_upgrade_from_a_url_in_another_directory(database_url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no alembic.ini here: the configuration is built in code
     db.upgrade(database_url)

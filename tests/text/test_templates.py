@@ -46,6 +46,10 @@ KEYS = {
     "telegram_linked": {"name"},
     "telegram_contact_not_yours": set(),
     "telegram_contact_unknown": set(),
+    **{
+        f"telegram_command_{name}": set()
+        for name in ("code", "resend", "status", "history", "devices", "lang", "help", "stop")
+    },
 }
 
 CODE_KEYS = (

@@ -14,7 +14,7 @@ import logging
 import pytest
 from sqlalchemy import func, select
 
-from bot.storage.models import Code, Customer, InboundMessage, TelegramLink
+from bot.storage.models import Code, Customer, InboundMessage, OutboxMessage, TelegramLink
 from bot.text.templates import Messages
 from tests.harness import SECRETS, build_world, sqlite_file_url
 
@@ -135,6 +135,7 @@ def shared(tmp_path_factory):
 def linked(client) -> None:
     response = post(client, contact_update(1, "254712345678", USER["id"]))
     assert response.get_json()["text"] == en("telegram_linked", name="Amina")
+    assert response.get_json()["reply_markup"] == {"remove_keyboard": True}
 
 
 # -- the start and the link ---------------------------------------------------------------
@@ -368,17 +369,30 @@ IGNORED = [
                 "id": "4382bfdwdsb323b2d9",
                 "from": USER,
                 "chat_instance": "-5212341234",
-                "data": "code",
+                "inline_message_id": "AAAAAGa1",
+                "data": "code 1001",
+            },
+        },
+        id="callback_query of an inline-mode message",
+    ),
+    pytest.param(
+        {
+            "update_id": 16,
+            "callback_query": {
+                "id": "4382bfdwdsb323b2e0",
+                "from": USER,
+                "chat_instance": "-5212341234",
+                "data": "code 1001",
                 "message": {
                     "message_id": 9,
                     "from": BOT,
-                    "chat": chat_of(USER),
+                    "chat": GROUP,
                     "date": DATE,
                     "text": "Choose",
                 },
             },
         },
-        id="callback_query",
+        id="callback_query in a group",
     ),
     pytest.param(
         {
@@ -572,3 +586,179 @@ def test_the_reply_is_json_a_bot_api_call(w, client):
     linked(client)
     raw = post(client, text_update(2, "HELP")).get_data(as_text=True)
     assert json.loads(raw) == {"method": "sendMessage", "chat_id": USER["id"], "text": en("help")}
+
+
+# -- several devices: an inline keyboard, and the pressed button ---------------------------
+
+JUMA = "+254722000333"
+
+
+def callback_update(update_id: int, data, user: dict = USER, query_id: str | None = None) -> dict:
+    """A button pressed under the bot's message, as Telegram posts it."""
+    return {
+        "update_id": update_id,
+        "callback_query": {
+            "id": query_id or f"43821{update_id:014d}",
+            "from": user,
+            "chat_instance": "-5212341234",
+            "data": data,
+            "message": {
+                "message_id": 3000 + update_id,
+                "from": BOT,
+                "chat": chat_of(user),
+                "date": DATE,
+                "text": "You have several devices",
+            },
+        },
+    }
+
+
+def answered(update: dict) -> dict:
+    return {
+        "method": "answerCallbackQuery",
+        "callback_query_id": update["callback_query"]["id"],
+    }
+
+
+def pushed(world) -> list[OutboxMessage]:
+    with world.session() as s:
+        return list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+@pytest.fixture
+def two(sqlite_world):
+    """Amina owns 1001 (6 days paid) and 1002; Juma owns 1003 (4 days paid)."""
+    sqlite_world.customer(AMINA, 1001, 1002, name="Amina")
+    sqlite_world.customer(JUMA, 1003, name="Juma")
+    sqlite_world.pay(1001, 6, "paid-1")
+    sqlite_world.pay(1003, 4, "paid-3")
+    return sqlite_world
+
+
+@pytest.fixture
+def two_client(two):
+    client = two.client()
+    linked(client)
+    return client
+
+
+@pytest.mark.parametrize("command", ["/code", "/resend", "/status", "/history"])
+def test_a_customer_with_several_devices_gets_a_button_per_device(two, two_client, command):
+    body = post(two_client, text_update(2, command)).get_json()
+    assert body["text"] == en("choose_device", refs="1001, 1002")
+    name = command.lstrip("/")
+    assert body["reply_markup"] == {
+        "inline_keyboard": [
+            [{"text": "1001", "callback_data": f"{name} 1001"}],
+            [{"text": "1002", "callback_data": f"{name} 1002"}],
+        ]
+    }
+    assert footprint(two)[1] == 0 and pushed(two) == []
+
+
+def test_pressing_a_button_answers_the_callback_and_pushes_the_code(two, two_client):
+    keyboard = post(two_client, text_update(2, "/code")).get_json()["reply_markup"]
+    update = callback_update(3, keyboard["inline_keyboard"][0][0]["callback_data"])
+    response = post(two_client, update)
+    assert response.get_json() == answered(update)
+    with two.session() as s:
+        (code,) = s.scalars(select(Code)).all()
+    [message] = pushed(two)
+    assert (message.channel, message.recipient, message.status) == (
+        "telegram",
+        str(USER["id"]),
+        "pending",
+    )
+    assert code.code in message.body and "6 days" in message.body
+    assert two.simulator(1001).enter(code.code).days == 6
+
+    again = post(two_client, update)  # Telegram delivers the same update again
+    assert again.get_data() == response.get_data()
+    assert len(pushed(two)) == 1 and footprint(two)[1] == 1
+
+
+def test_a_button_for_someone_elses_device_is_refused_and_reveals_nothing(two, two_client):
+    update = callback_update(3, "code 1003")  # Juma's device, forged by Amina's client
+    assert post(two_client, update).get_json() == answered(update)
+    [message] = pushed(two)
+    assert message.body == en("unknown_device")
+    assert footprint(two)[1] == 0, "nothing minted for 1003"
+    unknown = callback_update(4, "status 999999")  # a device nobody has
+    post(two_client, unknown)
+    assert pushed(two)[-1].body == message.body, "the same answer as for a device of another"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param("lang fr", id="not a device command"),
+        pytest.param("stop", id="an opt-out"),
+        pytest.param("code", id="no device"),
+        pytest.param("devices", id="a command without a device"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_a_button_that_is_not_one_of_ours_is_answered_with_nothing(two, two_client, data):
+    update = callback_update(3, data)
+    assert post(two_client, update).get_json() == answered(update)
+    assert pushed(two) == [] and footprint(two)[1] == 0
+    with two.session() as s:
+        amina = s.scalar(select(Customer).where(Customer.phone == AMINA))
+        assert (amina.language, amina.opted_out) == ("en", False)
+
+
+def test_a_button_from_a_stranger_learns_only_how_to_share_a_contact(two, two_client):
+    body = post(two_client, callback_update(3, "code 1001", user=STRANGER)).get_json()
+    assert body == ask_for_contact(STRANGER["id"])
+    assert pushed(two) == [] and footprint(two)[1] == 0
+
+
+def test_an_opted_out_customer_gets_the_buttons_answer_in_the_reply(two, two_client):
+    with two.session() as s:
+        s.scalar(select(Customer).where(Customer.phone == AMINA)).opted_out = True
+    body = post(two_client, callback_update(3, "code 1001")).get_json()
+    assert body["method"] == "sendMessage" and body["chat_id"] == USER["id"]
+    with two.session() as s:
+        (code,) = s.scalars(select(Code)).all()
+    assert code.code in body["text"]
+    assert pushed(two) == [], "the outbox does not push to an opted-out customer"
+
+
+BAD_CALLBACKS = [
+    pytest.param(callback_update(40, "c" * 65), "callback_query.data", id="data over 64 bytes"),
+    pytest.param(
+        callback_update(41, "code " + "\u00e9" * 30), "callback_query.data", id="65 bytes in UTF-8"
+    ),
+    pytest.param(callback_update(42, "code\n1001"), "callback_query.data", id="a control char"),
+    pytest.param(callback_update(43, 1001), "callback_query.data", id="data as a number"),
+    pytest.param(
+        callback_update(44, "code 1001", query_id="9" * 65), "callback_query.id", id="long id"
+    ),
+    pytest.param(
+        _with(callback_update(45, "code 1001"), ("callback_query", "from", "id"), 2**63),
+        "callback_query.from.id",
+        id="sender id 2**63",
+    ),
+    pytest.param(
+        _with(
+            callback_update(46, "code 1001"), ("callback_query", "message", "chat", "id"), "chat"
+        ),
+        "callback_query.message.chat.id",
+        id="chat id as text",
+    ),
+]
+
+
+@pytest.mark.parametrize("update, field", BAD_CALLBACKS)
+def test_malformed_callbacks_are_refused_and_change_nothing(two, two_client, update, field):
+    before = footprint(two)
+    response = post(two_client, update)
+    assert response.status_code == 400
+    assert (response.get_json()["status"], response.get_json()["field"]) == ("rejected", field)
+    assert footprint(two) == before and pushed(two) == []
+
+
+def test_exactly_64_bytes_of_data_are_read_and_answered(two, two_client):
+    update = callback_update(47, "code " + "1" * 59)  # 64 bytes, the bound: not ours
+    assert post(two_client, update).get_json() == answered(update)
+    assert pushed(two) == []
