@@ -128,10 +128,13 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
         metrics.inbound(inbound.channel, responder.command(inbound))
         reply = None
         if responder.reads(inbound):
-            with db.reading(deps.sessions) as session:
-                reply = responder.respond(deps, session, inbound)
-                if db.changed(session):  # not a read after all: answered the writing way
-                    reply = None
+            try:
+                with db.reading(deps.sessions) as session:
+                    reply = responder.respond(deps, session, inbound)
+                    if db.changed(session):  # not a read after all: the writing way
+                        reply = None
+            except db.WouldWrite:
+                reply = None
         if reply is None:
             with db.transaction(deps.sessions) as session:
                 reply = answer_once(session, inbound, lambda s, i: responder.respond(deps, s, i))

@@ -224,3 +224,26 @@ def test_a_read_command_runs_one_or_two_queries(world, text, selects):
     assert reply.texts
     assert [s for s in sql.seen if s == "SELECT"] == ["SELECT"] * selects
     assert sql.writes == []
+
+
+def test_a_read_whose_answer_would_write_is_redone_the_writing_way(world):
+    """A responder called a read that queues a message after all: nothing is written in
+    the read-only transaction, and the message is answered in a writing one."""
+    from bot.customers import conversation
+    from bot.outbox import queue
+
+    world.customer("+254712345678", 1001)
+    converse(world.services, from_amina("SM0", "STATUS"))
+
+    def respond(deps, session, inbound):
+        customer = session.scalar(select(Customer))
+        queue.enqueue(session, customer, "pushed")  # flushes: a write
+        return Reply.say("queued")
+
+    responder = inbox.Responder(respond, conversation.language, reads=lambda inbound: True)
+    with Statements(world.services.engine) as sql:
+        reply = converse(world.services, from_amina("SM1", "STATUS"), responder)
+    assert reply.texts == ("queued",)
+    assert sql.seen.count("INSERT") == 2  # the message and the stored reply, once each
+    with world.session() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 1

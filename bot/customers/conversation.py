@@ -93,7 +93,10 @@ READS |= {commands.UNKNOWN}  # answered with the help
 
 
 def reads(inbound: Inbound) -> bool:
-    return inbound.contact is None and commands.parse(inbound.text).name in READS
+    """A typed read command (a pressed button's reply is pushed: a write)."""
+    if inbound.contact is not None or inbound.button:
+        return False
+    return commands.parse(inbound.text).name in READS
 
 
 def command_name(inbound: Inbound) -> str:

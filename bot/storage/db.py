@@ -40,7 +40,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # The execution option that marks a read-only transaction (plain BEGIN on SQLite).
 READ_ONLY = "ovbot_read_only"
-FLUSHED = "ovbot_flushed"
 
 
 @dataclass(frozen=True)
@@ -141,8 +140,9 @@ _readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary(
 def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for reads only: no write lock taken, nothing committed, closed.
 
-    The caller checks `session.dirty`/`session.new` before trusting a reply built here: a
-    change it made is rolled back, so it must redo that work in `transaction(...)`.
+    A flush raises `WouldWrite` before any SQL goes out, and the caller checks `changed`
+    before trusting a reply built here: either way, a change is never written here, so the
+    caller must redo that work in `transaction(...)`.
     """
     engine = factory.kw["bind"]
     reader = _readers.get(engine)
@@ -157,14 +157,20 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+class WouldWrite(RuntimeError):
+    """A reading session was asked to write: redo the work in `transaction(...)`."""
+
+
 def _flushing(session: Session, *_: object) -> None:
-    session.info[FLUSHED] = True
+    # Before any SQL is sent: a read-only transaction never writes (on SQLite it could
+    # not take the write lock it did not ask for).
+    raise WouldWrite("a reading session was asked to write")
 
 
 def changed(session: Session) -> bool:
-    """Whether `session` was asked to write: it flushed, or holds changes (an attribute set
-    to the value it already had is no change)."""
-    if session.info.get(FLUSHED) or session.new or session.deleted:
+    """Whether `session` holds changes (an attribute set to the value it already had is
+    no change)."""
+    if session.new or session.deleted:
         return True
     return any(session.is_modified(instance) for instance in session.dirty)
 

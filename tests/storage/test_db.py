@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bot.storage import db
@@ -362,8 +362,20 @@ def test_setting_a_value_it_already_had_is_no_change(sqlite_engine):
         customer = session.scalars(select(Customer)).one()
         customer.name = "Amina"
         assert not db.changed(session)
-        session.flush()  # a flush is a write, whatever it holds
-        assert db.changed(session)
+
+
+def test_a_reading_session_refuses_to_flush_before_any_sql_is_sent(sqlite_engine):
+    Session = db.make_sessionmaker(sqlite_engine)
+    sent: list[str] = []
+    with db.reading(Session) as session:
+        session.execute(select(Customer)).all()
+        event.listen(sqlite_engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+        session.add(Customer(phone="+254712345678", name="Amina"))
+        with pytest.raises(db.WouldWrite):
+            session.flush()
+    assert not [s for s in sent if s.startswith("INSERT")]
+    with Session() as session:
+        assert session.scalars(select(Customer)).all() == []
 
 
 def test_a_writing_transaction_still_takes_the_write_lock_after_a_read(sqlite_engine, sqlite_url):
