@@ -220,7 +220,7 @@ def run_worker(
     """Drain and sweep until `stop` is set (or SIGTERM/SIGINT, in the main thread)."""
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
-    next_sweep = 0.0
+    next_sweep, waiting_for = 0.0, None
     try:
         while not stop.is_set():
             try:
@@ -228,9 +228,14 @@ def run_worker(
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + sweep_every
                     sweep(deps)
+                waiting_for = None
             except Exception:
-                log.exception("worker: pass failed; trying again shortly")
-                busy = False
+                problem = _schema_problem(deps)
+                if problem is None:
+                    log.exception("worker: pass failed; trying again shortly")
+                elif problem != waiting_for:  # said once, not a traceback every pass
+                    log.warning("worker: waiting for the database: %s", problem)
+                waiting_for, busy = problem, False
             if not busy:
                 (wake or stop).wait(interval)
                 if wake is not None:
@@ -238,6 +243,14 @@ def run_worker(
     finally:
         restore()
     log.info("worker stopped")
+
+
+def _schema_problem(deps: Deps) -> str | None:
+    """Why a pass failed, when it is the schema (not migrated yet), else None."""
+    try:
+        return db.schema_problem(deps.engine)
+    except Exception:  # noqa: BLE001 - the database itself is down: the pass's error says it
+        return None
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], object]:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.cli.main import main
 from bot.ledger import MintPending
 from bot.outbox import worker
+from bot.storage import db
 from bot.storage.models import Code, Device, OutboxMessage, Payment
 from tests.fakes import FakeSender
 from tests.harness import build_world, outbox_rows, queue_messages
@@ -144,6 +145,23 @@ def test_run_worker_drains_until_stopped(Session, monkeypatch):
         thread.join(timeout=5)
     assert not thread.is_alive() and outbox_rows(Session)[message].status == "sent"
     assert sweeps == [services]  # one sweep at start, the next an hour away
+
+
+def test_a_worker_started_before_the_migrations_says_so_once_and_waits(tmp_path, caplog):
+    """No traceback every pass: one warning naming the problem, then it waits."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # never migrated
+    services = type("Services", (), {"sessions": db.make_sessionmaker(engine), "engine": engine})()
+    stop = threading.Event()
+    threading.Timer(0.4, stop.set).start()
+    with caplog.at_level("INFO", logger="bot.outbox.worker"):
+        worker.run_worker(services, {}, interval=0.02, stop=stop)
+    engine.dispose()
+    records = [r for r in caplog.records if r.name == "bot.outbox.worker"]
+    warnings = [r for r in records if r.levelname == "WARNING"]
+    assert [r.getMessage() for r in warnings] == [
+        "worker: waiting for the database: no schema: run `ovbot db upgrade`"
+    ]
+    assert not [r for r in records if r.exc_info]
 
 
 def test_sigterm_stops_the_worker_cleanly(Session, monkeypatch):
