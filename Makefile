@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_emulator.py
 	$(BIN)/python scripts/bench_requests.py
+	$(BIN)/python scripts/bench_http.py
 
 clean:
 	rm -rf $(VENV) instance/*.db

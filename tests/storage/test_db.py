@@ -421,3 +421,23 @@ def test_the_index_migration_goes_down_and_up_again(database_url):
     names = {ix["name"] for ix in inspect(engine).get_indexes("codes")}
     assert "ix_codes_state_minted_at" in names
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_migrations_run_without_the_requests_statement_timeout(database_url):
+    """DB_STATEMENT_TIMEOUT bounds requests; an index build in the release step may take
+    longer, so the migrations' own transaction lifts it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    engine = db.make_engine(database_url, db.Pool(statement_timeout=0.5))
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(conn, cursor, statement, *args):
+        if statement.startswith("CREATE INDEX"):
+            cursor.execute("SHOW statement_timeout")
+            seen.append(cursor.fetchone()[0])
+
+    db.upgrade(engine)
+    engine.dispose()
+    assert seen and set(seen) == {"0"}

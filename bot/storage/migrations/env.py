@@ -48,6 +48,10 @@ def run_migrations(connection: Connection) -> None:
             transactional_ddl=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # A migration may rebuild an index on a large table: no statement timeout
+                # (DB_STATEMENT_TIMEOUT bounds requests, not the release step).
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
             check_foreign_keys(connection)
 
