@@ -7,6 +7,7 @@ in the default region.  `mask` is the only form a number may take in logs and on
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -62,6 +63,7 @@ def normalise(raw: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=4096)  # a sender writes again and again: parse them once
 def try_normalise(raw: str, region: str) -> str | None:
     """Like `normalise`, but None instead of an exception."""
     try:
