@@ -152,4 +152,5 @@ def _retry_on_telegram(
     )
     session.add(retry)
     session.flush()
+    db.mark_queued(session)  # the commit wakes the drain (Deps.committed)
     return retry

@@ -270,3 +270,16 @@ def test_a_late_receipt_does_not_cancel_a_message_being_sent_again(Session):
         assert (
             record(s, Receipt(again.provider_message_id, "delivered"), now=utcnow()) == "delivered"
         )
+
+
+@pytest.mark.parametrize(
+    "telegram, wakes", [pytest.param(True, True, id="retried on Telegram: wakes the drain"),
+                        pytest.param(False, False, id="listed failed: nothing to send")]
+)  # fmt: skip
+def test_only_a_receipt_that_queued_a_retry_marks_its_commit_for_the_drain(
+    Session, telegram, wakes
+):
+    sent_sms(Session, telegram=telegram)
+    with db.transaction(Session) as s:
+        record(s, Receipt(SID, "undelivered", "30003"), now=utcnow())
+        assert db.queued(s) is wakes
