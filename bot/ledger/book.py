@@ -240,19 +240,12 @@ class Ledger:
         return days, total - days * Decimal(device.value_per_day)
 
     def unspent_days(self, session: Session, device: Device) -> int:
-        paid = session.scalar(
-            select(func.coalesce(func.sum(Payment.days), 0)).where(Payment.device_id == device.id)
-        )
-        reserved = session.scalar(
-            select(func.coalesce(func.sum(Code.days), 0)).where(
-                Code.device_id == device.id, Code.kind == "days", Code.state != "failed"
-            )
-        )
-        return int(paid or 0) - int(reserved or 0)
+        """Days paid and not yet in a code (an attempt that surely failed gives them back)."""
+        return self.status_figures(session, device).unspent_days
 
     def status_figures(self, session: Session, device: Device) -> StatusFigures:
         """What STATUS shows, in one query: the unspent days and when the latest code was
-        minted (the same figures as `unspent_days` and `latest_code`)."""
+        minted (as `latest_code` finds it)."""
         row = session.execute(_STATUS_FIGURES, {"device": device.id}).one()
         return StatusFigures(int(row[0] or 0) - int(row[1] or 0), row[2])
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot.storage.models import Customer, Device
+from bot.storage.models import Device
 
 MIN_REF = 4  # references are at least this many characters of the serial
 
@@ -19,14 +19,6 @@ MIN_REF = 4  # references are at least this many characters of the serial
 @dataclass(frozen=True)
 class Ambiguous:
     refs: tuple[str, ...]
-
-
-def owned(session: Session, customer: Customer) -> list[Device]:
-    return list(
-        session.scalars(
-            select(Device).where(Device.owner_id == customer.id).order_by(Device.product_id)
-        )
-    )
 
 
 def references(devices: list[Device]) -> dict[int, str]:

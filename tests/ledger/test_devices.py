@@ -123,15 +123,17 @@ def stocked(session):
     return session, owner, other
 
 
-def test_owned_lists_only_the_customers_devices_by_product_id(stocked):
+def test_a_customers_devices_are_theirs_only_by_product_id(stocked):
+    """What the conversation reads (`Customer.devices`, loaded with the customer)."""
     session, owner, other = stocked
-    assert [d.product_id for d in devices.owned(session, owner)] == [1001, 1002]
-    assert [d.product_id for d in devices.owned(session, other)] == [1003]
+    session.expire_all()
+    assert [d.product_id for d in owner.devices] == [1001, 1002]
+    assert [d.product_id for d in other.devices] == [1003]
 
 
 def test_reference_is_computed_among_the_owners_devices(stocked):
     session, owner, _ = stocked
-    by_id = {d.product_id: d for d in devices.owned(session, owner)}
+    by_id = {d.product_id: d for d in owner.devices}
     assert devices.reference(session, by_id[1001]) == "1001"
     unowned = devices.find(session, "1004")
     assert devices.reference(session, unowned) == "1004"
