@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from bot.customers import commands
 from bot.deps import Deps
 from bot.inbound import Reply, SharedContact
-from bot.storage.models import Customer, OutboxMessage, TelegramLink, utcnow
+from bot.outbox import queue as outbox
+from bot.storage.models import Customer, TelegramLink
 from bot.text.phones import try_normalise
 from bot.text.templates import Messages
 
@@ -81,21 +82,8 @@ def push(session: Session, customer: Customer, sender: str, reply: Reply) -> Rep
     answered with answerCallbackQuery, which carries no message). An opted-out customer's
     is not queued (the outbox would refuse it): the edge then sends it in its answer."""
     link = session.scalar(select(TelegramLink).where(TelegramLink.telegram_user_id == int(sender)))
-    if link is None or customer.opted_out or not reply.texts:
+    if link is None or not outbox.to_telegram_chat(session, customer, link.chat_id, reply.texts):
         return reply
-    after: int | None = None
-    for text in reply.texts:
-        message = OutboxMessage(
-            customer_id=customer.id,
-            channel="telegram",
-            recipient=str(link.chat_id),
-            body=text,
-            after_id=after,
-            next_attempt_at=utcnow(),
-        )
-        session.add(message)
-        session.flush()
-        after = message.id
     return dataclasses.replace(reply, pushed=True)
 
 

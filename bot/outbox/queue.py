@@ -54,6 +54,31 @@ def enqueue(
     return message
 
 
+def to_telegram_chat(
+    session: Session, customer: Customer, chat_id: int, texts: Sequence[str]
+) -> list[OutboxMessage]:
+    """Queue `texts` for one Telegram chat of `customer`, in order (each after the one
+    before); nothing if they opted out."""
+    if customer.opted_out:
+        return []
+    queued: list[OutboxMessage] = []
+    for text in texts:
+        message = OutboxMessage(
+            customer_id=customer.id,
+            channel="telegram",
+            recipient=str(chat_id),
+            body=text,
+            after_id=queued[-1].id if queued else None,
+            next_attempt_at=utcnow(),
+        )
+        session.add(message)
+        session.flush()
+        queued.append(message)
+    if queued:
+        db.mark_queued(session)  # this commit wakes the drain (Deps.committed)
+    return queued
+
+
 def notify_codes(
     session: Session, messages: Messages, device: Device, codes: Sequence[Code]
 ) -> list[OutboxMessage]:

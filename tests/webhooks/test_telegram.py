@@ -677,6 +677,21 @@ def test_pressing_a_button_answers_the_callback_and_pushes_the_code(two, two_cli
     assert len(pushed(two)) == 1 and footprint(two)[1] == 1
 
 
+def test_a_pressed_buttons_pushed_reply_wakes_the_drain_at_once(two):
+    """The reply goes through the outbox: its commit wakes the drain, as every push does."""
+    import dataclasses
+
+    from webhooks.app import create_app
+
+    woken: list[int] = []
+    deps = dataclasses.replace(two.services, after_commit=lambda: woken.append(1))
+    client = create_app(deps=deps).test_client()
+    linked(client)
+    woken.clear()
+    post(client, callback_update(3, "status 1001"))
+    assert len(pushed(two)) == 1 and woken == [1]
+
+
 def test_a_button_for_someone_elses_device_is_refused_and_reveals_nothing(two, two_client):
     update = callback_update(3, "code 1003")  # Juma's device, forged by Amina's client
     assert post(two_client, update).get_json() == answered(update)
