@@ -114,6 +114,9 @@ class Responder:
     language: Callable[[Deps, Session, Inbound], str]
     # Whether answering `inbound` only reads (no mint, no payment, no setting changed).
     reads: Callable[[Inbound], bool] = lambda inbound: False
+    # How to answer such a message in the read-only transaction (it may raise
+    # `db.WouldWrite` to have it answered the writing way); `respond` when not given.
+    read: Callable[[Deps, Session, Inbound], Reply] | None = None
     # What the message asks, as a metrics label (a command name; never the text itself).
     command: Callable[[Inbound], str] = lambda inbound: "other"
 
@@ -130,7 +133,7 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
         if responder.reads(inbound):
             try:
                 with db.reading(deps.sessions) as session:
-                    reply = responder.respond(deps, session, inbound)
+                    reply = (responder.read or responder.respond)(deps, session, inbound)
                     if db.changed(session):  # not a read after all: the writing way
                         reply = None
             except db.WouldWrite:

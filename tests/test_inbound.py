@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from bot import inbound as inbox
 from bot.inbound import Inbound, Reply
-from bot.storage.models import Customer, InboundMessage, OutboxMessage
+from bot.storage.models import Customer, Device, InboundMessage, OutboxMessage
 from tests.harness import converse
 
 
@@ -224,6 +224,34 @@ def test_a_read_command_runs_one_or_two_queries(world, text, selects):
     assert reply.texts
     assert [s for s in sql.seen if s == "SELECT"] == ["SELECT"] * selects
     assert sql.writes == []
+
+
+@pytest.mark.parametrize("text", ["STATUS", "STATUS 1002", "DEVICES", "HELP", "HISTORY 1001"])
+def test_a_read_loads_no_customer_or_device_objects_and_answers_as_the_writing_way(world, text):
+    """The read way takes the sender's facts from one Core statement (no ORM objects);
+    its answer is the one the writing way gives (a first message on a channel)."""
+    world.customer("+254712345678", 1001, 1002)
+    world.pay(1001, 2, "pay-1")
+    converse(world.services, from_amina("SM0", "CODE 1001"))
+    with world.session() as s:  # forget the channel: the next message is a write again
+        s.execute(update(Customer).values(last_channel=None))
+        s.commit()
+    written = converse(world.services, from_amina("SM1", text))
+    loaded: list[object] = []
+
+    def count(target, _context):
+        loaded.append(target)
+
+    event.listen(Customer, "load", count)
+    event.listen(Device, "load", count)
+    try:
+        with Statements(world.services.engine) as sql:
+            read = converse(world.services, from_amina("SM2", text))
+    finally:
+        event.remove(Customer, "load", count)
+        event.remove(Device, "load", count)
+    assert read == written and read.texts
+    assert sql.writes == [] and loaded == []
 
 
 def test_a_read_whose_answer_would_write_is_redone_the_writing_way(world):

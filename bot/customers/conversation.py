@@ -8,8 +8,9 @@ not exist. The edges hand `RESPONDER` to `bot.inbound.process`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
@@ -20,6 +21,7 @@ from bot.deps import Deps
 from bot.inbound import Inbound, Reply, Responder
 from bot.ledger import devices
 from bot.ledger.outcome import attempt
+from bot.storage import db
 from bot.storage.models import Code, Customer, Device
 from bot.text.codes import code_texts
 from bot.text.phones import try_normalise
@@ -45,6 +47,71 @@ class Turn:
     def say(self, key: str, **values: object) -> str:
         return self.deps.say(self.customer.language, key, **values)
 
+    def reading(self) -> Reading:
+        """The same turn for a read command's handler (it takes plain facts)."""
+        return Reading(self.deps, self.session, self.inbound, Facts.of(self.customer), self.command)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What the read commands show of a device (bot.ledger.devices.Named, and more)."""
+
+    id: int
+    product_id: int
+    oem_serial: str | None
+    payg_serial: str | None
+    api_id: str | None
+    state: str
+    credit_until: datetime | None
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceFacts:
+        return cls(
+            device.id,
+            device.product_id,
+            device.oem_serial,
+            device.payg_serial,
+            device.api_id,
+            device.state,
+            device.credit_until,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """The sender as a read sees them: plain values from one Core statement, no ORM
+    objects (loading those costs more than the query on a read path)."""
+
+    id: int
+    phone: str
+    language: str
+    last_channel: str | None
+    devices: tuple[DeviceFacts, ...]
+
+    @classmethod
+    def of(cls, customer: Customer) -> Facts:
+        return cls(
+            customer.id,
+            customer.phone,
+            customer.language,
+            customer.last_channel,
+            tuple(DeviceFacts.of(d) for d in customer.devices),
+        )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A read command's turn: the same as `Turn`, with the sender's facts."""
+
+    deps: Deps
+    session: Session
+    inbound: Inbound
+    customer: Facts
+    command: Command
+
+    def say(self, key: str, **values: object) -> str:
+        return self.deps.say(self.customer.language, key, **values)
+
 
 def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
     if inbound.contact is not None:
@@ -52,16 +119,21 @@ def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
     customer = identify(deps, session, inbound)
     command = commands.parse(inbound.text)
     if customer is None:
-        if command.name == commands.STOP:  # nothing to stop, but confirmed like the rest
-            return Reply.say(deps.say(deps.settings.default_language, "opted_out"))
-        if inbound.channel == "telegram":
-            return telegram_link.ask_for_contact(deps)
-        return Reply.say(deps.say(deps.settings.default_language, "not_registered"))
+        return _stranger(deps, inbound, command)
     customer.last_channel = inbound.channel
     turn = Turn(deps, session, inbound, customer, command)
     if inbound.button:
         return pressed(turn)
     return HANDLERS[command.name](turn)
+
+
+def _stranger(deps: Deps, inbound: Inbound, command: Command) -> Reply:
+    """An unknown sender learns only how to register (or, on Telegram, to share a contact)."""
+    if command.name == commands.STOP:  # nothing to stop, but confirmed like the rest
+        return Reply.say(deps.say(deps.settings.default_language, "opted_out"))
+    if inbound.channel == "telegram":
+        return telegram_link.ask_for_contact(deps)
+    return Reply.say(deps.say(deps.settings.default_language, "not_registered"))
 
 
 def identify(deps: Deps, session: Session, inbound: Inbound) -> Customer | None:
@@ -79,6 +151,58 @@ _BY_PHONE = (
     select(Customer)
     .options(joinedload(Customer.devices))
     .where(Customer.phone == bindparam("phone"))
+)
+
+
+def read(deps: Deps, session: Session, inbound: Inbound) -> Reply:
+    """A read command (`reads`), in the read-only transaction of bot/inbound.py: the sender
+    and their devices in one Core statement, then the command's own query, if any. A
+    sender writing on another channel than last time is answered the writing way (the
+    channel is recorded)."""
+    if inbound.channel == "telegram":
+        customer = telegram_link.customer_for(session, inbound.sender)
+        facts = Facts.of(customer) if customer is not None else None
+    else:
+        facts = _facts(deps, session, inbound.sender)
+    command = commands.parse(inbound.text)
+    if facts is None:
+        return _stranger(deps, inbound, command)
+    if facts.last_channel != inbound.channel:
+        raise db.WouldWrite("the channel changed: answered the writing way, which records it")
+    return READERS[command.name](Reading(deps, session, inbound, facts, command))
+
+
+def _facts(deps: Deps, session: Session, sender: str) -> Facts | None:
+    phone = try_normalise(sender, deps.settings.default_region)
+    if phone is None:
+        return None
+    rows = session.connection().execute(_FACTS_BY_PHONE, {"phone": phone}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    owned = tuple(DeviceFacts(*row[4:]) for row in rows if row[4] is not None)
+    return Facts(first[0], first[1], first[2], first[3], owned)
+
+
+_customers, _devices = Customer.__table__, Device.__table__
+# Built once, Core (no entities): the customer, and one row per device they own.
+_FACTS_BY_PHONE = (
+    select(
+        _customers.c.id,
+        _customers.c.phone,
+        _customers.c.language,
+        _customers.c.last_channel,
+        _devices.c.id,
+        _devices.c.product_id,
+        _devices.c.oem_serial,
+        _devices.c.payg_serial,
+        _devices.c.api_id,
+        _devices.c.state,
+        _devices.c.credit_until,
+    )
+    .select_from(_customers.outerjoin(_devices, _devices.c.owner_id == _customers.c.id))
+    .where(_customers.c.phone == bindparam("phone"))
+    .order_by(_devices.c.product_id)
 )
 
 
@@ -107,7 +231,9 @@ def command_name(inbound: Inbound) -> str:
     return "other" if name == commands.UNKNOWN else name
 
 
-RESPONDER = Responder(respond=respond, language=language, reads=reads, command=command_name)
+RESPONDER = Responder(
+    respond=respond, language=language, reads=reads, read=read, command=command_name
+)
 
 
 # -- the commands ---------------------------------------------------------------------
@@ -120,18 +246,37 @@ def _with_device(handler: Callable[[Turn, Device, str], Reply]) -> Callable[[Tur
     def run(turn: Turn) -> Reply:
         owned = list(turn.customer.devices)  # loaded with the customer (identify)
         found = devices.resolve(owned, turn.command.device)
-        if isinstance(found, devices.Ambiguous):
-            return _choose(turn, owned, found)
-        if found is None:
-            return Reply.say(turn.say("unknown_device"))
+        if found is None or isinstance(found, devices.Ambiguous):
+            return _not_one(turn, owned, found)
         return handler(turn, found, devices.references(owned)[found.id])
 
     run.__name__ = handler.__name__
     return run
 
 
-def _choose(turn: Turn, owned: list[Device], found: devices.Ambiguous) -> Reply:
-    """Which device? The references to type, and (Telegram) a button for each."""
+def _reading_device(
+    handler: Callable[[Reading, DeviceFacts, str], Reply],
+) -> Callable[[Reading], Reply]:
+    """`_with_device` for a read command's handler."""
+
+    def run(turn: Reading) -> Reply:
+        owned = turn.customer.devices
+        found = devices.resolve(owned, turn.command.device)
+        if found is None or isinstance(found, devices.Ambiguous):
+            return _not_one(turn, owned, found)
+        return handler(turn, found, devices.references(owned)[found.id])
+
+    run.__name__ = handler.__name__
+    return run
+
+
+def _not_one(
+    turn: Turn | Reading, owned: Sequence[devices.Named], found: devices.Ambiguous | None
+) -> Reply:
+    """No device by that name, or which one? The references to type, and (Telegram) a
+    button for each."""
+    if found is None:
+        return Reply.say(turn.say("unknown_device"))
     by_ref = {ref: device_id for device_id, ref in devices.references(owned).items()}
     product_ids = {d.id: d.product_id for d in owned}
     choices = tuple(
@@ -200,8 +345,8 @@ def resend(turn: Turn, device: Device, ref: str) -> Reply:
     return _stored_codes(turn, device, ref, "code_resent")
 
 
-@_with_device
-def status(turn: Turn, device: Device, ref: str) -> Reply:
+@_reading_device
+def status(turn: Reading, device: DeviceFacts, ref: str) -> Reply:
     if device.state == "free":
         return Reply.say(turn.say("status_free", device=ref))
     if device.state == "locked":
@@ -228,8 +373,8 @@ def status(turn: Turn, device: Device, ref: str) -> Reply:
     return Reply.say(turn.say("status_expired", until=format_date(device.credit_until), **values))
 
 
-@_with_device
-def history(turn: Turn, device: Device, ref: str) -> Reply:
+@_reading_device
+def history(turn: Reading, device: DeviceFacts, ref: str) -> Reply:
     newest = turn.session.scalars(
         select(Code)
         .where(Code.device_id == device.id, Code.state == "minted")
@@ -248,8 +393,8 @@ def history(turn: Turn, device: Device, ref: str) -> Reply:
     return Reply.say("\n".join(lines))
 
 
-def list_devices(turn: Turn) -> Reply:
-    owned = list(turn.customer.devices)
+def list_devices(turn: Reading) -> Reply:
+    owned = turn.customer.devices
     if not owned:
         return Reply.say(turn.say("unknown_device"))
     refs = devices.references(owned)
@@ -260,7 +405,7 @@ def list_devices(turn: Turn) -> Reply:
     return Reply.say("\n".join(lines))
 
 
-def help_(turn: Turn) -> Reply:
+def help_(turn: Reading) -> Reply:
     return Reply.say(turn.say("help"))
 
 
@@ -282,19 +427,31 @@ def start(turn: Turn) -> Reply:
     """START opts back in to pushes; on Telegram, /start from a linked chat shows help."""
     was_out, turn.customer.opted_out = turn.customer.opted_out, False
     if turn.inbound.channel == "telegram" and not was_out:
-        return help_(turn)
+        return Reply.say(turn.say("help"))
     return Reply.say(turn.say("opted_in"))
 
 
-HANDLERS: dict[str, Callable[[Turn], Reply]] = {
-    commands.CODE: code,
-    commands.RESEND: resend,
+# The read commands' handlers, on the sender's facts (`read`, and `respond` through
+# `Turn.reading` when a read is answered the writing way).
+READERS: dict[str, Callable[[Reading], Reply]] = {
     commands.STATUS: status,
     commands.HISTORY: history,
     commands.DEVICES: list_devices,
     commands.HELP: help_,
+    commands.UNKNOWN: help_,
+}
+assert READERS.keys() == READS
+
+
+def _written(reader: Callable[[Reading], Reply]) -> Callable[[Turn], Reply]:
+    return lambda turn: reader(turn.reading())
+
+
+HANDLERS: dict[str, Callable[[Turn], Reply]] = {
+    **{name: _written(reader) for name, reader in READERS.items()},
+    commands.CODE: code,
+    commands.RESEND: resend,
     commands.LANG: lang,
     commands.STOP: stop,
     commands.START: start,
-    commands.UNKNOWN: help_,
 }

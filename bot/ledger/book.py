@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from bot import metrics
 from bot.domain import MAX_CODE_DAYS
+from bot.ledger.devices import Named
 from bot.omnivoltaic import client as api
 from bot.storage.models import Code, Device, IntegrityAlarm, Payment, utcnow
 
@@ -243,7 +244,7 @@ class Ledger:
         """Days paid and not yet in a code (an attempt that surely failed gives them back)."""
         return self.status_figures(session, device).unspent_days
 
-    def status_figures(self, session: Session, device: Device) -> StatusFigures:
+    def status_figures(self, session: Session, device: Named) -> StatusFigures:
         """What STATUS shows, in one query: the unspent days and when the latest code was
         minted (as `latest_code` finds it)."""
         row = session.execute(_STATUS_FIGURES, {"device": device.id}).one()

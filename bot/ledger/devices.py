@@ -6,7 +6,9 @@ operator may read off the distributor's own portal. Nobody has to type it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -21,7 +23,26 @@ class Ambiguous:
     refs: tuple[str, ...]
 
 
-def references(devices: list[Device]) -> dict[int, str]:
+class Named(Protocol):
+    """What a device answers to: a `Device`, or the plain facts a read loads
+    (bot/customers/conversation.py)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def product_id(self) -> int: ...
+    @property
+    def oem_serial(self) -> str | None: ...
+    @property
+    def payg_serial(self) -> str | None: ...
+    @property
+    def api_id(self) -> str | None: ...
+
+
+D = TypeVar("D", bound=Named)
+
+
+def references(devices: Sequence[Named]) -> dict[int, str]:
     """The shortest serial suffix (at least MIN_REF long) that tells each device apart.
 
     A suffix that another device answers to (its serial ends with it, or it is that
@@ -41,7 +62,7 @@ def references(devices: list[Device]) -> dict[int, str]:
     return refs
 
 
-def _answers_to(device: Device, serial: str, ref: str) -> bool:
+def _answers_to(device: Named, serial: str, ref: str) -> bool:
     return serial.endswith(ref) or ref in (
         str(device.product_id),
         (device.payg_serial or "").upper(),
@@ -56,7 +77,7 @@ def reference(session: Session, device: Device) -> str:
     return references(list(siblings))[device.id]
 
 
-def resolve(devices: list[Device], ref: str | None) -> Device | Ambiguous | None:
+def resolve(devices: Sequence[D], ref: str | None) -> D | Ambiguous | None:
     """The one device `ref` names among `devices`; the only device when `ref` is None."""
     if ref is None:
         if len(devices) > 1:

@@ -133,7 +133,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-_readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_readers: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -145,22 +145,28 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     caller must redo that work in `transaction(...)`.
     """
     engine = factory.kw["bind"]
-    reader = _readers.get(engine)
-    if reader is None:
-        reader = _readers[engine] = engine.execution_options(**{READ_ONLY: True})
-    session = factory(bind=reader, autoflush=False)
-    event.listen(session, "before_flush", _flushing)
+    readers = _readers.get(engine)
+    if readers is None:  # built once per engine: a session's own listeners cost per request
+        reader = engine.execution_options(**{READ_ONLY: True})
+        readers = _readers[engine] = sessionmaker(
+            reader, class_=ReadingSession, autoflush=False, expire_on_commit=False
+        )
+    session = readers()
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        session.close()  # rolls the read-only transaction back
+
+
+class ReadingSession(Session):
+    """A session of `reading`: any flush raises `WouldWrite` (listener below)."""
 
 
 class WouldWrite(RuntimeError):
     """A reading session was asked to write: redo the work in `transaction(...)`."""
 
 
+@event.listens_for(ReadingSession, "before_flush")
 def _flushing(session: Session, *_: object) -> None:
     # Before any SQL is sent: a read-only transaction never writes (on SQLite it could
     # not take the write lock it did not ask for).

@@ -219,6 +219,43 @@ def test_a_signed_url_with_a_query_string_is_checked_with_it(w):
     assert post(client, form, path=PATH + "?tenant=ke", url=URL).status_code == 403
 
 
+def test_a_signature_over_the_url_with_its_default_port_is_accepted_too(w):
+    """Twilio may sign https://host:443/...: the one-HMAC check misses it, Twilio's own
+    check (with and without the port) still accepts it; another port is refused."""
+    client = w.client()
+    host = URL.split("/")[2]
+    with_port = URL.replace(host, host + ":443", 1)
+    form = twilio_sms("HELP", sid=message_sid("port"))
+    assert post(client, form, url=with_port).status_code == 200
+    assert post(client, form, url=URL.replace(host, host + ":8443", 1)).status_code == 403
+
+
+RENDERED = [
+    pytest.param((), id="no reply"),
+    pytest.param(("Your code: *123 456 789 012 345 678 901#",), id="one code"),
+    pytest.param(("a & b < c > d \"q\" 'x'", "second\nline"), id="markup and quotes"),
+    pytest.param(("Siku 3 zimebaki ✓ é ñ", "]]> <![CDATA[ &amp;"), id="non-ascii and cdata"),
+]
+
+
+@pytest.mark.parametrize("texts", RENDERED)
+def test_twiml_is_what_twilios_messaging_response_writes(texts):
+    from twilio.twiml.messaging_response import MessagingResponse
+
+    from bot.inbound import Reply
+    from webhooks.twilio import render
+
+    expected = MessagingResponse()
+    for text in texts:
+        expected.message(text)
+    response = render(Reply.say(*texts))
+    assert response.mimetype == "text/xml"
+    assert response.get_data(as_text=True) == str(expected)
+    assert [m.text or "" for m in ET.fromstring(response.get_data()).findall("Message")] == list(
+        texts
+    )
+
+
 # -- refused ------------------------------------------------------------------------------
 
 OTHER_TOKEN = "not-the-auth-token"
