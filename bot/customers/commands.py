@@ -8,6 +8,7 @@ data (`KEYWORDS`), so help texts and the README can list them per language.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -164,6 +165,7 @@ _ARGUMENTS: dict[str, Callable[[str, list[str]], Command]] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)  # a message is parsed several times (bot/inbound.py)
 def parse(text: str) -> Command:
     """Read one customer message.  Never raises; junk is `Command(UNKNOWN)`."""
     if not isinstance(text, str) or len(text) > MAX_LENGTH:
