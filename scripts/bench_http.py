@@ -382,6 +382,37 @@ def sequential(url: str, requests: Path, count: int) -> Result:
     return Result(len(lat) / sum(lat), _pct(lat, 50) * 1000, _pct(lat, 99) * 1000)
 
 
+@dataclass(frozen=True)
+class Paired:
+    """A figure of ours and bare Flask's, taken in alternating rounds: `ratio` is the
+    median of the rounds' ratios, so a load that comes and goes on a noisy machine falls
+    on both sides alike."""
+
+    ours: Result
+    bare: Result
+    ratio: float
+
+
+def paired(measure, url: str, bare_url: str, rounds: int) -> Paired:
+    ours, bare = [], []
+    for _ in range(rounds):
+        bare.append(measure(bare_url))
+        ours.append(measure(url))
+    ratios = sorted(o.rps / b.rps for o, b in zip(ours, bare, strict=True))
+    return Paired(_merged(ours), _merged(bare), ratios[len(ratios) // 2])
+
+
+def _merged(results: list[Result]) -> Result:
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    return Result(
+        sum(r.rps for r in results) / len(results),
+        median([r.p50_ms for r in results]),
+        median([r.p99_ms for r in results]),
+    )
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -392,10 +423,16 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=100)
     parser.add_argument("--mints", type=int, default=60, help="CODEs that mint, per database")
     parser.add_argument("--fleet", type=int, default=100_000, help="devices of the large fleet")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of ours and bare Flask per figure"
+    )
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="ovbot-bench-http-"))
     tool = "wrk" if shutil.which("wrk") else "a Python load generator (wrk not installed)"
-    print(f"load: {tool}, {args.connections} connections, {args.duration:.0f} s per figure")
+    print(
+        f"load: {tool}, {args.connections} connections, {args.duration:.0f} s per figure,"
+        f" in {args.rounds} rounds alternating with bare Flask (the ratio: their median)"
+    )
 
     lines = [
         signed_form("STATUS", phone(i % args.customers), f"status-{i}")
@@ -420,12 +457,17 @@ def main() -> None:
 
     port = free_port()
     bare_env = dict(os.environ, PYTHONPATH=str(directory))
-    with serving(gunicorn("bare_app:app", port), bare_env, port, str(directory)) as url:
-        bare = load(url, status, args.duration, args.connections)
-        bare_one = sequential(url, status, 300)
-    print(
-        f"bare Flask: {bare.rps:8.0f} req/s  p50 {bare.p50_ms:6.2f} ms  p99 {bare.p99_ms:6.2f} ms"
+    stack = contextlib.ExitStack()
+    bare_url = stack.enter_context(
+        serving(gunicorn("bare_app:app", port), bare_env, port, str(directory))
     )
+    share_s = max(1.0, round(args.duration / args.rounds))
+
+    def loaded(requests: Path):
+        return lambda url: load(url, requests, share_s, args.connections)
+
+    def one_by_one(requests: Path, count: int):
+        return lambda url: sequential(url, requests, count)
 
     backends = [("SQLite", lambda tag: f"sqlite:///{directory / f'ovbot-{tag}.db'}")]
     schemas: list[str] = []
@@ -438,26 +480,44 @@ def main() -> None:
             small = product_env(directory, url_for("small"), args.customers)
             seed(small, args.customers)
             port = free_port()
-            with serving(server(small, port), small, port, str(directory)) as url:
+            with contextlib.ExitStack() as servers:
+                url = servers.enter_context(
+                    serving(server(small, port), small, port, str(directory))
+                )
                 sequential(url, first_small, args.customers)
                 before = logins(small)
-                ovbot_status = load(url, status, args.duration, args.connections)
-                ovbot_repeat = load(url, repeat, args.duration, args.connections)
-                one = sequential(url, status, 300)
+                ovbot_status = paired(loaded(status), url, bare_url, args.rounds)
+                ovbot_repeat = paired(loaded(repeat), url, bare_url, args.rounds)
+                one = paired(one_by_one(status, 300), url, bare_url, args.rounds)
                 mint = minting_codes(url, args.customers, args.mints)
+                bare_one = one.bare
                 made = logins(small) - before
-            large = product_env(directory, url_for("large"), args.fleet)
-            synced, imported = seed(large, args.fleet)
-            settle(large["DATABASE_URL"])  # measure the steady state, not autovacuum's pass
-            port = free_port()
-            with serving(server(large, port), large, port, str(directory)) as url:
-                sequential(url, first, 400)
-                far = sequential(url, spread, 400)
-            print(f"{name}:")
-            _line("STATUS", ovbot_status, bare)
-            _line("repeated delivery", ovbot_repeat, bare)
-            _line("STATUS, one at a time", one, bare_one)
-            _line("CODE that mints, one at a time", mint, bare_one)
+                large = product_env(directory, url_for("large"), args.fleet)
+                synced, imported = seed(large, args.fleet)
+                settle(large["DATABASE_URL"])  # the steady state, not autovacuum's pass
+                port = free_port()
+                large_url = servers.enter_context(
+                    serving(server(large, port), large, port, str(directory))
+                )
+                sequential(large_url, first, 400)
+                # The large fleet against the small one, in alternating rounds too.
+                # (each fleet's own customers: the large one's spread all over it)
+                far_url = large_url
+                sizes = paired(
+                    lambda u, far_url=far_url: sequential(  # type: ignore[misc]
+                        u, spread if u == far_url else status, 400
+                    ),
+                    large_url,
+                    url,
+                    args.rounds,
+                )
+            far, near = sizes.ours, sizes.bare
+            print(f"{name}:  (bare Flask: {ovbot_status.bare.rps:.0f} req/s under load,"
+                  f" {bare_one.rps:.0f} req/s one at a time)")  # fmt: skip
+            _line("STATUS", ovbot_status.ours, ovbot_status.ratio)
+            _line("repeated delivery", ovbot_repeat.ours, ovbot_repeat.ratio)
+            _line("STATUS, one at a time", one.ours, one.ratio)
+            _line("CODE that mints, one at a time", mint, mint.rps / bare_one.rps)
             print(
                 f"  logins to the API during the load and the mints: {made}"
                 f" ({workers()} gunicorn workers: at most one each per token life)"
@@ -465,9 +525,10 @@ def main() -> None:
             print(
                 f"  {args.fleet} devices: sync-devices {synced:.0f} s,"
                 f" import-owners {imported:.0f} s; STATUS p50 {far.p50_ms:.2f} ms"
-                f" = {far.p50_ms / one.p50_ms:.2f}x the p50 at {args.customers} devices"
+                f" = {far.p50_ms / near.p50_ms:.2f}x the p50 at {args.customers} devices"
             )
     finally:
+        stack.close()
         _drop(schemas)
     profile_one_status(directory)
     shutil.rmtree(directory, ignore_errors=True)
@@ -523,9 +584,9 @@ def profile_one_status(directory: Path) -> None:
     print("  (the rest: the test client, Flask and Werkzeug around the view)")
 
 
-def _line(label: str, result: Result, bare: Result) -> None:
+def _line(label: str, result: Result, ratio: float) -> None:
     print(
-        f"  {label:32s} {result.rps:8.0f} req/s = {result.rps / bare.rps:5.2f}x bare Flask"
+        f"  {label:32s} {result.rps:8.0f} req/s = {ratio:5.2f}x bare Flask"
         f"  p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms"
     )
 
