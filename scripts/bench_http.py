@@ -504,7 +504,7 @@ def main() -> None:
                 # (each fleet's own customers: the large one's spread all over it)
                 far_url = large_url
                 sizes = paired(
-                    lambda u, far_url=far_url: sequential(  # type: ignore[misc]
+                    lambda u, far_url=far_url: sequential(
                         u, spread if u == far_url else status, 400
                     ),
                     large_url,
