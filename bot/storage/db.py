@@ -20,6 +20,7 @@ UPDATE instead; its engine's pool and a statement timeout come from the settings
 from __future__ import annotations
 
 import functools
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -50,6 +52,11 @@ class Pool:
     overflow: int = 10
     recycle: float = 1800.0  # seconds; below the usual idle timeouts of proxies and hosts
     statement_timeout: float = 30.0  # seconds; 0 for none
+    # A connection idle this long is pinged when checked out (one round trip); one back
+    # in the pool sooner was working a moment ago and is not, so a busy server pays no
+    # ping per request. A connection that dies in between fails one statement: SQLAlchemy
+    # then invalidates the pool, and the next checkout connects afresh.
+    ping_after_idle: float = 5.0  # seconds; 0 pings every checkout
 
 
 def make_engine(url: str | URL, pool: Pool | None = None) -> Engine:
@@ -60,11 +67,11 @@ def make_engine(url: str | URL, pool: Pool | None = None) -> Engine:
     pool = pool or Pool()
     engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=pool.size,
         max_overflow=pool.overflow,
         pool_recycle=pool.recycle,
     )
+    _ping_when_idle(engine, pool.ping_after_idle)
     if pool.statement_timeout > 0 and url.get_backend_name() == "postgresql":
         timeout_ms = int(pool.statement_timeout * 1000)
 
@@ -77,6 +84,40 @@ def make_engine(url: str | URL, pool: Pool | None = None) -> Engine:
             dbapi_connection.commit()
 
     return engine
+
+
+IDLE_SINCE = "ovbot_idle_since"
+
+
+def _ping_when_idle(engine: Engine, after: float) -> None:
+    """Pessimistic disconnect handling, for idle connections only (Pool.ping_after_idle)."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info[IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object
+    ) -> None:
+        idle_since = record.info.pop(IDLE_SINCE, None)
+        if idle_since is None or time.monotonic() - idle_since < after:
+            return  # just connected, or back in the pool a moment ago
+        try:
+            ping(dbapi_connection)
+        except Exception as error:  # any failure: the connection is gone
+            # The pool discards the connection and checks out another (a new one).
+            raise DisconnectionError(f"idle connection did not answer: {error}") from error
+
+
+def ping(dbapi_connection: DBAPIConnection) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    finally:
+        cursor.close()
+    dbapi_connection.rollback()  # end the transaction the driver began for it
 
 
 def _normalise(url: URL) -> URL:
@@ -149,7 +190,12 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     engine = factory.kw["bind"]
     readers = _readers.get(engine)
     if readers is None:  # built once per engine: a session's own listeners cost per request
-        reader = engine.execution_options(**{READ_ONLY: True})
+        options: dict[str, object] = {READ_ONLY: True}
+        if engine.dialect.name == "postgresql":
+            # Under READ COMMITTED each statement reads its own snapshot, in a transaction
+            # or not: BEGIN and ROLLBACK would be two round trips that buy nothing.
+            options["isolation_level"] = "AUTOCOMMIT"
+        reader = engine.execution_options(**options)
         readers = _readers[engine] = sessionmaker(
             reader, class_=ReadingSession, autoflush=False, expire_on_commit=False
         )

@@ -88,11 +88,52 @@ def test_concurrent_sqlite_writers_serialise(sqlite_engine):
         assert session.scalars(select(Device.balance)).one() == Decimal("2")
 
 
-def test_postgres_urls_use_psycopg_and_pre_ping():
+def test_postgres_urls_use_psycopg_and_ping_only_idle_connections():
     engine = db.make_engine("postgres://user@db.example/ovbot")
     assert engine.dialect.name == "postgresql"
     assert engine.dialect.driver == "psycopg"
-    assert engine.pool._pre_ping
+    assert not engine.pool._pre_ping  # a ping per checkout is a round trip per request
+
+
+@pytest.mark.postgres
+def test_only_a_connection_idle_for_a_while_is_pinged(database_url, monkeypatch):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    pings = []
+    real = db.ping
+    monkeypatch.setattr(db, "ping", lambda conn: (pings.append(1), real(conn)))
+    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0, ping_after_idle=0.3))
+    try:
+        for _ in range(3):  # a new connection, then back in the pool a moment ago
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        assert pings == []
+        time.sleep(0.4)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 2")).scalar() == 2
+        assert pings == [1]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_idle_connection_the_server_dropped_is_replaced_at_checkout(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0, ping_after_idle=0.1))
+    killer = db.make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        with killer.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            other.commit()
+        time.sleep(0.3)
+        with engine.connect() as connection:  # pinged, found dead, connected afresh
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        engine.dispose()
+        killer.dispose()
 
 
 # --- one transaction per inbound message ----------------------------------------------
@@ -351,6 +392,28 @@ def test_a_reading_session_takes_no_write_lock_and_commits_nothing(sqlite_engine
         customer.name = "Someone else"
         assert db.changed(session)
     with Session() as session:
+        assert session.scalars(select(Customer.name)).one() == "Amina"
+
+
+@pytest.mark.postgres
+def test_a_postgres_read_runs_each_statement_on_its_own_with_no_transaction(engine):
+    """No BEGIN and ROLLBACK around a read (two round trips): under READ COMMITTED each
+    statement had its own snapshot anyway. Its statements still write nothing."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only")
+    Session = db.make_sessionmaker(engine)
+    with db.transaction(Session) as session:
+        session.add(Customer(phone="+254712345678", name="Amina"))
+    with db.reading(Session) as session:
+        session.execute(text("SELECT pg_sleep(0.02)"))
+        # In a transaction, now() is when it began; on its own, when the statement did.
+        assert session.execute(text("SELECT now() = statement_timestamp()")).scalar()
+        session.scalars(select(Customer)).one().name = "Someone else"
+        with pytest.raises(db.WouldWrite):
+            session.flush()
+    with db.transaction(Session) as session:  # the pooled connection is back to normal
+        session.execute(text("SELECT pg_sleep(0.02)"))
+        assert not session.execute(text("SELECT now() = statement_timestamp()")).scalar()
         assert session.scalars(select(Customer.name)).one() == "Amina"
 
 
