@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
+from xml.etree import ElementTree
 
 import pytest
 from sqlalchemy import event, func, select
@@ -500,3 +501,83 @@ def test_the_coach_is_a_read():
     assert conversation.reads(Inbound("sms", "SM1", MULTI, fmt(K1)))
     assert conversation.command_name(Inbound("sms", "SM1", MULTI, fmt(K1))) == "coach"
     assert not conversation.reads(Inbound("sms", "SM1", MULTI, "CODE 1001"))
+
+
+# -- end to end: the Twilio webhook, on SQLite and PostgreSQL ---------------------------
+
+TWILIO_PATH = "/webhooks/twilio/sms"
+
+
+def twilio_sms(http, sender: str, text: str) -> tuple[str, ...]:
+    """A signed Twilio form post; the texts of the TwiML reply's messages."""
+    sid = f"SM{next(_ids):032d}"
+    form = {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": SECRETS["twilio_account_sid"],
+        "From": sender,
+        "To": SECRETS["twilio_from_number"],
+        "Body": text,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "ApiVersion": "2010-04-01",
+    }
+    signature = RequestValidator(SECRETS["twilio_auth_token"]).compute_signature(
+        SECRETS["public_base_url"] + TWILIO_PATH, form
+    )
+    response = http.post(TWILIO_PATH, data=form, headers={"X-Twilio-Signature": signature})
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    return tuple(m.text or "" for m in ElementTree.fromstring(response.data).iter("Message"))
+
+
+class Writes:
+    """Every statement that would change the database, while inside the block."""
+
+    def __init__(self, engine):
+        self.engine, self.seen = engine, []
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, *args):
+        if statement.split()[0].upper() in {"INSERT", "UPDATE", "DELETE"}:
+            self.seen.append(statement)
+
+
+def test_the_coach_over_twilio_calls_no_api_and_writes_nothing(world):
+    world.customer(MULTI, 1001, 1002)
+    mint(world, 1001, 5, "e2e-1")
+    mint(world, 1001, 3, "e2e-2")
+    with world.session() as s:  # the channel already recorded: a read changes nothing
+        s.scalar(select(Customer).where(Customer.phone == MULTI)).last_channel = "sms"
+    first, second = codes_by_product(world)[1001]
+    api_calls = []
+    world.services.http.event_hooks["request"].append(api_calls.append)
+    http = world.client()
+    stored = count_rows(world, InboundMessage)
+    cases = [
+        (second, [("coach_other_device", dict(device="1001", serial="OVES001001"))]),
+        (first, [("coach_superseded", dict(device="1001", code=second))]),
+        (changed(second, 20), [("coach_near_wrong", dict(device="1001", code=second, group=7))]),
+        (fmt(RANDOM), [("coach_not_ours", {})]),
+    ]
+    with Writes(world.services.engine) as writes:
+        for typed, expected in cases:
+            texts = twilio_sms(http, MULTI, typed)
+            assert texts == tuple(MESSAGES.render("en", k, **v) for k, v in expected)
+    assert api_calls == []
+    assert writes.seen == []
+    assert count_rows(world, InboundMessage) == stored
+    # The counter sees API calls: CODE with a new payment mints through the emulator.
+    world.pay(1001, 2, "e2e-3")
+    assert "New code" in twilio_sms(http, MULTI, "CODE 1001")[0]
+    assert api_calls, "the hook saw no call: the test above proved nothing"
+
+
+def count_rows(world, model) -> int:
+    with world.session() as s:
+        return s.scalar(select(func.count()).select_from(model))
