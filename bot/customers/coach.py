@@ -21,6 +21,7 @@ Bounded: at most `WINDOW` codes per device are compared, each in 21 steps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,8 +63,11 @@ class Verdict:
 _NOT_OURS = Verdict(NOT_OURS)
 
 
+_NOT_DIGIT = re.compile(r"[^0-9]")
+
+
 def digits(code: str) -> str:
-    return "".join(ch for ch in code if ch.isdigit())
+    return _NOT_DIGIT.sub("", code)
 
 
 def judge(sent: str, codes: Mapping[int, Sequence[Known]]) -> Verdict:
@@ -102,9 +106,12 @@ def _slip(sent: str, code: str) -> tuple[int, str, tuple[int, ...]] | None:
     """How many digits `sent` gets wrong against `code` (0: it is the code), the kind of
     slip and the groups it is in, if it is at most a near miss; None otherwise."""
     if len(sent) == len(code):
-        wrong = [i for i, (a, b) in enumerate(zip(sent, code, strict=True)) if a != b]
-        if len(wrong) > MAX_SLIPS:
-            return None
+        wrong: list[int] = []
+        for i, (a, b) in enumerate(zip(sent, code, strict=True)):
+            if a != b:
+                wrong.append(i)
+                if len(wrong) > MAX_SLIPS:
+                    return None  # most codes part at once: a few digits read
         return len(wrong), WRONG, tuple(sorted({_group(i) for i in wrong}))
     if abs(len(sent) - len(code)) != 1:
         return None
