@@ -78,7 +78,7 @@ def test_a_code_over_sms_moves_inbound_replies_and_mints(world):
         pytest.param("/devices", "devices", id="telegram style"),
         pytest.param("SIMAMA", "stop", id="swahili stop"),
         pytest.param("hello +254712345678 call me", "other", id="free text"),
-        pytest.param("*024 413 975 593 119 504 641#", "other", id="a code"),
+        pytest.param("*024 413 975 593 119 504 641#", "coach", id="a code: the coach"),
     ],
 )
 def test_the_command_label_is_the_parsed_name_and_unknown_text_is_other(world, text, command):

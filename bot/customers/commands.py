@@ -3,7 +3,8 @@
 Customers type on feature phones and in chat apps, so the parser forgives case, accents,
 spaces, punctuation, a leading "/" and Telegram's "@botname" suffix.  What it cannot read
 becomes `Command(UNKNOWN)`, which the conversation answers with help.  The keywords are
-data (`KEYWORDS`), so help texts and the README can list them per language.
+data (`KEYWORDS`), so help texts and the README can list them per language.  One command
+has no keyword but a shape: a code typed back to us (`COACH`, the code coach).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ HELP = "help"
 LANG = "lang"
 START = "start"
 STOP = "stop"
+COACH = "coach"  # a code typed back to us (recognised by its shape, not by a keyword)
 UNKNOWN = "unknown"
-NAMES = (CODE, RESEND, STATUS, HISTORY, DEVICES, HELP, LANG, START, STOP, UNKNOWN)
+NAMES = (CODE, RESEND, STATUS, HISTORY, DEVICES, HELP, LANG, START, STOP, COACH, UNKNOWN)
+SHAPES = (COACH,)  # the commands that have no keyword
 
 MAX_LENGTH = 160
 
@@ -33,7 +36,7 @@ MAX_LENGTH = 160
 class Command:
     name: str
     device: str | None = None  # upper-case product id, serial or serial suffix
-    argument: str | None = None  # LANG: "en", "fr", "sw", or None if not one of them
+    argument: str | None = None  # LANG: "en", "fr", "sw", or None; COACH: the digits
 
 
 # Keywords by language; the first of each tuple is the one help texts show.  Matching
@@ -125,6 +128,10 @@ _HYPHEN = re.compile(r"(?<=[A-Z])-(?=[0-9])")  # "OVES-001001", "CODE-1001"
 _TOKEN = re.compile(r"[^\W_]+|\?")  # words of letters and digits, and "?"
 _GLUED = re.compile(r"([A-Z]+)([0-9][A-Z0-9]*)")  # "CODE1001"
 _DEVICE_REF = re.compile(r"(?=[A-Z]*[0-9])[A-Z0-9]{1,24}")  # ASCII, at least one digit
+# A code as the keypad wants it ("*024 413 975 593 119 504 641#"), or as typed back:
+# digits with any of "*", "#", spaces and dashes; 21 digits, or 20 or 22 (a mistype).
+_CODE_LIKE = re.compile(r"[0-9*#\s-]+", re.ASCII)
+CODE_DIGITS = range(20, 23)
 
 
 def _fold(text: str) -> str:
@@ -170,6 +177,10 @@ def parse(text: str) -> Command:
     """Read one customer message.  Never raises; junk is `Command(UNKNOWN)`."""
     if not isinstance(text, str) or len(text) > MAX_LENGTH:
         return _UNKNOWN
+    if _CODE_LIKE.fullmatch(text):
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if len(digits) in CODE_DIGITS:
+            return Command(COACH, argument=digits)
     tokens = _tokens(text)
     for width in (2, 1):
         name = _LOOKUP.get(" ".join(tokens[:width])) if len(tokens) >= width else None

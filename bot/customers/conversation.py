@@ -7,15 +7,17 @@ not exist. The edges hand `RESPONDER` to `bot.inbound.process`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import CompoundSelect, bindparam, select, union_all
 from sqlalchemy.orm import Session, joinedload
 
-from bot.customers import commands, telegram_link
+from bot.customers import coach, commands, telegram_link
 from bot.customers.commands import Command
 from bot.deps import Deps
 from bot.inbound import Inbound, Reply, Responder
@@ -214,6 +216,7 @@ def language(deps: Deps, session: Session, inbound: Inbound) -> str:
 # The commands that only read: answered without a write (bot/inbound.py).
 READS = frozenset({commands.STATUS, commands.HISTORY, commands.DEVICES, commands.HELP})
 READS |= {commands.UNKNOWN}  # answered with the help
+READS |= {commands.COACH}  # compares with the stored codes, no API call
 
 
 def reads(inbound: Inbound) -> bool:
@@ -431,6 +434,52 @@ def start(turn: Turn) -> Reply:
     return Reply.say(turn.say("opted_in"))
 
 
+def coach_(turn: Reading) -> Reply:
+    """A code typed back to us: what it is among the sender's own codes (coach.py)."""
+    owned = turn.customer.devices
+    verdict = coach.judge(turn.command.argument or "", _coach_codes(turn.session, owned))
+    found = next((d for d in owned if d.id == verdict.device_id), None)
+    ref = devices.references(owned)[found.id] if found else ""
+    serial = (found.oem_serial or str(found.product_id)) if found else ""
+    return Reply.say(*coach.texts(turn.say, verdict, ref, serial))
+
+
+COACH_DEVICES = 100  # devices per statement (SQLite allows 500 terms in a compound select)
+
+
+def _coach_codes(session: Session, owned: Sequence[devices.Named]) -> dict[int, list[coach.Known]]:
+    """The newest `coach.WINDOW` minted codes of each device, in the order to enter them:
+    one statement (for up to COACH_DEVICES devices), each device's part read from
+    the end of its (device_id, created_at) index."""
+    rows: dict[int, list[tuple[int | None, int, coach.Known]]] = {d.id: [] for d in owned}
+    ids = [d.id for d in owned]
+    for start in range(0, len(ids), COACH_DEVICES):
+        chunk = ids[start : start + COACH_DEVICES]
+        values = {f"d{i}": device_id for i, device_id in enumerate(chunk)}
+        for device_id, code, minted_at, index, code_id in session.execute(
+            _coach_window(len(chunk)), values
+        ):
+            rows[device_id].append((index, code_id, coach.Known(code, minted_at)))
+    # Entry order, as bot.ledger.ENTRY_ORDER: the upstream index (unknown last), then id.
+    return {
+        device_id: [k for _, _, k in sorted(found, key=lambda r: (r[0] is None, r[0] or 0, r[1]))]
+        for device_id, found in rows.items()
+    }
+
+
+@functools.lru_cache(maxsize=COACH_DEVICES)
+def _coach_window(count: int) -> CompoundSelect[Any]:
+    parts = (
+        select(Code.device_id, Code.code, Code.minted_at, Code.upstream_index, Code.id)
+        .where(Code.device_id == bindparam(f"d{i}"), Code.state == "minted")
+        .order_by(Code.created_at.desc(), Code.id.desc())
+        .limit(coach.WINDOW)
+        .subquery()
+        for i in range(count)
+    )
+    return union_all(*(select(part) for part in parts))
+
+
 # The read commands' handlers, on the sender's facts (`read`, and `respond` through
 # `Turn.reading` when a read is answered the writing way).
 READERS: dict[str, Callable[[Reading], Reply]] = {
@@ -439,6 +488,7 @@ READERS: dict[str, Callable[[Reading], Reply]] = {
     commands.DEVICES: list_devices,
     commands.HELP: help_,
     commands.UNKNOWN: help_,
+    commands.COACH: coach_,
 }
 assert READERS.keys() == READS
 

@@ -4,6 +4,7 @@ import pytest
 
 from bot.customers import commands
 from bot.customers.commands import (
+    COACH,
     CODE,
     DEVICES,
     HELP,
@@ -173,7 +174,7 @@ def test_every_device_keyword_takes_a_device(lang):
 
 def test_every_language_offers_every_command():
     for lang, by_command in KEYWORDS.items():
-        assert set(by_command) == set(commands.NAMES) - {UNKNOWN}, lang
+        assert set(by_command) == set(commands.NAMES) - {UNKNOWN, *commands.SHAPES}, lang
 
 
 def test_parse_never_raises_on_non_text():
@@ -184,3 +185,48 @@ def test_parse_never_raises_on_non_text():
 def test_command_is_frozen():
     with pytest.raises(AttributeError):
         Command(CODE).name = STOP  # type: ignore[misc]
+
+
+# --- a code typed back to us: the code coach (bot/customers/coach.py) -------------------
+
+CODE_DIGITS = "024413975593119504641"  # OMNIVOLTAIC.md section 2's test vector
+COACH_CASES = [
+    pytest.param("*024 413 975 593 119 504 641#", CODE_DIGITS, id="as the API gives it"),
+    pytest.param(CODE_DIGITS, CODE_DIGITS, id="digits only"),
+    pytest.param("*024413975593119504641#", CODE_DIGITS, id="star and hash, no spaces"),
+    pytest.param("024-413-975-593-119-504-641", CODE_DIGITS, id="dashes"),
+    pytest.param(" *024 413-975 593\n119 504 641 # ", CODE_DIGITS, id="mixed separators"),
+    pytest.param("**024 413 975 593 119 504 641##", CODE_DIGITS, id="doubled star and hash"),
+    pytest.param("*024 413 975 593 119 504 64#", CODE_DIGITS[:-1], id="20 digits: a mistype"),
+    pytest.param("*024 413 975 593 119 504 6411#", CODE_DIGITS + "1", id="22 digits: a mistype"),
+    pytest.param("1" * 21, "1" * 21, id="any 21 digits"),
+]
+
+
+@pytest.mark.parametrize("text, digits", COACH_CASES)
+def test_a_code_typed_back_is_for_the_coach(text, digits):
+    assert parse(text) == Command(COACH, argument=digits)
+
+
+NOT_CODES = [
+    pytest.param("1" * 19, UNKNOWN_COMMAND, id="19 digits"),
+    pytest.param("1" * 23, UNKNOWN_COMMAND, id="23 digits"),
+    pytest.param("*" + "1" * 23 + "#", UNKNOWN_COMMAND, id="23 digits in star and hash"),
+    pytest.param("1001", UNKNOWN_COMMAND, id="a bare product id"),
+    pytest.param("+254712345678", UNKNOWN_COMMAND, id="a phone number"),
+    pytest.param("2468", UNKNOWN_COMMAND, id="a PIN (USSD is another flow)"),
+    pytest.param("*384*1#", UNKNOWN_COMMAND, id="a USSD string"),
+    pytest.param("CODE 1001", Command(CODE, device="1001"), id="CODE and a product id"),
+    pytest.param("code#1001", Command(CODE, device="1001"), id="CODE, hash, product id"),
+    pytest.param("*024 413 975 593 119 504 64I#", UNKNOWN_COMMAND, id="a letter among digits"),
+    pytest.param("*024.413.975.593.119.504.641#", UNKNOWN_COMMAND, id="full stops"),
+    pytest.param("\uff10" * 21, UNKNOWN_COMMAND, id="full-width digits"),
+    pytest.param("\u0661" * 21, UNKNOWN_COMMAND, id="arabic-indic digits"),
+    pytest.param("1 " * 80 + "1", UNKNOWN_COMMAND, id="longer than an SMS"),
+    pytest.param("*#", UNKNOWN_COMMAND, id="star and hash alone"),
+]
+
+
+@pytest.mark.parametrize("text, expected", NOT_CODES)
+def test_what_is_not_a_code_keeps_its_parse(text, expected):
+    assert parse(text) == expected

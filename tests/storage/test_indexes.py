@@ -124,6 +124,18 @@ FLOWS = [
 ]
 
 
+# The code coach (bot/customers/coach.py): the sender's codes in one statement, the newest
+# of each device read from the end of its (device_id, created_at) index.
+def code_coach(w):
+    w.pay(1001, 3, "plan-coach")
+    code = sms(w, "CODE").texts[0].split(": ", 1)[1].split("\n")[0]
+    for text in (code, code.replace("#", "9#"), "1" * 21, "0" * 20):
+        sms(w, text)
+
+
+FLOWS.append(pytest.param(code_coach, id="the code coach over SMS"))
+
+
 @pytest.mark.parametrize("flow", FLOWS)
 def test_no_request_reads_a_whole_growing_table(w, flow):
     worker_pass(w)  # the seeded code's push, out of the way

@@ -84,6 +84,33 @@ LONG_VALUES = {
 }
 DEVICES = ("OVES001001", "OVESX0010011")  # a real serial and a 12-character one
 
+# --- the code coach (bot/customers/coach.py) -------------------------------------------
+# A group is 1 to 7; superseded codes come one per SMS (coach_part) after their header.
+KEYS.update(
+    {
+        "coach_newest": {"device"},
+        "coach_other_device": {"device", "serial"},
+        "coach_superseded": {"device", "code"},
+        "coach_superseded_many": {"device", "count"},
+        "coach_part": {"index", "count", "code"},
+        "coach_near_wrong": {"group", "device", "code"},
+        "coach_near_two": {"group", "other", "device", "code"},
+        "coach_near_missing": {"group", "device", "code"},
+        "coach_near_extra": {"group", "device", "code"},
+        "coach_not_ours": set(),
+    }
+)
+CODE_KEYS += (
+    "coach_superseded",
+    "coach_part",
+    "coach_near_wrong",
+    "coach_near_two",
+    "coach_near_missing",
+    "coach_near_extra",
+)
+BESIDE_CODES += ("coach_newest", "coach_other_device", "coach_superseded_many", "coach_not_ours")
+LONG_VALUES.update(group=7, other=7)
+
 
 @pytest.fixture(scope="module")
 def messages():
