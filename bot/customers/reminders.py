@@ -267,7 +267,7 @@ def _queue(
     ]
     by_device = {
         device_id: reminder_id
-        for reminder_id, device_id in session.execute(_insert_new(session, values)).tuples()
+        for reminder_id, device_id in session.execute(_insert_new(session, values))
     }
     refs = _references(session, [c.id for d, c in rows if d.id in by_device])
     links: list[dict[str, Any]] = []

@@ -55,10 +55,7 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("outbox_id", name=op.f("uq_reminders_outbox_id")),
     )
-    if "ix_devices_credit_until" not in {
-        ix["name"] for ix in sa.inspect(op.get_bind()).get_indexes("devices")
-    }:
-        op.create_index("ix_devices_credit_until", "devices", ["credit_until"])
+    op.create_index("ix_devices_credit_until", "devices", ["credit_until"], if_not_exists=True)
 
 
 def downgrade() -> None:
