@@ -317,6 +317,8 @@ class OutboxMessage(Base):
         # Delivery receipts (bot/outbox/receipts.py), migration 0003_receipts.
         one_of("delivery_status", DELIVERY_STATUSES),
         Index("ix_outbox_provider_message_id", "provider_message_id"),
+        # A withdrawn reminder's row is deleted: its foreign-key check looks here.
+        Index("ix_outbox_after_id", "after_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

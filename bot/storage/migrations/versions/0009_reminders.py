@@ -7,7 +7,8 @@ Create Date: 2026-12-02
 Written by hand to stay frozen, like 0001. One row per device, credit period
 (`credit_until`) and offset (`days_before`), unique: two workers never send one twice.
 The index on `devices.credit_until` serves the reminder pass (plain `create_index`, no
-batch rebuild of `devices`, so its expression indexes stay).
+batch rebuild of `devices`, so its expression indexes stay); the one on `outbox.after_id`
+serves the foreign-key check when a withdrawn reminder's message is deleted.
 """
 
 import sqlalchemy as sa
@@ -56,8 +57,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("outbox_id", name=op.f("uq_reminders_outbox_id")),
     )
     op.create_index("ix_devices_credit_until", "devices", ["credit_until"], if_not_exists=True)
+    # A reminder withdrawn before it went out has its outbox row deleted; the foreign key
+    # outbox.after_id is checked on each delete (without an index: a scan of the outbox).
+    op.create_index("ix_outbox_after_id", "outbox", ["after_id"], if_not_exists=True)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_after_id", "outbox")
     op.drop_index("ix_devices_credit_until", "devices")
     op.drop_table("reminders")
