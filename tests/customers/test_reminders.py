@@ -408,3 +408,35 @@ def test_no_reminder_days_means_no_reminders():
 )
 def test_describe(days, text):
     assert reminders.describe(days) == text
+
+
+# --- the worker runs the pass --------------------------------------------------------
+
+
+def test_the_embedded_worker_sends_due_reminders(sqlite_world):
+    """`install_embedded_drain(background=True, reminders=...)` (the demo's worker, and
+    `ovbot worker`'s loop) runs a pass and sends what it queued."""
+    from bot.outbox import worker
+
+    services = sqlite_world.services
+    services.settings = services.settings.replace(quiet_hours=None)
+    sqlite_world.customer(PHONE, 1001)
+    with sqlite_world.session() as s:
+        device = s.scalar(select(Device).where(Device.product_id == 1001))
+        device.credit_until = datetime.now(UTC) + timedelta(days=2)  # offset 3 is due
+    sender = FakeSender()
+    stop = worker.install_embedded_drain(
+        services, {"sms": sender}, background=True, reminders=lambda: reminders.run(services)
+    )
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while not sender.sent and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.05)
+    finally:
+        stop.set()
+        services.committed()
+        for thread in threading.enumerate():
+            if thread.name == "ovbot-embedded-worker":
+                thread.join(10)
+    [(recipient, body)] = sender.sent
+    assert recipient == PHONE and body.startswith("1001: your solar credit ends in 2 days")
