@@ -5,7 +5,8 @@ The loop drains one batch at a time (at once again while batches come back full)
 code history and any code adopted is pushed to the owner (no one has seen it); with
 MINT_ON_PAYMENT, paid days left unminted (the API was down, or a mint was refused) are
 minted and pushed; and payment codes whose push a crash lost are pushed.  Each device has
-its own transaction; an error is logged and skipped.
+its own transaction; an error is logged and skipped.  Every `remind_every` seconds it runs
+the reminder pass its caller hands it (bot/customers/reminders.py, a layer above).
 
 Run workers at scale (PostgreSQL: any number, on any machine).  Without one — the demo,
 and the embedded default on SQLite — the app factory calls `install_embedded_drain`:
