@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_emulator.py
 	$(BIN)/python scripts/bench_requests.py
 	$(BIN)/python scripts/bench_http.py
+	$(BIN)/python scripts/bench_reminders.py
 
 clean:
 	rm -rf $(VENV) instance/*.db

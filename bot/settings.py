@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, overload
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
@@ -21,6 +22,9 @@ from bot.domain import LANGUAGES
 DEMO_USERNAME = "demo@example.com"
 DEMO_PASSWORD = "demo"
 LOG_FORMATS = ("text", "json")
+# Reminders (issue 13): at most this many days ahead; "off" turns a setting off.
+MAX_REMINDER_DAYS = 30
+OFF = ("off", "none")
 
 
 class ConfigError(RuntimeError):
@@ -60,6 +64,45 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _reminder_days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """REMINDER_DAYS: "3,1,0" -> (3, 1, 0), largest first; "off" -> ()."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in OFF:
+        return ()
+    problem = (
+        f"{name} must be distinct whole numbers of days from 0 to {MAX_REMINDER_DAYS}, "
+        f"separated by commas (e.g. 3,1,0), or off; got {raw!r}"
+    )
+    parts = [p.strip() for p in raw.split(",")]
+    if not all(p.isdigit() for p in parts):
+        raise ConfigError(problem)
+    days = [int(p) for p in parts]
+    if len(set(days)) != len(days) or max(days) > MAX_REMINDER_DAYS:
+        raise ConfigError(problem)
+    return tuple(sorted(days, reverse=True))
+
+
+def _hours(
+    env: Mapping[str, str], name: str, default: tuple[int, int] | None
+) -> tuple[int, int] | None:
+    """QUIET_HOURS: "21-8" -> (21, 8), from 21:00 to 08:00 local time; "off" -> None."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in OFF:
+        return None
+    start, dash, end = raw.partition("-")
+    start, end = start.strip(), end.strip()
+    if not (dash and start.isdigit() and end.isdigit()):
+        raise ConfigError(
+            f"{name} must be START-END in whole hours, e.g. 21-8 (from 21:00 to 08:00), "
+            f"or off; got {raw!r}"
+        )
+    return int(start), int(end)
 
 
 def read_log_format(env: Mapping[str, str] | None = None) -> str:
@@ -123,6 +166,12 @@ class Settings:
     # and prometheus_client's own directory for gunicorn's workers (it reads it at import).
     metrics_token: str | None = None
     prometheus_multiproc_dir: str | None = None
+    # Reminders before credit runs out (issue 13): the local time zone of quiet hours and
+    # of "today", the days before the credit ends (largest first; the day after it ran out
+    # is always reminded), and the hours with no reminder (start, end; None: none).
+    timezone: str = "Africa/Nairobi"
+    reminder_days: tuple[int, ...] = (3, 1, 0)
+    quiet_hours: tuple[int, int] | None = (21, 8)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -175,6 +224,9 @@ class Settings:
             log_format=read_log_format(env),
             metrics_token=_text(env, "METRICS_TOKEN"),
             prometheus_multiproc_dir=_text(env, "PROMETHEUS_MULTIPROC_DIR"),
+            timezone=_text(env, "TIMEZONE", cls.timezone),
+            reminder_days=_reminder_days(env, "REMINDER_DAYS", cls.reminder_days),
+            quiet_hours=_hours(env, "QUIET_HOURS", cls.quiet_hours),
         )
         values.update(overrides)
         settings = cls(**values)
@@ -219,6 +271,7 @@ class Settings:
                 f"got {self.default_region!r}"
             )
         self._check_omnivoltaic()
+        self._check_reminders()
         for name, value in (
             ("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
             ("USSD_MINT_BUDGET", self.ussd_mint_budget),
@@ -253,6 +306,27 @@ class Settings:
         login = self.omnivoltaic_login_url
         if login is not None and not login.lower().startswith(("https://", "http://")):
             raise ConfigError(f"OMNIVOLTAIC_LOGIN_URL must be an http(s) URL, got {login!r}")
+
+    def _check_reminders(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"TIMEZONE must be an IANA time zone such as Africa/Nairobi or UTC, "
+                f"got {self.timezone!r}"
+            ) from None
+        days = self.reminder_days
+        if len(set(days)) != len(days) or not all(0 <= d <= MAX_REMINDER_DAYS for d in days):
+            raise ConfigError(
+                f"REMINDER_DAYS must be distinct days from 0 to {MAX_REMINDER_DAYS}, got {days!r}"
+            )
+        if self.quiet_hours is not None:
+            start, end = self.quiet_hours
+            if not (0 <= start <= 23 and 0 <= end <= 23) or start == end:
+                raise ConfigError(
+                    "QUIET_HOURS must be two different hours from 0 to 23, e.g. 21-8, "
+                    f"got {start}-{end}"
+                )
 
     def require(self, *names: str) -> None:
         """Fail at start-up, naming every required variable that is unset."""

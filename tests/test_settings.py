@@ -143,6 +143,10 @@ READ = {
         "prometheus_multiproc_dir",
         "/run/ovbot-metrics",
     ),
+    # Reminders (issue 13).
+    "TIMEZONE": ("Europe/Paris", "timezone", "Europe/Paris"),
+    "REMINDER_DAYS": ("1, 5", "reminder_days", (5, 1)),
+    "QUIET_HOURS": ("20-7", "quiet_hours", (20, 7)),
 }
 
 
@@ -386,3 +390,46 @@ def test_log_format_and_config_dir():
     assert (Settings.from_env({}).log_format, Settings.from_env({}).config_dir) == ("text", None)
     with pytest.raises(ConfigError, match="LOG_FORMAT must be one of text, json, got 'xml'"):
         Settings.from_env({"LOG_FORMAT": "xml"})
+
+
+# -- reminders (issue 13): TIMEZONE, REMINDER_DAYS, QUIET_HOURS ------------------------------
+
+
+def test_reminder_defaults():
+    s = Settings.from_env({})
+    assert (s.timezone, s.reminder_days, s.quiet_hours) == ("Africa/Nairobi", (3, 1, 0), (21, 8))
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        pytest.param({"REMINDER_DAYS": "0, 7,2"}, ("reminder_days", (7, 2, 0)), id="days sorted"),
+        pytest.param({"REMINDER_DAYS": "off"}, ("reminder_days", ()), id="days off"),
+        pytest.param({"QUIET_HOURS": "22-6"}, ("quiet_hours", (22, 6)), id="quiet wraps"),
+        pytest.param({"QUIET_HOURS": "13 - 15"}, ("quiet_hours", (13, 15)), id="quiet same day"),
+        pytest.param({"QUIET_HOURS": "OFF"}, ("quiet_hours", None), id="quiet off"),
+        pytest.param({"TIMEZONE": "UTC"}, ("timezone", "UTC"), id="utc"),
+    ],
+)
+def test_reminder_settings_are_read(env, expected):
+    name, value = expected
+    assert getattr(Settings.from_env(env), name) == value
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        pytest.param({"TIMEZONE": "Mars/Olympus"}, "TIMEZONE must be an IANA", id="zone"),
+        pytest.param({"REMINDER_DAYS": "3,x"}, "REMINDER_DAYS must be", id="not a number"),
+        pytest.param({"REMINDER_DAYS": "-1"}, "REMINDER_DAYS must be", id="negative"),
+        pytest.param({"REMINDER_DAYS": "1,1"}, "REMINDER_DAYS must be", id="twice"),
+        pytest.param({"REMINDER_DAYS": "31"}, "REMINDER_DAYS must be", id="too far"),
+        pytest.param({"QUIET_HOURS": "21"}, "QUIET_HOURS must be START-END", id="one hour"),
+        pytest.param({"QUIET_HOURS": "21:00-8:00"}, "QUIET_HOURS must be START-END", id="hh:mm"),
+        pytest.param({"QUIET_HOURS": "24-8"}, "QUIET_HOURS must be two different", id="24"),
+        pytest.param({"QUIET_HOURS": "8-8"}, "QUIET_HOURS must be two different", id="empty"),
+    ],
+)
+def test_bad_reminder_settings_are_refused_by_name(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)

@@ -178,8 +178,11 @@ FORMATS: dict[str, Callable[[HTTPException], Response]] = {
 
 
 def embed_worker(deps: Deps) -> None:
-    """Drain the outbox and settle deferred codes in this process, after each commit."""
+    """Drain the outbox, settle deferred codes and send reminders in this process."""
+    from bot.customers import reminders
     from bot.outbox.senders import build_senders
     from bot.outbox.worker import install_embedded_drain
 
-    install_embedded_drain(deps, build_senders(deps.settings), background=True)
+    install_embedded_drain(
+        deps, build_senders(deps.settings), background=True, reminders=lambda: reminders.run(deps)
+    )

@@ -474,5 +474,9 @@ from bot.cli.api import api_group  # noqa: E402 - `ovbot api check` (issue 15)
 
 main.add_command(api_group)
 
+from bot.cli.reminders import reminders_command  # noqa: E402 - `ovbot reminders` (issue 13)
+
+main.add_command(reminders_command)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,6 +10,7 @@ import click
 from sqlalchemy.engine import Engine
 
 from bot.cli.context import _Context
+from bot.customers import reminders
 from bot.outbox import admin
 from bot.outbox.delivery import drain
 from bot.outbox.senders import build_senders, close_senders
@@ -36,10 +37,12 @@ log = logging.getLogger(__name__)
     help="Seconds between sweeps: mint attempts whose outcome is unknown are settled from "
     "the code history, paid days left unminted are minted, lost pushes are sent.",
 )
-@click.option("--once", is_flag=True, help="Drain one batch and sweep once, then exit.")
+@click.option(
+    "--once", is_flag=True, help="Drain one batch, sweep and queue due reminders once, then exit."
+)
 @click.pass_obj
 def worker_command(c: _Context, interval: float, sweep_every: float, once: bool) -> None:
-    """Drain the outbox and finish interrupted mints, until SIGTERM or Ctrl+C."""
+    """Drain the outbox, finish interrupted mints and send reminders, until SIGTERM or Ctrl+C."""
     settings = c.settings
     if not settings.uses_emulator:
         try:
@@ -56,13 +59,20 @@ def worker_command(c: _Context, interval: float, sweep_every: float, once: bool)
     try:
         if once:
             report, swept = drain(deps.sessions, senders), sweep(deps)
+            reminded = reminders.run(deps)
             click.echo(
                 f"sent {report.sent}, retried {report.retried}, failed {report.failed};"
-                f" sweep: {dict(swept) or 'nothing to do'}"
+                f" sweep: {dict(swept) or 'nothing to do'}; reminders queued {reminded.queued}"
             )
         else:
             log.info("worker: draining the outbox (%s)", ", ".join(senders) or "no senders")
-            run_worker(deps, senders, interval=interval, sweep_every=sweep_every)
+            run_worker(
+                deps,
+                senders,
+                interval=interval,
+                sweep_every=sweep_every,
+                reminders=lambda: reminders.run(deps),
+            )
     finally:
         close_senders(senders)
 

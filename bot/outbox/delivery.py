@@ -33,6 +33,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from bot.outbox import reminders
 from bot.outbox.senders import NotSent, OutcomeUnknown, Sender, Undeliverable, Unsubscribed
 from bot.storage import db
 from bot.storage.models import CUSTOMER_CHANNELS, Customer, OutboxMessage, utcnow
@@ -163,7 +164,12 @@ def claim(
                 )
             )
         )
+        # A reminder whose credit period moved on (a payment) is withdrawn, not sent.
+        withdrawn = reminders.withdraw(session, rows, now)
+        outcomes["withdrawn"] += len(withdrawn)
         for row in rows:
+            if row.id in withdrawn:
+                continue
             if row.customer_id in opted_out:
                 row.status, row.last_error = "failed", "customer opted out: not sent"
                 outcomes["failed"] += 1

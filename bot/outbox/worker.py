@@ -5,7 +5,8 @@ The loop drains one batch at a time (at once again while batches come back full)
 code history and any code adopted is pushed to the owner (no one has seen it); with
 MINT_ON_PAYMENT, paid days left unminted (the API was down, or a mint was refused) are
 minted and pushed; and payment codes whose push a crash lost are pushed.  Each device has
-its own transaction; an error is logged and skipped.
+its own transaction; an error is logged and skipped.  Every `remind_every` seconds it runs
+the reminder pass its caller hands it (bot/customers/reminders.py, a layer above).
 
 Run workers at scale (PostgreSQL: any number, on any machine).  Without one — the demo,
 and the embedded default on SQLite — the app factory calls `install_embedded_drain`:
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 30.0  # seconds
+REMIND_EVERY = 60.0  # seconds between reminder passes (bot/customers/reminders.py)
 RETRY_FAILED_MINT_AFTER = timedelta(minutes=5)
 # Codes minted for payments are pushed to the owner (customers' own CODE gets a reply).
 PUSHED_CHANNELS = ("payments", "cli", "system", "ussd")
@@ -216,11 +218,17 @@ def run_worker(
     batch: int = 50,
     stop: threading.Event | None = None,
     wake: threading.Event | None = None,
+    reminders: Callable[[], object] | None = None,
+    remind_every: float = REMIND_EVERY,
 ) -> None:
-    """Drain and sweep until `stop` is set (or SIGTERM/SIGINT, in the main thread)."""
+    """Drain and sweep until `stop` is set (or SIGTERM/SIGINT, in the main thread).
+
+    `reminders`, given by whoever runs the worker (the use case sits above the outbox),
+    runs every `remind_every` seconds: a reminder pass; what it queues goes out next.
+    """
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
-    next_sweep, waiting_for = 0.0, None
+    next_sweep, next_reminders, waiting_for = 0.0, 0.0, None
     try:
         while not stop.is_set():
             try:
@@ -228,6 +236,10 @@ def run_worker(
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + sweep_every
                     sweep(deps)
+                if reminders is not None and time.monotonic() >= next_reminders:
+                    next_reminders = time.monotonic() + remind_every
+                    reminders()
+                    busy = True  # drain what it queued at once
                 waiting_for = None
             except Exception:
                 problem = _schema_problem(deps)
@@ -263,12 +275,18 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], object]:
 
 
 def install_embedded_drain(
-    deps: Deps, senders: dict[str, Sender], *, batch: int = 20, background: bool = False
+    deps: Deps,
+    senders: dict[str, Sender],
+    *,
+    batch: int = 20,
+    background: bool = False,
+    reminders: Callable[[], object] | None = None,
 ) -> threading.Event | None:
     """Drain after each inbound commit, in-process (see the module docstring).
 
     Synchronous by default: one batch, never raising.  With `background=True` the hook
-    only wakes a daemon thread running `run_worker`; the returned Event stops it.
+    only wakes a daemon thread running `run_worker` (with the reminder pass, if given);
+    the returned Event stops it.
     """
     if not background:
 
@@ -285,7 +303,7 @@ def install_embedded_drain(
         target=run_worker,
         args=(deps, senders),
         daemon=True,
-        kwargs=dict(batch=batch, stop=stop, wake=wake, interval=5.0),
+        kwargs=dict(batch=batch, stop=stop, wake=wake, interval=5.0, reminders=reminders),
         name="ovbot-embedded-worker",
     ).start()
     deps.after_commit = wake.set

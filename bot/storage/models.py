@@ -158,6 +158,8 @@ class Device(Base):
         Index("ix_devices_upper_oem_serial", text("upper(oem_serial)")),
         Index("ix_devices_upper_payg_serial", text("upper(payg_serial)")),
         Index("ix_devices_upper_api_id", text("upper(api_id)")),
+        # Whose credit runs out when: the reminder pass (bot/customers/reminders.py).
+        Index("ix_devices_credit_until", "credit_until"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -315,6 +317,8 @@ class OutboxMessage(Base):
         # Delivery receipts (bot/outbox/receipts.py), migration 0003_receipts.
         one_of("delivery_status", DELIVERY_STATUSES),
         Index("ix_outbox_provider_message_id", "provider_message_id"),
+        # A withdrawn reminder's row is deleted: its foreign-key check looks here.
+        Index("ix_outbox_after_id", "after_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -366,3 +370,35 @@ class IntegrityAlarm(Base):
     code_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))
     detail: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The reminder the day after the credit ran out (`Reminder.days_before`).
+DAY_AFTER = -1
+
+
+class Reminder(Base):
+    """A reminder about one credit period of one device (bot/customers/reminders.py).
+
+    The period is the `credit_until` it was about; `days_before` is the offset (3, 1, 0,
+    or DAY_AFTER). Unique on the three: several workers never send one twice. Its message
+    is `outbox_id`; a reminder withdrawn before it went out (its period moved on: a
+    payment, or it came too late) has `cancelled_at` and why, and no message.
+    """
+
+    __tablename__ = "reminders"
+    __table_args__ = (
+        UniqueConstraint("device_id", "credit_until", "days_before"),
+        CheckConstraint(f"days_before >= {DAY_AFTER}", name="days_before_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    credit_until: Mapped[datetime]
+    days_before: Mapped[int]
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), unique=True)
+    # Not sent after this (the end of its window, or the start of the quiet hours).
+    send_by: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(Text)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from bot.agents import menu as agent_menu
+from bot.customers import reminders
 from bot.inbound import Inbound
 from bot.outbox.delivery import drain
 from bot.outbox.worker import sweep
+from bot.storage.models import Device
 from tests.fakes import FakeSender, payment_signature
 from tests.harness import AGENT, OWNER, PIN, SECRETS, build_world, converse, populate_agents
 
@@ -32,6 +36,7 @@ GROWING = (
     "telegram_links",
     "agents",
     "integrity_alarms",
+    "reminders",
 )
 SCAN = re.compile(r"\bSCAN (\w+)")
 
@@ -116,11 +121,25 @@ def worker_pass(w):
     drain(w.services.sessions, {"sms": FakeSender(), "telegram": FakeSender()})
 
 
+def reminder_pass(w):
+    """A pass when 1003's credit ends in three days, the dry run, and a drain that
+    withdraws the reminder (a payment came first)."""
+    with w.session() as s:
+        until = s.scalar(select(Device.credit_until).where(Device.product_id == 1003))
+    zone = ZoneInfo(w.services.settings.timezone)
+    now = datetime.combine(until.astimezone(zone).date() - timedelta(days=3), time(12), zone)
+    assert reminders.run(w.services, now=now).queued == 1
+    reminders.preview(w.services, now=now)
+    w.pay(1003, 2, "plan-remind")
+    drain(w.services.sessions, {"sms": FakeSender(), "telegram": FakeSender()}, now=now)
+
+
 FLOWS = [
     pytest.param(customer_commands, id="customer commands over SMS"),
     pytest.param(agent_sale, id="an agent's sale over USSD"),
     pytest.param(payment_webhook, id="a payment webhook"),
     pytest.param(worker_pass, id="a worker pass (sweep and drain)"),
+    pytest.param(reminder_pass, id="a reminder pass, its dry run, a withdrawn reminder"),
 ]
 
 

@@ -110,6 +110,15 @@ CODE_KEYS += (
 )
 BESIDE_CODES += ("coach_newest", "coach_other_device", "coach_superseded_many", "coach_not_ours")
 LONG_VALUES.update(group=7, other=7)
+# --- Reminders before credit runs out (issue 13) ----------------------------------------
+KEYS |= {
+    "reminder_pay": {"account"},
+    "reminder_soon": {"device", "days", "until", "pay"},
+    "reminder_today": {"device", "time", "pay"},
+    "reminder_locked": {"device", "until", "pay"},
+}
+LONGEST_ACCOUNT = "OVESX0010011000"  # a 15-character serial as the account number
+LONG_VALUES |= {"account": LONGEST_ACCOUNT, "time": "23:59", "pay": "-"}
 
 
 @pytest.fixture(scope="module")
@@ -402,3 +411,29 @@ def test_the_cli_refuses_a_broken_copy_plainly(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["credit", "1001", "5", "--reference", "r1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"OVBOT_CONFIG_DIR={tmp_path}" in result.output and "en.toml" in result.output
+
+
+# --- reminders (bot/customers/reminders.py composes them) -------------------------------
+
+
+@pytest.mark.parametrize("days_left", [None, 0, 1, 2, 30], ids=lambda d: f"days_left={d}")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("lang", ["en", "fr", "sw"])
+def test_every_reminder_fits_one_gsm7_sms(messages, lang, device, days_left):
+    """A whole reminder, how to pay included, with the longest values: one GSM-7 SMS."""
+    from datetime import UTC, datetime
+
+    from bot.customers.reminders import compose
+
+    text = compose(
+        messages,
+        lang,
+        device=device,
+        account=LONGEST_ACCOUNT,
+        days_left=days_left,
+        until=datetime(2029, 12, 31, 23, 59, tzinfo=UTC),
+    )
+    assert LONGEST_ACCOUNT in text and device in text
+    assert ("2029-12-31" in text) == (days_left != 0)
+    assert gsm7.is_gsm7(text), [ch for ch in text if not gsm7.is_gsm7(ch)]
+    assert gsm7.fits_one_sms(text), (gsm7.septets(text), text)
