@@ -20,6 +20,7 @@ from bot.deps import Deps
 from bot.inbound import Inbound, Reply, Responder
 from bot.ledger import devices
 from bot.ledger.outcome import attempt
+from bot.outbox import queue as outbox
 from bot.storage.models import Code, Customer, Device
 from bot.text.codes import code_texts
 from bot.text.phones import try_normalise
@@ -58,6 +59,8 @@ def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
             return telegram_link.ask_for_contact(deps)
         return Reply.say(deps.say(deps.settings.default_language, "not_registered"))
     customer.last_channel = inbound.channel
+    if inbound.channel == "whatsapp":
+        outbox.wrote_on_whatsapp(customer, deps.clock())
     turn = Turn(deps, session, inbound, customer, command)
     if inbound.button:
         return pressed(turn)

@@ -1,7 +1,10 @@
-"""Senders: the seam between the outbox and the providers (Twilio SMS, Telegram).
+"""Senders: the seam between the outbox and the providers (Twilio SMS and WhatsApp, Africa's
+Talking SMS in bot/outbox/africastalking.py, Telegram).
 
-A sender has `channel` and `send(recipient, body) -> SendResult`; whatever goes wrong
-surfaces as one of the errors below, never as a provider or HTTP exception:
+A sender has `channel` and `send(recipient, body) -> SendResult` (`link_id=`: the Africa's
+Talking linkId of the message a row answers; only rows that carry one pass it, and only
+Africa's Talking takes such rows); whatever goes wrong surfaces as one of the errors
+below, never as a provider or HTTP exception:
 
     SendError
      ├── NotSent          surely did not leave (refused connection, 429, 5xx): retry later
@@ -37,6 +40,7 @@ SEND_TIMEOUT = 15.0  # seconds; keep it below the outbox lease (bot/outbox/deliv
 # records them), under PUBLIC_BASE_URL.
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 _TWILIO_RETRYABLE_CODES = {21611}  # the From number's queue is full
+WHATSAPP = "whatsapp:"  # Twilio's prefix of a WhatsApp address
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,12 @@ class SendResult:
 
 
 class Sender(Protocol):
-    """What the outbox sends through: one per channel."""
+    """What the outbox sends through: one per channel (and one per provider a row may
+    name, bot/outbox/delivery.py)."""
 
     channel: str
 
-    def send(self, recipient: str, body: str) -> SendResult: ...
+    def send(self, recipient: str, body: str, link_id: str | None = None) -> SendResult: ...
 
     def close(self) -> None: ...
 
@@ -92,19 +97,45 @@ class TwilioSmsSender:
         if status_callback:  # Twilio posts each status change there (delivery receipts)
             self._sender["status_callback"] = status_callback
 
-    def send(self, recipient: str, body: str) -> SendResult:
+    def send(self, recipient: str, body: str, link_id: str | None = None) -> SendResult:
         from twilio.base.exceptions import TwilioException
 
         try:
-            message = self.client.messages.create(to=recipient, body=body, **self._sender)
+            message = self.client.messages.create(
+                to=self.address(recipient), body=body, **self._sender
+            )
         except TwilioException as exc:  # TwilioRestException, TwilioServiceException
             raise _twilio_error(exc) from exc
         except Exception as exc:
             raise _connection_error(exc) from exc
         return SendResult(str(message.sid))
 
+    def address(self, recipient: str) -> str:
+        return recipient
+
     def close(self) -> None:
         pass
+
+
+class TwilioWhatsAppSender(TwilioSmsSender):
+    """WhatsApp through Twilio: the same API, both ends written `whatsapp:+254…`.
+
+    Only sent inside the customer's 24-hour session window (bot/outbox/queue.py): outside
+    it Twilio refuses free text (error 63016) and the row fails; its receipt hands a code
+    to SMS (bot/outbox/receipts.py).
+    """
+
+    channel = "whatsapp"
+
+    def __init__(
+        self, client: Client, from_number: str, status_callback: str | None = None
+    ) -> None:
+        if not from_number.startswith(("MG", WHATSAPP)):
+            from_number = WHATSAPP + from_number
+        super().__init__(client, from_number, status_callback)
+
+    def address(self, recipient: str) -> str:
+        return recipient if recipient.startswith(WHATSAPP) else WHATSAPP + recipient
 
 
 def _twilio_error(exc: Exception) -> SendError:
@@ -147,7 +178,7 @@ class TelegramSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
 
-    def send(self, recipient: str, body: str) -> SendResult:
+    def send(self, recipient: str, body: str, link_id: str | None = None) -> SendResult:
         from telegram.error import TelegramError
 
         chat_id = int(recipient) if recipient.lstrip("-").isdigit() else recipient
@@ -208,7 +239,7 @@ class LogSender:
         self.channel, self.write, self._count = channel, write, 0
         self._lock = threading.Lock()
 
-    def send(self, recipient: str, body: str) -> SendResult:
+    def send(self, recipient: str, body: str, link_id: str | None = None) -> SendResult:
         with self._lock:
             self._count += 1
             number = self._count
@@ -220,11 +251,19 @@ class LogSender:
 
 
 def build_senders(settings: Settings) -> dict[str, Sender]:
-    """A sender per channel whose credentials are set; log senders in the demo."""
+    """A sender per channel whose credentials are set; log senders in the demo.
+
+    "sms" is SMS_PROVIDER's; "africastalking" (when configured) also takes the answers
+    to Africa's Talking messages, whoever sends the SMS pushes.
+    """
     if settings.demo:
-        return {channel: LogSender(channel) for channel in ("sms", "telegram")}
-    senders: dict[str, Sender] = {}
-    if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from_number:
+        senders: dict[str, Sender] = {
+            channel: LogSender(channel) for channel in ("sms", "telegram", "whatsapp")
+        }
+        senders["africastalking"] = LogSender("africastalking")
+        return senders
+    senders = {}
+    if settings.twilio_account_sid and settings.twilio_auth_token:
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
@@ -233,9 +272,20 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
             settings.twilio_auth_token,
             http_client=TwilioHttpClient(timeout=SEND_TIMEOUT),
         )
-        senders["sms"] = TwilioSmsSender(
-            client, settings.twilio_from_number, status_callback_url(settings)
-        )
+        if settings.twilio_from_number and settings.sms_provider == "twilio":
+            senders["sms"] = TwilioSmsSender(
+                client, settings.twilio_from_number, status_callback_url(settings)
+            )
+        if settings.twilio_whatsapp_from:
+            senders["whatsapp"] = TwilioWhatsAppSender(
+                client, settings.twilio_whatsapp_from, status_callback_url(settings)
+            )
+    if settings.africastalking_username and settings.africastalking_api_key:
+        from bot.outbox.africastalking import AfricasTalkingSender
+
+        senders["africastalking"] = AfricasTalkingSender.configured(settings)
+        if settings.sms_provider == "africastalking":
+            senders["sms"] = senders["africastalking"]
     if settings.telegram_bot_token:
         from telegram import Bot
         from telegram.request import HTTPXRequest
@@ -255,5 +305,5 @@ def status_callback_url(settings: Settings) -> str | None:
 
 
 def close_senders(senders: dict[str, Sender]) -> None:
-    for sender in senders.values():
+    for sender in {id(s): s for s in senders.values()}.values():  # one may serve two keys
         sender.close()

@@ -111,8 +111,11 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(
+    engine: Engine, info: dict[str, object] | None = None
+) -> sessionmaker[Session]:
+    """Sessions on `engine`; each starts with a copy of `info` in its `Session.info`."""
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @contextmanager
