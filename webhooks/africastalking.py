@@ -30,11 +30,13 @@ bp = Blueprint("africastalking", __name__)
 SMS_PATH = "/webhooks/africastalking/sms"
 STATUS_PATH = "/webhooks/africastalking/status"
 MAX_FIELD = 128  # characters in an id, a phone number or a linkId
-# Africa's Talking's delivery statuses; the final ones in the words of bot/outbox/receipts.
+# Africa's Talking's delivery statuses; the final ones in the words of bot/outbox/receipts
+# (Expired is not in its list, but gateways report it: a message that never arrived).
 STATUSES = {
     "Success": "delivered",
     "Rejected": "undelivered",
     "Failed": "failed",
+    "Expired": "failed",
     "Sent": "sent",
     "Submitted": "submitted",
     "Buffered": "buffered",
