@@ -333,6 +333,7 @@ def demo(c: _Context, host: str, port: int) -> None:
         public_base_url=None,
         telegram_secret_token=None,
         payments_secret=None,
+        africastalking_callback_token=None,
     )
     deps = c.deps
     demo_data.seed(deps)

@@ -61,6 +61,14 @@ def w(sqlite_world):
     return sqlite_world
 
 
+@pytest.fixture
+def both(world):
+    """The same, on SQLite and on PostgreSQL."""
+    world.customer(AMINA, 1001)
+    world.pay(1001, 7, "paid-1")
+    return world
+
+
 def queued(world) -> list[OutboxMessage]:
     with world.session() as s:
         return list(s.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
@@ -118,7 +126,8 @@ def test_an_inbound_sms_is_a_200_and_its_reply_is_queued_for_africastalking(w, f
         assert row.customer_id is None
 
 
-def test_a_repeat_of_the_same_id_is_the_stored_reply_and_nothing_new(w):
+def test_a_repeat_of_the_same_id_is_the_stored_reply_and_nothing_new(both):
+    w = both
     client = w.client()
     assert post(client, at_sms("CODE", id="repeat-1")).status_code == 200
     before = footprint(w)
@@ -245,11 +254,14 @@ def test_an_answer_goes_through_africastalking_even_when_twilio_sends_sms_pushes
     assert seen[0]["linkId"] == [LINK]
 
 
-def test_an_answer_waits_while_africastalking_is_not_configured(w):
+def test_an_answer_waits_while_africastalking_is_not_configured(w, caplog, monkeypatch):
+    monkeypatch.setattr("bot.outbox.delivery._warned", set())
     post(w.client(), at_sms("HELP", id="wait-1"))
     twilio = FakeSender()
-    assert drain(w.services.sessions, {"sms": twilio}).total == 0
+    with caplog.at_level("WARNING", logger="bot.outbox.delivery"):
+        assert drain(w.services.sessions, {"sms": twilio}).total == 0
     assert [row.status for row in queued(w)] == ["pending"] and twilio.sent == []
+    assert any("no africastalking sender" in r.getMessage() for r in caplog.records)
 
 
 # -- delivery reports: POST /webhooks/africastalking/status --------------------------------
@@ -306,7 +318,8 @@ REPORTS = [
 
 
 @pytest.mark.parametrize("reports, after", REPORTS)
-def test_a_delivery_report_lands_on_its_outbox_row(w, reports, after):
+def test_a_delivery_report_lands_on_its_outbox_row(both, reports, after):
+    w = both
     message_id = sent_answer(w)
     client = w.client()
     for status, failure in reports:

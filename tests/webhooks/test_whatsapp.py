@@ -53,6 +53,14 @@ def w(sqlite_world):
     return sqlite_world
 
 
+@pytest.fixture
+def both(world):
+    """The same, on SQLite and on PostgreSQL."""
+    world.customer(AMINA, 1001)
+    world.pay(1001, 7, "paid-1")
+    return world
+
+
 def customer(world) -> Customer:
     with world.session() as s:
         return s.scalar(select(Customer).where(Customer.phone == AMINA))
@@ -126,7 +134,8 @@ def test_a_whatsapp_message_is_answered_in_twiml_as_the_phone_after_the_prefix(w
         assert amina.last_channel == "whatsapp" and amina.whatsapp_at is not None
 
 
-def test_the_same_message_sid_again_is_the_stored_reply_and_mints_nothing(w):
+def test_the_same_message_sid_again_is_the_stored_reply_and_mints_nothing(both):
+    w = both
     client = w.client()
     first = twilio_post(client, whatsapp("CODE", "repeat"))
     w.pay(1001, 3, "paid-2")  # even with new credit, a redelivery does nothing new
