@@ -1,4 +1,4 @@
-"""bot/outbox/africastalking.py: the Africa's Talking sender over httpx.MockTransport.
+"""bot/outbox/senders.py's Africa's Talking sender, over httpx.MockTransport.
 
 The answers are shaped as Africa's Talking documents its messaging API's (SMSMessageData
 with one entry per recipient: statusCode, number, status, cost, messageId); no network.
@@ -11,8 +11,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from bot.outbox.africastalking import LIVE_URL, SANDBOX_URL, AfricasTalkingSender
-from bot.outbox.senders import NotSent, OutcomeUnknown, Undeliverable
+from bot.outbox.senders import AT_LIVE_URL as LIVE_URL
+from bot.outbox.senders import AT_SANDBOX_URL as SANDBOX_URL
+from bot.outbox.senders import AfricasTalkingSender, NotSent, OutcomeUnknown, Undeliverable
 
 PHONE = "+254712345678"
 

@@ -18,8 +18,8 @@ from telegram.request import BaseRequest
 from twilio.rest import Client
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from bot.outbox.africastalking import AfricasTalkingSender
 from bot.outbox.senders import (
+    AfricasTalkingSender,
     LogSender,
     NotSent,
     OutcomeUnknown,

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot.outbox.africastalking import AfricasTalkingSender
 from bot.outbox.delivery import drain
+from bot.outbox.senders import AfricasTalkingSender
 from bot.storage.models import Code, Customer, InboundMessage, OutboxMessage
 from bot.text.templates import Messages
 from tests.fakes import FakeSender
