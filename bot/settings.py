@@ -212,11 +212,6 @@ class Settings:
         return self.demo or bool(self.twilio_account_sid and self.twilio_auth_token)
 
     @property
-    def africastalking_sends(self) -> bool:
-        """Whether an Africa's Talking sender can be built (or, in the demo, printed)."""
-        return self.demo or bool(self.africastalking_username and self.africastalking_api_key)
-
-    @property
     def omnivoltaic_login_target(self) -> str:
         """Where the client logs in: OMNIVOLTAIC_LOGIN_URL, or /user/login on the API URL
         (always the latter with the embedded emulator, which has no other host)."""

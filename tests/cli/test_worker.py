@@ -141,5 +141,7 @@ def test_outbox_failed_shows_undelivered_codes_from_both_providers(home, Session
     *lines, total = result.stdout.splitlines()
     assert total == "2 message(s) failed"
     errors = {line.split("\t")[0]: line.split("\t")[6] for line in lines}
+    channels = {line.split("\t")[0]: line.split("\t")[2] for line in lines}
+    assert channels == {str(twilio): "sms", str(at): "sms/africastalking"}
     assert "undelivered (Twilio error 30003)" in errors[str(twilio)]
     assert "failed (Africa's Talking: UserInBlackList)" in errors[str(at)]
