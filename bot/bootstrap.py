@@ -16,6 +16,7 @@ from bot import metrics
 from bot.deps import Deps
 from bot.ledger import Ledger
 from bot.omnivoltaic.client import OmnivoltaicClient
+from bot.outbox import queue as outbox
 from bot.settings import Settings
 from bot.storage import db
 from bot.text import logs
@@ -83,7 +84,7 @@ def build(settings: Settings, *, http: httpx.Client | None = None) -> Deps:
     return Deps(
         settings=settings,
         engine=engine,
-        sessions=db.make_sessionmaker(engine),
+        sessions=db.make_sessionmaker(engine, outbox.session_info(settings)),
         http=http,
         omnivoltaic=client,
         ledger=Ledger(client, grace=grace, send_window=send_window),

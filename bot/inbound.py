@@ -45,14 +45,17 @@ class SharedContact:
 
 @dataclass(frozen=True)
 class Inbound:
-    channel: str  # "sms" | "telegram" | "ussd"
-    provider_id: str  # MessageSid, update_id, sessionId + phone + input path
-    sender: str  # E.164 phone (sms, ussd) or Telegram user id
+    channel: str  # "sms" | "whatsapp" | "telegram" | "ussd"
+    provider_id: str  # MessageSid, Africa's Talking id, update_id, sessionId + phone + path
+    sender: str  # E.164 phone (sms, whatsapp, ussd) or Telegram user id
     text: str = ""
     contact: SharedContact | None = None
     # Telegram: `text` is the data of a button the bot offered (an inline keyboard's
     # callback_query), not typed; its reply is pushed (`Reply.pushed`).
     button: bool = False
+    # Africa's Talking: the linkId of an on-demand (premium) message, to pass back with
+    # the reply; its reply is pushed through the outbox (`Reply.pushed`).
+    link_id: str | None = None
 
 
 @dataclass(frozen=True)

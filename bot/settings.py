@@ -25,6 +25,7 @@ LOG_FORMATS = ("text", "json")
 # Reminders (issue 13): at most this many days ahead; "off" turns a setting off.
 MAX_REMINDER_DAYS = 30
 OFF = ("off", "none")
+SMS_PROVIDERS = ("twilio", "africastalking")
 
 
 class ConfigError(RuntimeError):
@@ -140,6 +141,14 @@ class Settings:
     telegram_bot_token: str | None = None
     telegram_secret_token: str | None = None
     payments_secret: str | None = None
+    # WhatsApp through Twilio (the sender, e.g. whatsapp:+14155238886) and Africa's
+    # Talking SMS (issue 12); SMS_PROVIDER chooses who sends SMS pushes.
+    twilio_whatsapp_from: str | None = None
+    sms_provider: str = "twilio"
+    africastalking_username: str | None = None
+    africastalking_api_key: str | None = None
+    africastalking_sender_id: str | None = None
+    africastalking_callback_token: str | None = None
     # People.
     default_region: str = "KE"
     default_language: str = "en"
@@ -206,6 +215,12 @@ class Settings:
             telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
             telegram_secret_token=_text(env, "TELEGRAM_SECRET_TOKEN"),
             payments_secret=_text(env, "PAYMENTS_SECRET"),
+            twilio_whatsapp_from=_text(env, "TWILIO_WHATSAPP_FROM"),
+            sms_provider=(_text(env, "SMS_PROVIDER", cls.sms_provider) or "").lower(),
+            africastalking_username=_text(env, "AFRICASTALKING_USERNAME"),
+            africastalking_api_key=_text(env, "AFRICASTALKING_API_KEY"),
+            africastalking_sender_id=_text(env, "AFRICASTALKING_SENDER_ID"),
+            africastalking_callback_token=_text(env, "AFRICASTALKING_CALLBACK_TOKEN"),
             default_region=(_text(env, "DEFAULT_REGION", cls.default_region) or "").upper(),
             default_language=(_text(env, "DEFAULT_LANGUAGE", cls.default_language) or "").lower(),
             mint_on_payment=_flag(env, "MINT_ON_PAYMENT", cls.mint_on_payment),
@@ -241,6 +256,14 @@ class Settings:
         return self.omnivoltaic_api_url is None
 
     @property
+    def whatsapp_pushes(self) -> bool:
+        """Whether pushes may go out on WhatsApp: a sender number and, outside the demo
+        (whose senders only print), the Twilio account that sends from it."""
+        if not self.twilio_whatsapp_from:
+            return False
+        return self.demo or bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
     def omnivoltaic_login_target(self) -> str:
         """Where the client logs in: OMNIVOLTAIC_LOGIN_URL, or /user/login on the API URL
         (always the latter with the embedded emulator, which has no other host)."""
@@ -272,6 +295,16 @@ class Settings:
             )
         self._check_omnivoltaic()
         self._check_reminders()
+        if self.sms_provider not in SMS_PROVIDERS:
+            raise ConfigError(
+                f"SMS_PROVIDER must be {' or '.join(SMS_PROVIDERS)}, got {self.sms_provider!r}"
+            )
+        whatsapp = self.twilio_whatsapp_from
+        if whatsapp and not whatsapp.removeprefix("whatsapp:").startswith(("+", "MG")):
+            raise ConfigError(
+                "TWILIO_WHATSAPP_FROM must be a WhatsApp sender such as whatsapp:+14155238886,"
+                f" got {whatsapp!r}"
+            )
         for name, value in (
             ("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
             ("USSD_MINT_BUDGET", self.ussd_mint_budget),
@@ -341,7 +374,11 @@ class Settings:
             needed += ["OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD"]
         if self.twilio_auth_token:
             needed += ["PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"]
-        self.require(*needed)
+        if self.twilio_whatsapp_from:
+            needed += ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"]
+        if self.sms_provider == "africastalking" or self.africastalking_callback_token:
+            needed += ["AFRICASTALKING_USERNAME", "AFRICASTALKING_API_KEY"]
+        self.require(*dict.fromkeys(needed))
 
 
 def multiprocess_dir() -> str | None:

@@ -42,12 +42,14 @@ class FakeSender:
     def __init__(self, *script, on_send=None):
         self.script, self.on_send = list(script), on_send
         self.sent: list[tuple[str, str]] = []
+        self.links: list[str | None] = []  # the link_id each send was given (Africa's Talking)
         self._lock = threading.Lock()
 
-    def send(self, recipient: str, body: str) -> SendResult:
+    def send(self, recipient: str, body: str, link_id: str | None = None) -> SendResult:
         with self._lock:
             outcome = self.script.pop(0) if self.script else None
             self.sent.append((recipient, body))
+            self.links.append(link_id)
             number = len(self.sent)
         if self.on_send is not None:
             self.on_send(body)

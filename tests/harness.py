@@ -46,6 +46,7 @@ SECRETS = dict(
     telegram_secret_token="test-telegram-secret",
     payments_secret="test-pay-secret",
     public_base_url="https://bot.example.test",
+    africastalking_callback_token="test-at-callback-token",
 )
 
 # -- databases ------------------------------------------------------------------------------
@@ -239,6 +240,57 @@ def outbox_rows(Session) -> dict[int, OutboxMessage]:
     """Every outbox row, by id."""
     with Session() as session:
         return {m.id: m for m in session.scalars(select(OutboxMessage))}
+
+
+# -- Twilio's requests (SMS and WhatsApp share one route) ----------------------------------
+
+TWILIO_SMS_PATH = "/webhooks/twilio/sms"
+
+
+def twilio_post(client, form: dict[str, str], path: str = TWILIO_SMS_PATH):
+    """`form` posted as Twilio posts it: signed with SECRETS' auth token over the public URL."""
+    from twilio.request_validator import RequestValidator
+
+    url = SECRETS["public_base_url"] + path
+    signature = RequestValidator(SECRETS["twilio_auth_token"]).compute_signature(url, form)
+    return client.post(path, data=form, headers={"X-Twilio-Signature": signature})
+
+
+def twiml_messages(response) -> list[str]:
+    """The texts of a TwiML answer's <Message> elements."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(response.get_data(as_text=True))
+    assert root.tag == "Response"
+    return [m.text or "" for m in root.findall("Message")]
+
+
+def twilio_message(body: str, sid: str, sender: str, channel: str = "sms") -> dict[str, str]:
+    """An incoming message as Twilio posts it: an SMS, or (channel "whatsapp") a WhatsApp
+    text, whose addresses are `whatsapp:+…` and which carries the sender's WhatsApp ids."""
+    form = {
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "SmsSid": sid,
+        "SmsStatus": "received",
+        "Body": body,
+        "To": SECRETS["twilio_from_number"],
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": SECRETS["twilio_account_sid"],
+        "From": sender,
+        "ApiVersion": "2010-04-01",
+    }
+    if channel == "whatsapp":
+        form.update(
+            From="whatsapp:" + sender,
+            To="whatsapp:+14155238886",
+            ProfileName="Amina",
+            WaId=sender.lstrip("+"),
+            MessageType="text",
+            ReferralNumMedia="0",
+        )
+    return form
 
 
 # -- settings -------------------------------------------------------------------------------

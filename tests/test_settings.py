@@ -83,8 +83,51 @@ def test_defaults():
         "telegram_bot_token",
         "telegram_secret_token",
         "payments_secret",
+        "twilio_whatsapp_from",
+        "africastalking_username",
+        "africastalking_api_key",
+        "africastalking_sender_id",
+        "africastalking_callback_token",
     )
     assert all(getattr(s, name) is None for name in secrets)
+    assert s.sms_provider == "twilio" and not s.whatsapp_pushes
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        pytest.param({"SMS_PROVIDER": "nexmo"}, "SMS_PROVIDER", id="an unknown SMS provider"),
+        pytest.param(
+            {"TWILIO_WHATSAPP_FROM": "14155238886"}, "TWILIO_WHATSAPP_FROM", id="not a sender"
+        ),
+    ],
+)
+def test_channel_settings_that_cannot_work_are_refused_by_name(env, named):
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "values, pushes",
+    [
+        pytest.param({}, False, id="no WhatsApp sender"),
+        pytest.param({"twilio_whatsapp_from": "whatsapp:+1415"}, False, id="no Twilio account"),
+        pytest.param(
+            {
+                "twilio_whatsapp_from": "whatsapp:+1415",
+                "twilio_account_sid": "AC",
+                "twilio_auth_token": "t",
+            },
+            True,
+            id="sender and account",
+        ),
+        pytest.param(
+            {"twilio_whatsapp_from": "whatsapp:+1415", "demo": True}, True, id="the demo prints"
+        ),
+    ],
+)
+def test_whatsapp_pushes_need_a_sender_and_the_account_behind_it(values, pushes):
+    assert Settings(**values).whatsapp_pushes is pushes
 
 
 # env variable -> (value given, attribute, value read)
@@ -123,6 +166,20 @@ READ = {
     "TELEGRAM_BOT_TOKEN": ("123:abc", "telegram_bot_token", "123:abc"),
     "TELEGRAM_SECRET_TOKEN": ("tg-secret", "telegram_secret_token", "tg-secret"),
     "PAYMENTS_SECRET": ("pay-secret", "payments_secret", "pay-secret"),
+    "TWILIO_WHATSAPP_FROM": (
+        "whatsapp:+14155238886",
+        "twilio_whatsapp_from",
+        "whatsapp:+14155238886",
+    ),
+    "SMS_PROVIDER": ("AfricasTalking", "sms_provider", "africastalking"),
+    "AFRICASTALKING_USERNAME": ("sandbox", "africastalking_username", "sandbox"),
+    "AFRICASTALKING_API_KEY": ("at-key-123", "africastalking_api_key", "at-key-123"),
+    "AFRICASTALKING_SENDER_ID": ("OVES", "africastalking_sender_id", "OVES"),
+    "AFRICASTALKING_CALLBACK_TOKEN": (
+        "at-callback",
+        "africastalking_callback_token",
+        "at-callback",
+    ),
     "DEFAULT_REGION": ("tz", "default_region", "TZ"),
     "DEFAULT_LANGUAGE": ("SW", "default_language", "sw"),
     "MINT_ON_PAYMENT": ("off", "mint_on_payment", False),
@@ -301,6 +358,26 @@ def test_require_passes_when_everything_is_set():
                 "public_base_url": "https://b",
                 "twilio_account_sid": "AC",
                 "twilio_from_number": "+15005550006",
+            },
+            set(),
+        ),
+        (
+            {"twilio_whatsapp_from": "whatsapp:+14155238886"},
+            {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"},
+        ),
+        (
+            {"sms_provider": "africastalking"},
+            {"AFRICASTALKING_USERNAME", "AFRICASTALKING_API_KEY"},
+        ),
+        (
+            {"africastalking_callback_token": "tok", "africastalking_username": "u"},
+            {"AFRICASTALKING_API_KEY"},
+        ),
+        (
+            {
+                "sms_provider": "africastalking",
+                "africastalking_username": "u",
+                "africastalking_api_key": "k",
             },
             set(),
         ),

@@ -1,7 +1,12 @@
-"""Twilio SMS: `POST /webhooks/twilio/sms` → TwiML; `POST /webhooks/twilio/status` → empty 200.
+"""Twilio SMS and WhatsApp: `POST /webhooks/twilio/sms` → TwiML; `POST /webhooks/twilio/status`
+→ empty 200.
 
 Guard (X-Twilio-Signature over PUBLIC_BASE_URL + path), parse the form into an Inbound,
 hand it to the core, render the Reply as TwiML. Twilio's field names stay in this module.
+
+WhatsApp comes to the same route: Twilio posts the same form with `From=whatsapp:+254…`.
+The customer is the phone number after the prefix (channel "whatsapp"); the reply is the
+same TwiML, which Twilio sends back on WhatsApp inside the session the customer opened.
 
 The signature joins names and values with no separator, so it cannot tell where one field
 ends: `MessageSid=<sid>NumMedia0` without `NumMedia` is signed alike. `parse` therefore
@@ -31,6 +36,7 @@ from bot.settings import Settings
 bp = Blueprint("twilio", __name__)
 PATH = "/webhooks/twilio/sms"
 MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-f]{32}")  # an SMS's or an MMS's, nothing around it
+WHATSAPP = "whatsapp:"  # Twilio's prefix of a WhatsApp address
 STATUS = re.compile(r"[a-z_]{1,32}")  # queued, sent, delivered, partially_delivered, ...
 ERROR_CODE = re.compile(r"[0-9]{1,8}")
 
@@ -83,10 +89,15 @@ def parse(form: Mapping[str, str], account_sid: str | None = None) -> Inbound:
         abort(400, description="MessageSid is not a Twilio message SID")
     if account_sid and form.get("AccountSid") != account_sid:
         abort(400, description="AccountSid is not this account's")
+    channel, sender = "sms", form["From"].strip()
+    if sender.lower().startswith(WHATSAPP):
+        channel, sender = "whatsapp", sender[len(WHATSAPP) :].strip()
+        if not sender:
+            abort(400, description="From is a WhatsApp address without a number")
     return Inbound(
-        channel="sms",
+        channel=channel,
         provider_id=form["MessageSid"],
-        sender=form["From"].strip(),
+        sender=sender,
         text=form.get("Body", ""),
     )
 

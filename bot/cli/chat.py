@@ -4,6 +4,7 @@ Requests are built exactly as the providers send them and signed as the server c
 them (Twilio's signature with TWILIO_AUTH_TOKEN over PUBLIC_BASE_URL + path, Telegram's
 secret header), then posted over httpx: to the app in-process (`httpx.WSGITransport`), or
 to a running server (`--url`). The reply is read back from the TwiML or the JSON.
+WhatsApp is Twilio's same form on the same route, both addresses written `whatsapp:+…`.
 
 On Telegram, buttons are shown in brackets: `/contact` shares one's number (the
 request_contact button), `/pick LABEL` presses an inline button (a callback_query). A
@@ -30,10 +31,15 @@ from bot.storage.models import OutboxMessage
 
 SMS_PATH, TELEGRAM_PATH = "/webhooks/twilio/sms", "/webhooks/telegram"
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)  # a reply may wait for a mint (REPLY_BUDGET)
-CHANNELS = ("sms", "telegram")
+CHANNELS = ("sms", "whatsapp", "telegram")
+TWILIO_CHANNELS = ("sms", "whatsapp")  # one route, one form
+WHATSAPP_SANDBOX = "whatsapp:+14155238886"  # Twilio's WhatsApp sandbox number
 # Why a server refuses a signed request: the secrets here are not the server's.
 FORBIDDEN = {
     "sms": "refused: the server's TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL must be the ones here",
+    "whatsapp": (
+        "refused: the server's TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL must be the ones here"
+    ),
     "telegram": "refused: the server's TELEGRAM_SECRET_TOKEN must be the one here",
 }
 
@@ -66,7 +72,9 @@ class Chat:
         self.buttons: dict[str, str] = {}  # inline button label (upper case) -> callback data
 
     def send(self, text: str) -> list[str]:
-        return self._sms(text) if self.channel == "sms" else self._telegram(text=text)
+        if self.channel in TWILIO_CHANNELS:
+            return self._sms(text)
+        return self._telegram(text=text)
 
     def share_contact(self) -> list[str]:
         """Telegram: share one's own contact, as the request_contact button does."""
@@ -112,6 +120,12 @@ class Chat:
             "NumSegments": "1",
             "ApiVersion": "2010-04-01",
         }
+        if self.channel == "whatsapp":  # as Twilio posts a WhatsApp message
+            form["From"] = "whatsapp:" + self.phone
+            form["To"] = self.settings.twilio_whatsapp_from or WHATSAPP_SANDBOX
+            if not form["To"].startswith("whatsapp:"):
+                form["To"] = "whatsapp:" + form["To"]
+            form.update(WaId=self.phone.lstrip("+"), ProfileName="Demo", MessageType="text")
         headers = {}
         if self.settings.twilio_auth_token:  # unsigned: only a demo server takes it
             url = self.sign_base_url.rstrip("/") + SMS_PATH

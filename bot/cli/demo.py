@@ -77,8 +77,11 @@ def instructions(base_url: str) -> str:
         "",
         "Try:",
         f"  ovbot chat --url {base_url} --from {first.phone}   then type CODE, STATUS, HELP",
+        f"  ovbot chat --url {base_url} --from {first.phone} --channel whatsapp",
         f"  curl -d From={first.phone} -d MessageSid=SM{'0' * 31}1 -d Body=CODE"
         f" {base_url}/webhooks/twilio/sms",
+        f"  curl -d id=at-1 --data-urlencode from={first.phone} -d text=STATUS"
+        f" {base_url}/webhooks/africastalking/sms   (the reply is pushed: see the log)",
         f"  curl -d sessionId=s1 -d phoneNumber={AGENT_PHONE} -d serviceCode='*384#'"
         f" -d text={AGENT_PIN} {base_url}/webhooks/ussd",
         f"  curl -H 'Content-Type: application/json' -d '{payment}' {base_url}/webhooks/payments",

@@ -333,6 +333,7 @@ def demo(c: _Context, host: str, port: int) -> None:
         public_base_url=None,
         telegram_secret_token=None,
         payments_secret=None,
+        africastalking_callback_token=None,
     )
     deps = c.deps
     demo_data.seed(deps)
@@ -349,7 +350,7 @@ def demo(c: _Context, host: str, port: int) -> None:
     type=click.Choice(["sms", "whatsapp", "telegram"]),
     default="sms",
     show_default=True,
-    help="The channel to write on (WhatsApp is not available yet).",
+    help="The channel to write on (WhatsApp: as Twilio posts it, on the same route as SMS).",
 )
 @click.option(
     "--url",
@@ -369,11 +370,6 @@ def chat(c: _Context, phone: str, channel: str, url: str | None) -> None:
     from bot.cli import chat as console
     from bot.text.phones import InvalidPhone, mask, normalise
 
-    if channel == "whatsapp":
-        raise click.BadParameter(
-            "WhatsApp is not available yet (it comes with issue 12): use sms or telegram",
-            param_hint="--channel",
-        )
     try:
         phone = normalise(phone, c.settings.default_region)
     except InvalidPhone as exc:
@@ -448,7 +444,7 @@ def _remote_chat(c: _Context, url: str, phone: str, channel: str) -> Chat:
     from bot.cli import chat as chat_module
 
     s = c.settings
-    needed = ("TWILIO_AUTH_TOKEN",) if channel == "sms" else ("TELEGRAM_SECRET_TOKEN",)
+    needed = ("TELEGRAM_SECRET_TOKEN",) if channel == "telegram" else ("TWILIO_AUTH_TOKEN",)
     missing = [name for name in needed if not getattr(s, name.lower())]
     if missing:
         click.echo(

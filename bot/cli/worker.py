@@ -86,7 +86,8 @@ def worker_command(c: _Context, interval: float, sweep_every: float, once: bool)
 def outbox_command(ctx: click.Context, failed_only: bool, limit: int) -> None:
     """List the messages not sent: pending, in flight and failed (or only the failed).
 
-    Each line: id, status, channel, masked recipient, attempts, age, last error.
+    Each line: id, status, channel (and the provider it must go through, if one),
+    masked recipient, attempts, age, last error.
     `ovbot outbox retry` sends failed ones again.
     """
     if ctx.invoked_subcommand is not None:
@@ -102,8 +103,9 @@ def outbox_command(ctx: click.Context, failed_only: bool, limit: int) -> None:
         engine.dispose()
     now = utcnow()
     for m in rows:
+        channel = f"{m.channel}/{m.provider}" if m.provider else m.channel  # who must send it
         click.echo(
-            f"{m.id}\t{m.status}\t{m.channel}\t{mask(m.recipient)}\tattempts {m.attempts}"
+            f"{m.id}\t{m.status}\t{channel}\t{mask(m.recipient)}\tattempts {m.attempts}"
             f"\t{_age(now - m.created_at)} old\t{m.last_error or ''}"
         )
     what = "failed" if failed_only else "pending or failed"

@@ -23,6 +23,7 @@ from bot.deps import Deps
 from bot.inbound import Inbound, Reply, Responder
 from bot.ledger import devices
 from bot.ledger.outcome import attempt
+from bot.outbox import queue as outbox
 from bot.storage import db
 from bot.storage.models import Code, Customer, Device
 from bot.text.codes import code_texts
@@ -88,6 +89,7 @@ class Facts:
     phone: str
     language: str
     last_channel: str | None
+    whatsapp_at: datetime | None
     devices: tuple[DeviceFacts, ...]
 
     @classmethod
@@ -97,6 +99,7 @@ class Facts:
             customer.phone,
             customer.language,
             customer.last_channel,
+            customer.whatsapp_at,
             tuple(DeviceFacts.of(d) for d in customer.devices),
         )
 
@@ -123,6 +126,8 @@ def respond(deps: Deps, session: Session, inbound: Inbound) -> Reply:
     if customer is None:
         return _stranger(deps, inbound, command)
     customer.last_channel = inbound.channel
+    if inbound.channel == "whatsapp":
+        outbox.wrote_on_whatsapp(customer, deps.clock())
     turn = Turn(deps, session, inbound, customer, command)
     if inbound.button:
         return pressed(turn)
@@ -171,6 +176,10 @@ def read(deps: Deps, session: Session, inbound: Inbound) -> Reply:
         return _stranger(deps, inbound, command)
     if facts.last_channel != inbound.channel:
         raise db.WouldWrite("the channel changed: answered the writing way, which records it")
+    if inbound.channel == "whatsapp" and outbox.whatsapp_window_stale(
+        facts.whatsapp_at, deps.clock()
+    ):
+        raise db.WouldWrite("the WhatsApp window is recorded the writing way")
     return READERS[command.name](Reading(deps, session, inbound, facts, command))
 
 
@@ -178,12 +187,12 @@ def _facts(deps: Deps, session: Session, sender: str) -> Facts | None:
     phone = try_normalise(sender, deps.settings.default_region)
     if phone is None:
         return None
-    rows = session.connection().execute(_FACTS_BY_PHONE, {"phone": phone}).all()
+    rows: Sequence[Any] = session.connection().execute(_FACTS_BY_PHONE, {"phone": phone}).all()
     if not rows:
         return None
     first = rows[0]
-    owned = tuple(DeviceFacts(*row[4:]) for row in rows if row[4] is not None)
-    return Facts(first[0], first[1], first[2], first[3], owned)
+    owned = tuple(DeviceFacts(*row[5:]) for row in rows if row[5] is not None)
+    return Facts(first[0], first[1], first[2], first[3], first[4], owned)
 
 
 _customers, _devices = Customer.__table__, Device.__table__
@@ -194,6 +203,7 @@ _FACTS_BY_PHONE = (
         _customers.c.phone,
         _customers.c.language,
         _customers.c.last_channel,
+        _customers.c.whatsapp_at,
         _devices.c.id,
         _devices.c.product_id,
         _devices.c.oem_serial,

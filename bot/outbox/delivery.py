@@ -14,6 +14,10 @@
 A message that must follow another of the same event (`after_id`: the codes of one push,
 in entry order) is claimed only once that one is sent or failed.
 
+A row goes to the sender of its `provider` when it names one (an answer to an Africa's
+Talking message goes back through Africa's Talking, with its `link_id`), else to its
+channel's sender; a row whose sender is not configured stays pending.
+
 So a committed message is sent unless it ends `failed` (listed by `ovbot outbox`), and a
 `sent` one is never sent again.  It may go twice: after an unknown outcome, or when a
 worker is killed after the provider took it but before recording it (the lease expires).
@@ -30,13 +34,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from bot.outbox import reminders
 from bot.outbox.senders import NotSent, OutcomeUnknown, Sender, Undeliverable, Unsubscribed
 from bot.storage import db
-from bot.storage.models import CUSTOMER_CHANNELS, Customer, OutboxMessage, utcnow
+from bot.storage.models import (
+    CUSTOMER_CHANNELS,
+    OUTBOX_PROVIDERS,
+    Customer,
+    OutboxMessage,
+    utcnow,
+)
 from bot.text.logs import scrub
 from bot.text.phones import mask
 
@@ -68,6 +78,13 @@ class Claim:
     body: str
     attempts: int  # after this claim; with the status, what makes the row still ours
     customer_id: int | None
+    provider: str | None = None  # the sender it must go through (None: the channel's)
+    link_id: str | None = None  # Africa's Talking: the linkId of the message it answers
+
+    @property
+    def route(self) -> str:
+        """The key of its sender in the senders' table."""
+        return self.provider or self.channel
 
 
 def drain(
@@ -101,7 +118,7 @@ def drain(
             if stop is not None and stop.is_set():
                 release(sessions, claims[position:], clock())
                 return _report(total + outcomes)
-            outcomes[_deliver(sessions, senders[c.channel], c, clock, max_attempts)] += 1
+            outcomes[_deliver(sessions, senders[c.route], c, clock, max_attempts)] += 1
         total += outcomes
         if not claims or not _unblocked(sessions, [c.id for c in claims]):
             break
@@ -145,7 +162,8 @@ def claim(
             .where(
                 OutboxMessage.status.in_(("pending", "sending")),
                 OutboxMessage.next_attempt_at <= now,
-                OutboxMessage.channel.in_(channels),
+                (OutboxMessage.provider.is_(None) & OutboxMessage.channel.in_(channels))
+                | OutboxMessage.provider.in_(channels),
                 OutboxMessage.after_id.is_(None)
                 | select(before.id)
                 .where(before.id == OutboxMessage.after_id, before.status.in_(("sent", "failed")))
@@ -182,7 +200,14 @@ def claim(
                 row.next_attempt_at = now + lease
                 claims.append(
                     Claim(
-                        row.id, row.channel, row.recipient, row.body, row.attempts, row.customer_id
+                        row.id,
+                        row.channel,
+                        row.recipient,
+                        row.body,
+                        row.attempts,
+                        row.customer_id,
+                        row.provider,
+                        row.link_id,
                     )
                 )
     return claims, outcomes
@@ -196,7 +221,10 @@ def _deliver(
     max_attempts: int,
 ) -> str:
     try:
-        result = sender.send(c.recipient, c.body)
+        if c.link_id is None:
+            result = sender.send(c.recipient, c.body)
+        else:
+            result = sender.send(c.recipient, c.body, link_id=c.link_id)
     except NotSent as exc:
         if c.attempts >= max_attempts:
             return _record(sessions, c, "failed", f"gave up after {c.attempts} attempts: {exc}")
@@ -306,16 +334,17 @@ def release(sessions: sessionmaker[Session], claims: list[Claim], now: datetime)
 
 
 def _warn_unsendable(sessions: sessionmaker[Session], channels: set[str]) -> None:
-    """Messages for a channel with no sender stay pending; say so once per channel."""
-    missing = set(CUSTOMER_CHANNELS) - channels - _warned
+    """Messages for a channel (or provider) with no sender stay pending; say so once each."""
+    missing = set(CUSTOMER_CHANNELS + OUTBOX_PROVIDERS) - channels - _warned
     if not missing:
         return
+    route = func.coalesce(OutboxMessage.provider, OutboxMessage.channel)
     with sessions() as session:
         found = set(
             session.scalars(
-                select(OutboxMessage.channel)
+                select(route)
                 .distinct()
-                .where(OutboxMessage.status == "pending", OutboxMessage.channel.in_(missing))
+                .where(OutboxMessage.status == "pending", route.in_(missing))
             )
         )
     for channel in sorted(found):

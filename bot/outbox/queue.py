@@ -2,20 +2,59 @@
 
 A payment rolled back takes its message with it; a committed one is sent by the worker
 (or, in the embedded default, by the web process right after the commit).
+
+The channel of a push is the one the customer last wrote on: Telegram when they did
+there (and their chat is linked); WhatsApp when they did there inside WhatsApp's 24-hour
+session window and WhatsApp pushes are on (a business may write first outside the window
+only with a template Meta approved: we fall back to SMS instead); SMS otherwise.  Whether
+WhatsApp pushes are on travels with the session (`session_info`, set by bot/bootstrap.py
+from TWILIO_WHATSAPP_FROM), so every push, whoever queues it, decides alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.ledger import devices
+from bot.settings import Settings
 from bot.storage import db
 from bot.storage.models import Code, Customer, Device, OutboxMessage, TelegramLink, utcnow
 from bot.text.codes import code_texts
 from bot.text.templates import Messages
+
+WHATSAPP_WINDOW = timedelta(hours=24)  # Meta's customer service window
+# `customers.whatsapp_at` moves only when this much older, so a read (STATUS) on WhatsApp
+# writes at most once an hour; a push then keeps this much margin inside the window.
+WHATSAPP_REFRESH = timedelta(hours=1)
+WHATSAPP_PUSHES = "ovbot.whatsapp_pushes"  # the session.info key
+
+
+def session_info(settings: Settings) -> dict[str, object]:
+    """What every session must know to choose a push's channel (bot/bootstrap.py)."""
+    return {WHATSAPP_PUSHES: settings.whatsapp_pushes}
+
+
+def wrote_on_whatsapp(customer: Customer, now: datetime) -> None:
+    """The customer wrote on WhatsApp at `now`: their session window is open from then."""
+    if whatsapp_window_stale(customer.whatsapp_at, now):
+        customer.whatsapp_at = now
+
+
+def whatsapp_window_stale(whatsapp_at: datetime | None, now: datetime) -> bool:
+    """Whether a message on WhatsApp at `now` must record it (the recorded time is older
+    than WHATSAPP_REFRESH): a read that must is answered the writing way."""
+    return whatsapp_at is None or now - whatsapp_at >= WHATSAPP_REFRESH
+
+
+def in_whatsapp_window(customer: Customer, now: datetime) -> bool:
+    """Whether a push to `customer` may go on WhatsApp now (they wrote there last, lately)."""
+    if customer.last_channel != "whatsapp" or customer.whatsapp_at is None:
+        return False
+    return now - customer.whatsapp_at < WHATSAPP_WINDOW - WHATSAPP_REFRESH
 
 
 def enqueue(
@@ -26,11 +65,14 @@ def enqueue(
     code_id: int | None = None,
     after_id: int | None = None,
 ) -> OutboxMessage | None:
-    """Queue `body` for `customer` on the channel they last used; None if opted out."""
+    """Queue `body` for `customer` on the channel they last used (see above); None if
+    they opted out."""
     if customer.opted_out:
         return None
     channel, recipient = "sms", customer.phone
-    if customer.last_channel == "telegram":
+    if session.info.get(WHATSAPP_PUSHES) and in_whatsapp_window(customer, utcnow()):
+        channel = "whatsapp"
+    elif customer.last_channel == "telegram":
         link = session.scalar(
             select(TelegramLink)
             .where(TelegramLink.customer_id == customer.id)
@@ -67,6 +109,42 @@ def to_telegram_chat(
             customer_id=customer.id,
             channel="telegram",
             recipient=str(chat_id),
+            body=text,
+            after_id=queued[-1].id if queued else None,
+            next_attempt_at=utcnow(),
+        )
+        session.add(message)
+        session.flush()
+        queued.append(message)
+    if queued:
+        db.mark_queued(session)  # this commit wakes the drain (Deps.committed)
+    return queued
+
+
+def answer_by_sms(
+    session: Session,
+    customer: Customer | None,
+    phone: str,
+    texts: Sequence[str],
+    *,
+    provider: str,
+    link_id: str | None = None,
+) -> list[OutboxMessage]:
+    """Queue the answer to an SMS that came through `provider`, back through it, in order.
+
+    An answer is owed even to an opted-out customer or to a number we do not know (they
+    wrote to us): such a row names no customer, so the claim's opt-out check does not
+    hold it and no receipt acts on a customer.
+    """
+    queued: list[OutboxMessage] = []
+    owner = customer.id if customer is not None and not customer.opted_out else None
+    for text in texts:
+        message = OutboxMessage(
+            customer_id=owner,
+            channel="sms",
+            provider=provider,
+            link_id=link_id,
+            recipient=phone,
             body=text,
             after_id=queued[-1].id if queued else None,
             next_attempt_at=utcnow(),

@@ -154,8 +154,11 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(
+    engine: Engine, info: dict[str, object] | None = None
+) -> sessionmaker[Session]:
+    """Sessions on `engine`; each starts with a copy of `info` in its `Session.info`."""
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 @contextmanager
@@ -176,7 +179,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-_readers: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
+_readers: weakref.WeakKeyDictionary[sessionmaker[Session], sessionmaker[Session]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @contextmanager
@@ -187,17 +192,21 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
     before trusting a reply built here: either way, a change is never written here, so the
     caller must redo that work in `transaction(...)`.
     """
-    engine = factory.kw["bind"]
-    readers = _readers.get(engine)
-    if readers is None:  # built once per engine: a session's own listeners cost per request
+    readers = _readers.get(factory)
+    if readers is None:  # built once per factory: a session's own listeners cost per request
+        engine = factory.kw["bind"]
         options: dict[str, object] = {READ_ONLY: True}
         if engine.dialect.name == "postgresql":
             # Under READ COMMITTED each statement reads its own snapshot, in a transaction
             # or not: BEGIN and ROLLBACK would be two round trips that buy nothing.
             options["isolation_level"] = "AUTOCOMMIT"
         reader = engine.execution_options(**options)
-        readers = _readers[engine] = sessionmaker(
-            reader, class_=ReadingSession, autoflush=False, expire_on_commit=False
+        readers = _readers[factory] = sessionmaker(
+            reader,
+            class_=ReadingSession,
+            autoflush=False,
+            expire_on_commit=False,
+            info=factory.kw.get("info"),
         )
     session = readers()
     try:

@@ -37,18 +37,21 @@ from sqlalchemy.types import TypeDecorator
 from bot.domain import AGENT_ROLES, LANGUAGES, MAX_CODE_DAYS
 
 # The allowed values of the text columns that act as enums (each is a CHECK constraint).
-CUSTOMER_CHANNELS = ("sms", "telegram")
+CUSTOMER_CHANNELS = ("sms", "telegram", "whatsapp")
 DEVICE_STATES = ("payg", "free", "locked")
 CODE_KINDS = ("days", "free", "reset")
 # pending: attempt recorded before the API call; minted: we hold the code;
 # unknown: outcome unknown, reconcile from the code history before minting again;
 # failed: surely not minted.
 CODE_STATES = ("pending", "minted", "unknown", "failed")
-CODE_CHANNELS = ("sms", "telegram", "ussd", "payments", "cli", "system")
+CODE_CHANNELS = ("sms", "telegram", "ussd", "payments", "cli", "system", "whatsapp")
 PAYMENT_SOURCES = ("agent", "webhook", "cli", "demo")
 OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
-# What a delivery receipt said last (Twilio's final statuses); null: no receipt yet.
+# What a delivery receipt said last (the providers' final statuses); null: no receipt yet.
 DELIVERY_STATUSES = ("delivered", "undelivered", "failed")
+# Who must send an outbox row when it is not simply its channel's configured sender:
+# an answer to an Africa's Talking message goes back through Africa's Talking.
+OUTBOX_PROVIDERS = ("africastalking",)
 
 MONEY = Numeric(12, 2)
 
@@ -116,6 +119,9 @@ class Customer(Base):
     language: Mapped[str] = mapped_column(String(2), default="en", server_default="en")
     opted_out: Mapped[bool] = mapped_column(default=False, server_default=false())
     last_channel: Mapped[str | None] = mapped_column(String(16))
+    # When they last wrote on WhatsApp (to the hour, bot/outbox/queue.py): pushes go there
+    # only inside WhatsApp's 24-hour session window.  Migration 0007.
+    whatsapp_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -319,6 +325,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_provider_message_id", "provider_message_id"),
         # A withdrawn reminder's row is deleted: its foreign-key check looks here.
         Index("ix_outbox_after_id", "after_id"),
+        one_of("provider", OUTBOX_PROVIDERS),  # migration 0007
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -339,9 +346,13 @@ class OutboxMessage(Base):
     # Delivery receipts: the provider's final word, its error code, when it came; and the
     # message this one re-sends on another channel (unique: at most one retry each).
     delivery_status: Mapped[str | None] = mapped_column(String(16))
-    delivery_error: Mapped[str | None] = mapped_column(String(16))
+    delivery_error: Mapped[str | None] = mapped_column(String(64))  # "UserInBlackList"
     receipt_at: Mapped[datetime | None]
     retry_of: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), unique=True)
+    # Channels (migration 0007): the provider that must send it (null: the channel's
+    # configured sender) and the Africa's Talking linkId of the message it answers.
+    provider: Mapped[str | None] = mapped_column(String(16))
+    link_id: Mapped[str | None] = mapped_column(Text)
 
     customer: Mapped[Customer | None] = relationship()
     code: Mapped[Code | None] = relationship()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -36,6 +37,28 @@ def test_sms_gets_a_code_the_device_accepts(app, sqlite_world):
     code = CODE.search(replies[0]).group(0)
     entry = sqlite_world.simulator(1001).enter(code)
     assert (entry.outcome, entry.days) == ("days", 7)
+
+
+def test_whatsapp_is_twilios_form_with_whatsapp_addresses(app, sqlite_world):
+    sent = []
+    config = sqlite_world.services.settings
+    wsgi = httpx.WSGITransport(app=app)
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        sent.append(parse_qs(request.content.decode()))
+        return wsgi.handle_request(request)
+
+    http = httpx.Client(transport=httpx.MockTransport(spy), base_url=config.public_base_url)
+    replies = Chat(http, config, PHONE, "whatsapp").send("CODE")
+    assert CODE.search(replies[0])
+    (form,) = sent
+    assert (form["From"], form["To"], form["WaId"]) == (
+        ["whatsapp:" + PHONE],
+        ["whatsapp:+14155238886"],
+        [PHONE.lstrip("+")],
+    )
+    with sqlite_world.session() as s:
+        assert s.scalar(select(InboundMessage.channel)) == "whatsapp"
 
 
 def test_each_message_is_a_new_provider_message(app, sqlite_world):

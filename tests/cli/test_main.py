@@ -365,10 +365,14 @@ def test_chat_with_customers_does_not_warn(customer):
     assert result.exit_code == 0 and "has no customers" not in result.stderr
 
 
-def test_chat_over_whatsapp_says_it_is_not_available_yet(home):
-    result = ovbot("chat", "--from", "0712345678", "--channel", "whatsapp", input="CODE\n")
-    assert result.exit_code == 2 and "WhatsApp is not available yet" in result.stderr
-    assert list(home.iterdir()) == []
+def test_chat_over_whatsapp_gets_the_same_answers_and_records_the_channel(customer, Session):
+    result = ovbot("chat", "--from", "0712345678", "--channel", "whatsapp", input="CODE\nSTATUS\n")
+    assert result.exit_code == 0 and "over whatsapp" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.startswith("bot> ")]
+    assert len(lines) == 2 and CODE.search(lines[0]) and "days left" in lines[1]
+    with Session() as session:
+        amina = session.scalar(select(Customer))
+        assert amina.last_channel == "whatsapp" and amina.whatsapp_at is not None
 
 
 def test_chat_with_an_unreachable_server_is_a_clear_error(home):

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from bot.outbox import receipts
 from bot.storage import db
 from bot.storage.models import Customer, OutboxMessage, utcnow
 from tests.harness import outbox_rows, ovbot, queue_messages
@@ -118,3 +119,29 @@ def test_retry_refuses_an_unmigrated_database(home):
 def test_worker_help_says_what_the_sweep_does(home):
     text = " ".join(ovbot("worker", "--help").stdout.split())
     assert "--sweep-every FLOAT Seconds between sweeps:" in text and "code history" in text
+
+
+def test_outbox_failed_shows_undelivered_codes_from_both_providers(home, Session):
+    """A Twilio receipt and an Africa's Talking report, both final failures: each row is
+    listed with the provider's own error (Twilio's digits, Africa's Talking's reason)."""
+    assert ovbot("db", "upgrade").exit_code == 0
+    twilio, at = queue_messages(Session, "Code *111#", "Code *222#")
+    with db.transaction(Session) as session:
+        for message_id, sid in ((twilio, "SM" + "1" * 32), (at, "ATXid_" + "2" * 32)):
+            row = session.get(OutboxMessage, message_id)
+            row.status, row.attempts, row.provider_message_id = "sent", 1, sid
+        session.get(OutboxMessage, at).provider = "africastalking"
+        now = utcnow()
+        receipts.record(session, receipts.Receipt("SM" + "1" * 32, "undelivered", "30003"), now=now)
+        report = receipts.Receipt(
+            "ATXid_" + "2" * 32, "failed", "UserInBlackList", "africastalking"
+        )
+        receipts.record(session, report, now=now)
+    result = ovbot("outbox", "--failed")
+    *lines, total = result.stdout.splitlines()
+    assert total == "2 message(s) failed"
+    errors = {line.split("\t")[0]: line.split("\t")[6] for line in lines}
+    channels = {line.split("\t")[0]: line.split("\t")[2] for line in lines}
+    assert channels == {str(twilio): "sms", str(at): "sms/africastalking"}
+    assert "undelivered (Twilio error 30003)" in errors[str(twilio)]
+    assert "failed (Africa's Talking: UserInBlackList)" in errors[str(at)]

@@ -15,17 +15,21 @@ import requests
 from telegram import Bot
 from telegram.error import TimedOut
 from telegram.request import BaseRequest
+from twilio.rest import Client
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from bot.outbox.senders import (
+    AfricasTalkingSender,
     LogSender,
     NotSent,
     OutcomeUnknown,
     TelegramSender,
     TwilioSmsSender,
+    TwilioWhatsAppSender,
     Undeliverable,
     Unsubscribed,
     build_senders,
+    close_senders,
     status_callback_url,
 )
 from bot.settings import Settings
@@ -217,12 +221,72 @@ def test_build_senders_only_for_configured_channels():
     both = build_senders(Settings(**twilio, telegram_bot_token="123:abc"))
     assert (type(both["sms"]), type(both["telegram"])) == (TwilioSmsSender, TelegramSender)
     demo = build_senders(Settings(**twilio, demo=True))
-    assert {type(s) for s in demo.values()} == {LogSender} and set(demo) == {"sms", "telegram"}
+    assert {type(s) for s in demo.values()} == {LogSender}
+    assert set(demo) == {"sms", "telegram", "whatsapp", "africastalking"}
 
 
 TWILIO = dict(
     twilio_account_sid="AC" + "0" * 32, twilio_auth_token="t", twilio_from_number=TWILIO_FROM
 )
+
+
+AT = dict(africastalking_username="sandbox", africastalking_api_key="k")
+# label, settings, the sender's type under each key
+BUILT = [
+    pytest.param({}, {}, id="nothing configured"),
+    pytest.param(
+        dict(TWILIO, twilio_whatsapp_from="whatsapp:+14155238886"),
+        {"sms": TwilioSmsSender, "whatsapp": TwilioWhatsAppSender},
+        id="Twilio with a WhatsApp sender",
+    ),
+    pytest.param(
+        dict(TWILIO, **AT),
+        {"sms": TwilioSmsSender, "africastalking": AfricasTalkingSender},
+        id="both SMS providers, Twilio sends pushes (the default)",
+    ),
+    pytest.param(
+        dict(TWILIO, **AT, sms_provider="africastalking"),
+        {"sms": AfricasTalkingSender, "africastalking": AfricasTalkingSender},
+        id="SMS_PROVIDER=africastalking: Africa's Talking sends SMS pushes",
+    ),
+    pytest.param(
+        dict(AT, sms_provider="africastalking"),
+        {"sms": AfricasTalkingSender, "africastalking": AfricasTalkingSender},
+        id="Africa's Talking alone",
+    ),
+    pytest.param(
+        dict(twilio_whatsapp_from="whatsapp:+14155238886"), {}, id="WhatsApp without the account"
+    ),
+]
+
+
+@pytest.mark.parametrize("settings, types", BUILT)
+def test_build_senders_per_provider(settings, types):
+    senders = build_senders(Settings(**settings))
+    try:
+        assert {key: type(sender) for key, sender in senders.items()} == types
+        if settings.get("sms_provider") == "africastalking":
+            assert senders["sms"] is senders["africastalking"]  # one client, closed once
+    finally:
+        close_senders(senders)
+
+
+def test_whatsapp_goes_through_twilio_with_both_addresses_prefixed():
+    http = FakeTwilioHttp((201, {"sid": "SM" + "a" * 32, "status": "queued"}))
+    client = Client("AC" + "0" * 32, "token", http_client=http)
+    sender = TwilioWhatsAppSender(client, "+14155238886", "https://bot.example.test/s")
+    assert sender.send("+254712345678", "Code *123#").provider_id == "SM" + "a" * 32
+    data = http.requests[0]["data"]
+    assert (data["From"], data["To"]) == ("whatsapp:+14155238886", "whatsapp:+254712345678")
+    assert data["StatusCallback"] == "https://bot.example.test/s"
+
+
+def test_a_whatsapp_error_maps_like_an_sms_one():
+    """63016: free text outside the 24-hour window (Twilio answers 400): undeliverable."""
+    answer = (400, {"code": 63016, "message": "Failed to send freeform message", "status": 400})
+    client = Client("AC" + "0" * 32, "token", http_client=FakeTwilioHttp(answer))
+    with pytest.raises(Undeliverable, match="63016"):
+        TwilioWhatsAppSender(client, "whatsapp:+14155238886").send("+254712345678", "x")
 
 
 @pytest.mark.parametrize(

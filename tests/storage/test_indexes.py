@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import event, select
 
 from bot.agents import menu as agent_menu
-from bot.customers import reminders
+from bot.customers import answered_by_sms, reminders
 from bot.inbound import Inbound
+from bot.outbox import receipts
 from bot.outbox.delivery import drain
 from bot.outbox.worker import sweep
 from bot.storage.models import Device
@@ -134,12 +135,27 @@ def reminder_pass(w):
     drain(w.services.sessions, {"sms": FakeSender(), "telegram": FakeSender()}, now=now)
 
 
+def other_channels(w):
+    """WhatsApp and Africa's Talking: answers, pushes routed by provider, reports."""
+    w.pay(1001, 3, "plan-2")
+    for text in ("CODE", "STATUS", "HELP"):
+        converse(w.services, Inbound("whatsapp", f"SM{uuid.uuid4().hex}", OWNER, text))
+        at = Inbound("sms", str(uuid.uuid4()), OWNER, text, link_id="0309044507580424")
+        converse(w.services, at, answered_by_sms.AFRICASTALKING)
+    senders = {name: FakeSender() for name in ("sms", "telegram", "whatsapp", "africastalking")}
+    drain(w.services.sessions, senders)
+    receipts.receive(
+        w.services, receipts.Receipt("SM1", "failed", "UserInBlackList", "africastalking")
+    )
+
+
 FLOWS = [
     pytest.param(customer_commands, id="customer commands over SMS"),
     pytest.param(agent_sale, id="an agent's sale over USSD"),
     pytest.param(payment_webhook, id="a payment webhook"),
     pytest.param(worker_pass, id="a worker pass (sweep and drain)"),
     pytest.param(reminder_pass, id="a reminder pass, its dry run, a withdrawn reminder"),
+    pytest.param(other_channels, id="WhatsApp and Africa's Talking"),
 ]
 
 

@@ -180,7 +180,11 @@ def test_an_error_inside_the_ussd_view_is_still_a_200_end_screen(client, monkeyp
 # -- start-up: channels without their secrets ------------------------------------------------
 
 NO_SECRETS = dict(
-    twilio_auth_token=None, public_base_url=None, telegram_secret_token=None, payments_secret=None
+    twilio_auth_token=None,
+    public_base_url=None,
+    telegram_secret_token=None,
+    payments_secret=None,
+    africastalking_callback_token=None,
 )
 # label, settings changed, the channels (and what turns each on) the warning must name
 OFF = [
@@ -188,9 +192,10 @@ OFF = [
     pytest.param(
         NO_SECRETS,
         [
-            "Twilio SMS (set TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL)",
+            "Twilio SMS and WhatsApp (set TWILIO_AUTH_TOKEN and PUBLIC_BASE_URL)",
             "Telegram (set TELEGRAM_SECRET_TOKEN)",
             "payments (set PAYMENTS_SECRET)",
+            "Africa's Talking SMS (set AFRICASTALKING_CALLBACK_TOKEN)",
         ],
         id="no secrets",
     ),
@@ -200,12 +205,12 @@ OFF = [
     pytest.param({"payments_secret": ""}, ["payments (set PAYMENTS_SECRET)"], id="payments"),
     pytest.param(
         {"public_base_url": None},
-        ["Twilio SMS (set PUBLIC_BASE_URL)"],
+        ["Twilio SMS and WhatsApp (set PUBLIC_BASE_URL)"],
         id="Twilio token without the public URL",
     ),
     pytest.param(
         {"twilio_auth_token": None},
-        ["Twilio SMS (set TWILIO_AUTH_TOKEN)"],
+        ["Twilio SMS and WhatsApp (set TWILIO_AUTH_TOKEN)"],
         id="Twilio without its token",
     ),
     pytest.param(dict(NO_SECRETS, demo=True), [], id="demo: unsigned requests are accepted"),
