@@ -97,6 +97,10 @@ class Settings:
     telegram_bot_token: str | None = None
     telegram_secret_token: str | None = None
     payments_secret: str | None = None
+    # M-Pesa C2B (Daraja): the paybill or till its callbacks must name, and the token in
+    # the registered URLs' query (`?token=`; Daraja does not sign its callbacks).
+    mpesa_shortcode: str | None = None
+    mpesa_callback_token: str | None = None
     # People.
     default_region: str = "KE"
     default_language: str = "en"
@@ -157,6 +161,8 @@ class Settings:
             telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
             telegram_secret_token=_text(env, "TELEGRAM_SECRET_TOKEN"),
             payments_secret=_text(env, "PAYMENTS_SECRET"),
+            mpesa_shortcode=_text(env, "MPESA_SHORTCODE"),
+            mpesa_callback_token=_text(env, "MPESA_CALLBACK_TOKEN"),
             default_region=(_text(env, "DEFAULT_REGION", cls.default_region) or "").upper(),
             default_language=(_text(env, "DEFAULT_LANGUAGE", cls.default_language) or "").lower(),
             mint_on_payment=_flag(env, "MINT_ON_PAYMENT", cls.mint_on_payment),
@@ -219,6 +225,12 @@ class Settings:
                 f"got {self.default_region!r}"
             )
         self._check_omnivoltaic()
+        if self.mpesa_shortcode is not None and not (
+            self.mpesa_shortcode.isascii() and self.mpesa_shortcode.isdigit()
+        ):
+            raise ConfigError(
+                f"MPESA_SHORTCODE must be the paybill or till number, got {self.mpesa_shortcode!r}"
+            )
         for name, value in (
             ("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
             ("USSD_MINT_BUDGET", self.ussd_mint_budget),

@@ -83,6 +83,8 @@ def test_defaults():
         "telegram_bot_token",
         "telegram_secret_token",
         "payments_secret",
+        "mpesa_shortcode",
+        "mpesa_callback_token",
     )
     assert all(getattr(s, name) is None for name in secrets)
 
@@ -123,6 +125,8 @@ READ = {
     "TELEGRAM_BOT_TOKEN": ("123:abc", "telegram_bot_token", "123:abc"),
     "TELEGRAM_SECRET_TOKEN": ("tg-secret", "telegram_secret_token", "tg-secret"),
     "PAYMENTS_SECRET": ("pay-secret", "payments_secret", "pay-secret"),
+    "MPESA_SHORTCODE": (" 600638 ", "mpesa_shortcode", "600638"),
+    "MPESA_CALLBACK_TOKEN": ("mp-token", "mpesa_callback_token", "mp-token"),
     "DEFAULT_REGION": ("tz", "default_region", "TZ"),
     "DEFAULT_LANGUAGE": ("SW", "default_language", "sw"),
     "MINT_ON_PAYMENT": ("off", "mint_on_payment", False),
@@ -223,6 +227,9 @@ def test_flags(value, expected):
         ("DB_POOL_SIZE", "five"),
         ("DB_MAX_OVERFLOW", "-1"),
         ("DB_STATEMENT_TIMEOUT", "-5"),
+        ("MPESA_SHORTCODE", "paybill"),
+        ("MPESA_SHORTCODE", "600 638"),
+        ("MPESA_SHORTCODE", "６００６３８"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):

@@ -26,19 +26,20 @@ from bot.deps import Deps
 from bot.settings import Settings
 from bot.storage import db
 from bot.text import logs
-from webhooks import payments, telegram, twilio, ussd
+from webhooks import mpesa, payments, telegram, twilio, ussd
 from webhooks.metrics import bp as metrics_bp
 
 MAX_BODY = 64 * 1024
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's request id is kept if it is short and plain (it goes into every log line).
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,127}")
-CHANNELS = [twilio, telegram, payments, ussd]
+CHANNELS = [twilio, telegram, payments, ussd, mpesa]
 # What turns each signed channel on: without these its guard refuses every request.
 SWITCHES = {
     "Twilio SMS": ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"),
     "Telegram": ("TELEGRAM_SECRET_TOKEN",),
     "payments": ("PAYMENTS_SECRET",),
+    "M-Pesa": ("MPESA_CALLBACK_TOKEN", "MPESA_SHORTCODE"),
 }
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ FORMATS: dict[str, Callable[[HTTPException], Response]] = {
     twilio.bp.name: _text,
     telegram.bp.name: _json,
     payments.bp.name: _json,
+    mpesa.bp.name: mpesa.refusal,
 }
 
 
