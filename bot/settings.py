@@ -279,6 +279,8 @@ class Settings:
             needed += ["OMNIVOLTAIC_USERNAME", "OMNIVOLTAIC_PASSWORD"]
         if self.twilio_auth_token:
             needed += ["PUBLIC_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_FROM_NUMBER"]
+        if self.mpesa_callback_token:  # M-Pesa on: callbacks must name our shortcode
+            needed += ["MPESA_SHORTCODE"]
         self.require(*needed)
 
 

@@ -307,6 +307,8 @@ def test_require_passes_when_everything_is_set():
             },
             set(),
         ),
+        ({"mpesa_callback_token": "t"}, {"MPESA_SHORTCODE"}),
+        ({"mpesa_callback_token": "t", "mpesa_shortcode": "600638"}, set()),
     ],
 )
 def test_require_for_production(values, missing):

@@ -23,6 +23,9 @@ bytes: more than MAX_BODY is a 413.
 
 MSISDN may be masked ("2547 ***** 126") or hashed: it is never read, stored or logged, nor
 are the payer's names; the device comes from BillRefNumber alone.
+
+Daraja refuses to register a URL with "mpesa" (or "safaricom") in it, so each route also
+answers under `/webhooks/c2b/...`: those are the URLs to register.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class BadField(ValueError):
 
 
 @bp.post("/webhooks/mpesa/validation")
+@bp.post("/webhooks/c2b/validation")  # the URL to register: Daraja refuses "mpesa" in one
 def validation() -> tuple[Response, int]:
     deps: Deps = current_app.extensions["ovbot"]
     try:
@@ -90,6 +94,7 @@ def validation() -> tuple[Response, int]:
 
 
 @bp.post("/webhooks/mpesa/confirmation")
+@bp.post("/webhooks/c2b/confirmation")
 def confirmation() -> tuple[Response, int]:
     deps: Deps = current_app.extensions["ovbot"]
     try:

@@ -144,6 +144,20 @@ def test_a_payment_of_150_at_50_a_day_validates_confirms_and_credits_3_days(worl
     assert snapshot(world) == after
 
 
+def test_the_urls_to_register_with_daraja_have_no_mpesa_in_them(world, client):
+    """Daraja refuses to register a URL naming M-Pesa: /webhooks/c2b/... answers the same."""
+    assert post(client, "/webhooks/c2b/validation", daraja()).get_json() == ACCEPTED
+    assert post(client, "/webhooks/c2b/validation", daraja(BillRefNumber="X")).get_json() == (
+        BAD_ACCOUNT
+    )
+    assert post(client, "/webhooks/c2b/confirmation", confirmed()).get_json() == ACCEPTED
+    assert post(client, "/webhooks/c2b/confirmation", confirmed(), token="x").status_code == 401
+    assert post(client, CONFIRMATION, confirmed()).get_json() == ACCEPTED  # the same TransID
+    assert snapshot(world)["payments"] == 1 and the_payment(world).days == 3
+    [code] = minted_codes(world)
+    assert world.simulator(1001).enter(code.code).days == 3
+
+
 def test_the_code_goes_out_on_the_channel_the_customer_last_used(world):
     customer_id = world.customer(OWNER, 1001)
     with world.session() as s:
