@@ -11,6 +11,12 @@ answer; sent again with other content (another device, other days or amount) it 
 payer meant it: the device a reference resolves to (so product id and serial of one
 device are the same), or the reference as typed when a side matched no device; days with
 days and amounts with amounts (to the cent). The phone is not compared: it credits nothing.
+
+Money already taken (an M-Pesa confirmation: `keep`) is never refused: a payment the
+device cannot take as given (no price per day, too many days) is kept unmatched, with
+what the payer typed, for an operator to assign. `check` is the look before the money
+moves (M-Pesa's validation): whether a payment for this device of this amount would credit
+at least one day. It only reads.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.deps import Deps
-from bot.ledger import InvalidPayment, LedgerError, devices
+from bot.ledger import InvalidPayment, LedgerError, PaymentResult, devices
 from bot.ledger.outcome import attempt
 from bot.outbox import queue as outbox
 from bot.storage.models import Device, Payment
@@ -42,6 +48,8 @@ class PaymentIn:
     days: int | None
     amount: Decimal | None
     phone: str | None
+    source: str = "webhook"  # bot/storage/models.py PAYMENT_SOURCES
+    keep: bool = False  # the money is already taken: keep what cannot be credited unmatched
 
 
 @dataclass(frozen=True)
@@ -67,24 +75,48 @@ def receive(deps: Deps, session: Session, data: PaymentIn) -> Answer:
     if first is not None:
         return _repeat(session, first, data, device)
     try:
-        result = deps.ledger.record_payment(
-            session,
-            reference=data.reference,
-            device=device,
-            days=data.days,
-            amount=data.amount,
-            source="webhook",
-            phone=data.phone,
-            product_ref=data.product_ref,
-        )
+        result = _record(deps, session, data, device)
     except InvalidPayment as exc:  # e.g. an amount worth too many days at this device's price
-        field = "amount" if data.amount is not None else "days"
-        return Answer({"status": "rejected", "field": field, "error": str(exc)})
+        if not data.keep or device is None:
+            field = "amount" if data.amount is not None else "days"
+            return Answer({"status": "rejected", "field": field, "error": str(exc)})
+        log.warning("payment %s kept unmatched: %s", data.reference, exc)
+        result = _record(deps, session, data, None)  # nothing was written: keep it whole
     if not result.created:  # a concurrent delivery recorded it first: it settles it too
         return _repeat(session, result.payment, data, device)
     answer = settle(deps, session, result.payment, channel="payments")
     result.payment.response = json.dumps(answer.body)
     return answer
+
+
+def _record(deps: Deps, session: Session, data: PaymentIn, device: Device | None) -> PaymentResult:
+    return deps.ledger.record_payment(
+        session,
+        reference=data.reference,
+        device=device,
+        days=data.days,
+        amount=data.amount,
+        source=data.source,
+        phone=data.phone,
+        product_ref=data.product_ref,
+    )
+
+
+def check(deps: Deps, session: Session, product_ref: str, amount: Decimal) -> str | None:
+    """Why a payment of `amount` for `product_ref` would not credit a day, or None.
+
+    `"device"`: no device of the fleet answers to it; `"amount"`: with the device's
+    balance it buys no whole day (or more than one payment may carry, or the device has no
+    price per day). Reads only.
+    """
+    device = devices.find(session, product_ref)
+    if device is None:
+        return "device"
+    try:
+        days = deps.ledger.quote(device, amount)
+    except InvalidPayment:
+        return "amount"
+    return None if days >= 1 else "amount"
 
 
 def settle(deps: Deps, session: Session, payment: Payment, *, channel: str) -> Answer:

@@ -149,6 +149,10 @@ class Settings:
     africastalking_api_key: str | None = None
     africastalking_sender_id: str | None = None
     africastalking_callback_token: str | None = None
+    # M-Pesa C2B (Daraja): the paybill or till its callbacks must name, and the token in
+    # the registered URLs' query (`?token=`; Daraja does not sign its callbacks).
+    mpesa_shortcode: str | None = None
+    mpesa_callback_token: str | None = None
     # People.
     default_region: str = "KE"
     default_language: str = "en"
@@ -221,6 +225,8 @@ class Settings:
             africastalking_api_key=_text(env, "AFRICASTALKING_API_KEY"),
             africastalking_sender_id=_text(env, "AFRICASTALKING_SENDER_ID"),
             africastalking_callback_token=_text(env, "AFRICASTALKING_CALLBACK_TOKEN"),
+            mpesa_shortcode=_text(env, "MPESA_SHORTCODE"),
+            mpesa_callback_token=_text(env, "MPESA_CALLBACK_TOKEN"),
             default_region=(_text(env, "DEFAULT_REGION", cls.default_region) or "").upper(),
             default_language=(_text(env, "DEFAULT_LANGUAGE", cls.default_language) or "").lower(),
             mint_on_payment=_flag(env, "MINT_ON_PAYMENT", cls.mint_on_payment),
@@ -305,6 +311,12 @@ class Settings:
                 "TWILIO_WHATSAPP_FROM must be a WhatsApp sender such as whatsapp:+14155238886,"
                 f" got {whatsapp!r}"
             )
+        if self.mpesa_shortcode is not None and not (
+            self.mpesa_shortcode.isascii() and self.mpesa_shortcode.isdigit()
+        ):
+            raise ConfigError(
+                f"MPESA_SHORTCODE must be the paybill or till number, got {self.mpesa_shortcode!r}"
+            )
         for name, value in (
             ("OMNIVOLTAIC_TIMEOUT", self.omnivoltaic_timeout),
             ("USSD_MINT_BUDGET", self.ussd_mint_budget),
@@ -378,6 +390,8 @@ class Settings:
             needed += ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"]
         if self.sms_provider == "africastalking" or self.africastalking_callback_token:
             needed += ["AFRICASTALKING_USERNAME", "AFRICASTALKING_API_KEY"]
+        if self.mpesa_callback_token:  # M-Pesa on: callbacks must name our shortcode
+            needed += ["MPESA_SHORTCODE"]
         self.require(*dict.fromkeys(needed))
 
 

@@ -45,6 +45,8 @@ SECRETS = dict(
     telegram_bot_token="123:test",
     telegram_secret_token="test-telegram-secret",
     payments_secret="test-pay-secret",
+    mpesa_callback_token="test-mpesa-token",
+    mpesa_shortcode="600638",
     public_base_url="https://bot.example.test",
     africastalking_callback_token="test-at-callback-token",
 )

@@ -691,3 +691,70 @@ def test_parse_refuses_what_a_database_or_a_payer_would_misread(payload, field):
     with pytest.raises(BadPayment) as caught:
         parse(payload, "KE")
     assert caught.value.field == field
+
+
+# -- money already taken (M-Pesa): `check` before it moves, `keep` once it has ------------------
+
+
+def set_price(world, product_id: int, price) -> None:
+    with world.session() as s:
+        s.scalar(select(Device).where(Device.product_id == product_id)).value_per_day = price
+
+
+def checked(world, product_ref: str, amount: str) -> str | None:
+    with world.session() as s:
+        return payments.check(world.services, s, product_ref, Decimal(amount))
+
+
+# label, product ref, amount, what `check` says (None: it would credit a day)
+CHECKS = [
+    pytest.param("OVES001001", "150", None, id="three days"),
+    pytest.param("1001", "50.00", None, id="exactly one day, by product id"),
+    pytest.param("oves001001", "50", None, id="serial in lower case"),
+    pytest.param("OVES001001", "49.99", "amount", id="below one day"),
+    pytest.param("OVES001001", "182550", "amount", id="more days than one payment carries"),
+    pytest.param("OVES999999", "150", "device", id="unknown device"),
+    pytest.param("", "150", "device", id="no device named"),
+]
+
+
+@pytest.mark.parametrize("product_ref, amount, answer", CHECKS)
+def test_check_says_whether_an_amount_would_credit_a_day(world, product_ref, amount, answer):
+    before = state(world)
+    assert checked(world, product_ref, amount) == answer
+    assert state(world) == before
+
+
+def test_check_counts_the_balance_and_refuses_a_device_without_a_price(world):
+    receive(world, {"reference": "BAL-1", "product_id": 1001, "amount": 30})
+    assert checked(world, "1001", "20") is None and checked(world, "1001", "19.99") == "amount"
+    set_price(world, 1001, None)
+    assert checked(world, "1001", "500") == "amount"
+
+
+def kept(reference: str, product_ref: str, amount: str, keep: bool) -> PaymentIn:
+    return PaymentIn(reference, product_ref, None, Decimal(amount), None, "mpesa", keep=keep)
+
+
+def test_money_already_taken_that_the_device_cannot_take_is_kept_unmatched(world):
+    world.customer(OWNER, 1001)
+    set_price(world, 1001, None)
+    before = state(world)
+    with world.session() as s:
+        refused = payments.receive(world.services, s, kept("mpesa:A1", "1001", "150", False))
+    assert refused.outcome == "rejected" and state(world) == before
+
+    with world.session() as s:
+        answer = payments.receive(world.services, s, kept("mpesa:A1", "1001", "150", True))
+
+    assert answer.outcome == "unmatched"
+    [payment] = rows(world, Payment)
+    assert (payment.device_id, payment.product_ref, payment.source) == (None, "1001", "mpesa")
+    assert (payment.days, payment.amount, world.device(1001).balance) == (0, 150, 0)
+    with world.session() as s:  # the same again: the first answer, nothing new
+        again = payments.receive(world.services, s, kept("mpesa:A1", "1001", "150", True))
+    assert again.body == answer.body and count(world, Payment) == 1
+    set_price(world, 1001, 50)  # the operator fixes the price, then assigns it
+    assert assign(world, "mpesa:A1", "1001").body["days"] == 3
+    [code] = minted(world)
+    assert world.simulator(1001).enter(code.code).days == 3

@@ -88,6 +88,8 @@ def test_defaults():
         "africastalking_api_key",
         "africastalking_sender_id",
         "africastalking_callback_token",
+        "mpesa_shortcode",
+        "mpesa_callback_token",
     )
     assert all(getattr(s, name) is None for name in secrets)
     assert s.sms_provider == "twilio" and not s.whatsapp_pushes
@@ -180,6 +182,8 @@ READ = {
         "africastalking_callback_token",
         "at-callback",
     ),
+    "MPESA_SHORTCODE": (" 600638 ", "mpesa_shortcode", "600638"),
+    "MPESA_CALLBACK_TOKEN": ("mp-token", "mpesa_callback_token", "mp-token"),
     "DEFAULT_REGION": ("tz", "default_region", "TZ"),
     "DEFAULT_LANGUAGE": ("SW", "default_language", "sw"),
     "MINT_ON_PAYMENT": ("off", "mint_on_payment", False),
@@ -284,6 +288,9 @@ def test_flags(value, expected):
         ("DB_POOL_SIZE", "five"),
         ("DB_MAX_OVERFLOW", "-1"),
         ("DB_STATEMENT_TIMEOUT", "-5"),
+        ("MPESA_SHORTCODE", "paybill"),
+        ("MPESA_SHORTCODE", "600 638"),
+        ("MPESA_SHORTCODE", "６００６３８"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
@@ -381,6 +388,8 @@ def test_require_passes_when_everything_is_set():
             },
             set(),
         ),
+        ({"mpesa_callback_token": "t"}, {"MPESA_SHORTCODE"}),
+        ({"mpesa_callback_token": "t", "mpesa_shortcode": "600638"}, set()),
     ],
 )
 def test_require_for_production(values, missing):

@@ -26,20 +26,21 @@ from bot.deps import Deps
 from bot.settings import Settings
 from bot.storage import db
 from bot.text import logs
-from webhooks import africastalking, payments, telegram, twilio, ussd
+from webhooks import africastalking, mpesa, payments, telegram, twilio, ussd
 from webhooks.metrics import bp as metrics_bp
 
 MAX_BODY = 64 * 1024
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's request id is kept if it is short and plain (it goes into every log line).
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,127}")
-CHANNELS = [twilio, telegram, payments, ussd, africastalking]
+CHANNELS = [twilio, telegram, payments, ussd, africastalking, mpesa]
 # What turns each signed channel on: without these its guard refuses every request.
 SWITCHES = {
     "Twilio SMS and WhatsApp": ("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"),
     "Telegram": ("TELEGRAM_SECRET_TOKEN",),
     "payments": ("PAYMENTS_SECRET",),
     "Africa's Talking SMS": ("AFRICASTALKING_CALLBACK_TOKEN",),
+    "M-Pesa": ("MPESA_CALLBACK_TOKEN", "MPESA_SHORTCODE"),
 }
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ FORMATS: dict[str, Callable[[HTTPException], Response]] = {
     africastalking.bp.name: _text,
     telegram.bp.name: _json,
     payments.bp.name: _json,
+    mpesa.bp.name: mpesa.refusal,
 }
 
 

@@ -231,6 +231,13 @@ class Ledger:
         session.flush()
         return payment
 
+    def quote(self, device: Device, amount: Decimal) -> int:
+        """The whole days `amount` would buy `device` now (its balance counted), as
+        `record_payment` converts it; InvalidPayment when it could not be recorded."""
+        days, _ = self._convert(device, money(amount))
+        _check_days(days)
+        return days
+
     @staticmethod
     def _convert(device: Device, amount: Decimal) -> tuple[int, Decimal]:
         """The whole days `amount` buys with the device's balance, and the new balance."""

@@ -45,7 +45,7 @@ CODE_KINDS = ("days", "free", "reset")
 # failed: surely not minted.
 CODE_STATES = ("pending", "minted", "unknown", "failed")
 CODE_CHANNELS = ("sms", "telegram", "ussd", "payments", "cli", "system", "whatsapp")
-PAYMENT_SOURCES = ("agent", "webhook", "cli", "demo")
+PAYMENT_SOURCES = ("agent", "webhook", "cli", "demo", "mpesa")
 OUTBOX_STATUSES = ("pending", "sending", "sent", "failed")
 # What a delivery receipt said last (the providers' final statuses); null: no receipt yet.
 DELIVERY_STATUSES = ("delivered", "undelivered", "failed")

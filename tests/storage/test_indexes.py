@@ -117,6 +117,16 @@ def payment_webhook(w):
     assert response.status_code < 300, response.get_json()
 
 
+def mpesa_payment(w):
+    """Daraja's validation, then its confirmation (by serial, in lower case)."""
+    body = {"TransID": "RKTQDM7W6S", "TransAmount": "150", "BillRefNumber": "oves001001"}
+    body["BusinessShortCode"] = SECRETS["mpesa_shortcode"]
+    client, query = w.client(), f"?token={SECRETS['mpesa_callback_token']}"
+    for path in ("/webhooks/mpesa/validation", "/webhooks/mpesa/confirmation"):
+        response = client.post(path + query, json=body)
+        assert response.get_json() == {"ResultCode": "0", "ResultDesc": "Accepted"}
+
+
 def worker_pass(w):
     sweep(w.services)
     drain(w.services.sessions, {"sms": FakeSender(), "telegram": FakeSender()})
@@ -153,6 +163,7 @@ FLOWS = [
     pytest.param(customer_commands, id="customer commands over SMS"),
     pytest.param(agent_sale, id="an agent's sale over USSD"),
     pytest.param(payment_webhook, id="a payment webhook"),
+    pytest.param(mpesa_payment, id="an M-Pesa payment (validation, confirmation)"),
     pytest.param(worker_pass, id="a worker pass (sweep and drain)"),
     pytest.param(reminder_pass, id="a reminder pass, its dry run, a withdrawn reminder"),
     pytest.param(other_channels, id="WhatsApp and Africa's Talking"),

@@ -25,7 +25,7 @@ REMINDER = (
 
 def test_0009_adds_reminders_and_the_credit_until_index_and_back(database_url):
     engine = db.make_engine(database_url)
-    db.upgrade(engine, "0007")
+    db.upgrade(engine, "0008")
     with engine.begin() as c:
         c.execute(text(DEVICE))
         c.execute(text(CUSTOMER))
@@ -46,7 +46,7 @@ def test_0009_adds_reminders_and_the_credit_until_index_and_back(database_url):
             -1,
             3,
         ]
-    command.downgrade(db.alembic_config(engine.url), "0007")
+    command.downgrade(db.alembic_config(engine.url), "0008")
     tables = set(inspect(engine).get_table_names())
     assert "reminders" not in tables
     names = {ix["name"] for ix in inspect(engine).get_indexes("devices")}

@@ -945,6 +945,68 @@ def test_payments_survive_hostile_requests(site, caplog, req):
     send(site.world, site.client, req, caplog)
 
 
+# -- M-Pesa (Daraja C2B) ------------------------------------------------------------------------
+
+MPESA_PATHS = st.sampled_from(
+    ["/webhooks/mpesa/validation", "/webhooks/mpesa/confirmation", "/webhooks/c2b/confirmation"]
+)
+TRANS_IDS = st.sampled_from(["RKTQDM7W6S", " RKTQDM7W6S ", "R" * 40]) | st.text(
+    "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=1, max_size=12
+)
+C2B_AMOUNTS = weighted(
+    (2, st.integers(1, 20_000).map(str)),
+    (2, st.sampled_from(["150", "150.00", "49.99", "182550", 150, 150.0, "-150"])),
+    (1, EXTREMES),
+)
+MSISDNS = st.sampled_from(["25470****149", "2547 ***** 126", "254708374149", "ab" * 32])
+
+
+@st.composite
+def c2b(draw) -> Obj:
+    shortcode = SECRETS["mpesa_shortcode"]
+    required = {
+        "TransactionType": st.sampled_from(["Pay Bill", "Buy Goods"]),
+        "TransID": TRANS_IDS,
+        "TransTime": st.just("20191122063845"),
+        "TransAmount": C2B_AMOUNTS,
+        "BusinessShortCode": st.sampled_from([shortcode] * 6 + [int(shortcode), "174379"]),
+        "BillRefNumber": PRODUCTS.map(str) | st.sampled_from(["", " oves 001001 "]),
+        "MSISDN": MSISDNS,
+    }
+    optional = {
+        "InvoiceNumber": st.just(""),
+        "OrgAccountBalance": st.just("49197.00"),
+        "ThirdPartyTransID": st.just(""),
+        "FirstName": NAMES,
+        "MiddleName": NAMES,
+        "LastName": NAMES,
+    }
+    return draw(record(required, optional))
+
+
+@st.composite
+def mpesa_requests(draw) -> Req:
+    req = draw(json_body(c2b(), Req(path=draw(MPESA_PATHS), content_type=draw(JSON_TYPES))))
+    token = SECRETS["mpesa_callback_token"]
+    how = draw(st.sampled_from(["token"] * 20 + ["none", "empty", "wrong", "junk", "twice"]))
+    req.query = {
+        "token": lambda: f"token={token}",
+        "none": lambda: "",
+        "empty": lambda: "token=",
+        "wrong": lambda: "token=not-the-token",
+        "junk": lambda: "token=" + quote_from_bytes(draw(header_text).encode()),
+        "twice": lambda: f"token=x&token={token}",  # the first one counts
+    }[how]()
+    req.forged = how != "token"
+    return req
+
+
+@FUZZ
+@given(req=mpesa_requests())
+def test_mpesa_survives_hostile_requests(site, caplog, req):
+    send(site.world, site.client, req, caplog)
+
+
 # -- USSD -------------------------------------------------------------------------------------
 
 # Journeys through the menu (PIN first), each a list of inputs; "PIN" is the caller's PIN.

@@ -1,7 +1,7 @@
 """Reminders before credit runs out: the `reminders` table, and devices by `credit_until`.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-02
 
 Written by hand to stay frozen, like 0001. One row per device, credit period
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
