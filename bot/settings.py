@@ -123,6 +123,9 @@ class Settings:
     # and prometheus_client's own directory for gunicorn's workers (it reads it at import).
     metrics_token: str | None = None
     prometheus_multiproc_dir: str | None = None
+    # The operator console (/console/): signs its session cookies; unset, the console is
+    # off (the demo makes one up).
+    console_secret_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -175,6 +178,7 @@ class Settings:
             log_format=read_log_format(env),
             metrics_token=_text(env, "METRICS_TOKEN"),
             prometheus_multiproc_dir=_text(env, "PROMETHEUS_MULTIPROC_DIR"),
+            console_secret_key=_text(env, "CONSOLE_SECRET_KEY"),
         )
         values.update(overrides)
         settings = cls(**values)

@@ -34,6 +34,7 @@ CONTRACT = {
     "DEFAULT_REGION",
     "DEFAULT_LANGUAGE",
     "METRICS_TOKEN",
+    "CONSOLE_SECRET_KEY",
 }
 
 
@@ -143,6 +144,7 @@ READ = {
         "prometheus_multiproc_dir",
         "/run/ovbot-metrics",
     ),
+    "CONSOLE_SECRET_KEY": ("s3cret-key", "console_secret_key", "s3cret-key"),
 }
 
 

@@ -461,6 +461,7 @@ def _remote_chat(c: _Context, url: str, phone: str, channel: str) -> Chat:
 
 from bot.cli.agents import agent_group  # noqa: E402 - the groups register below `main`
 from bot.cli.export import export_group  # noqa: E402
+from bot.cli.operators import operator_group  # noqa: E402 - the web console's accounts
 from bot.cli.telegram import telegram_group  # noqa: E402
 from bot.cli.worker import outbox_command, worker_command  # noqa: E402
 
@@ -468,6 +469,7 @@ main.add_command(worker_command)
 main.add_command(outbox_command)
 main.add_command(agent_group)
 main.add_command(export_group)
+main.add_command(operator_group)
 main.add_command(telegram_group)
 
 from bot.cli.api import api_group  # noqa: E402 - `ovbot api check` (issue 15)

@@ -34,7 +34,7 @@ from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from bot.domain import AGENT_ROLES, LANGUAGES, MAX_CODE_DAYS
+from bot.domain import AGENT_ROLES, LANGUAGES, MAX_CODE_DAYS, OPERATOR_ROLES
 
 # The allowed values of the text columns that act as enums (each is a CHECK constraint).
 CUSTOMER_CHANNELS = ("sms", "telegram")
@@ -365,4 +365,55 @@ class IntegrityAlarm(Base):
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"))
     code_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))
     detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- the operator console (issue 14), migration 0010 ----------------------------------------
+
+
+class Operator(Base):
+    """Someone who signs in to the web console (`ovbot operator add`): a viewer or an admin.
+
+    `session_token` is what a signed-in browser's cookie names (with the id): a new one,
+    on a new password or role, signs every browser of the old one out.
+    """
+
+    __tablename__ = "operators"
+    __table_args__ = (
+        one_of("role", OPERATOR_ROLES),
+        CheckConstraint("failed_logins >= 0", name="failed_logins_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower case
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="viewer", server_default="viewer")
+    session_token: Mapped[str] = mapped_column(String(64))
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Operator {self.id} {self.role}>"
+
+
+class AuditEntry(Base):
+    """One admin action, written in the same transaction as the action itself: who (the
+    operator, or `cli`), what (an action name and its target), when, and the state of the
+    target before and after (JSON text)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_created_at", "created_at"),
+        Index("ix_audit_log_operator_id", "operator_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    actor: Mapped[str] = mapped_column(String(254))  # the operator's email, or "cli"
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,59 @@
+"""The operator console: `operators` (accounts, lock-out) and `audit_log` (admin actions).
+
+Revision ID: 0010
+Revises: 0006
+Create Date: 2026-12-02
+
+Written by hand to stay frozen, like 0001. Two new tables; nothing existing changes.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "operators",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("email", sa.String(254), nullable=False),
+        sa.Column("password_hash", sa.String(255), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False, server_default="viewer"),
+        sa.Column("session_token", sa.String(64), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("role IN ('viewer', 'admin')", name="ck_operators_role"),
+        sa.CheckConstraint("failed_logins >= 0", name="ck_operators_failed_logins_not_negative"),
+        sa.PrimaryKeyConstraint("id", name="pk_operators"),
+        sa.UniqueConstraint("email", name="uq_operators_email"),
+    )
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("operator_id", sa.Integer(), nullable=True),
+        sa.Column("actor", sa.String(254), nullable=False),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("target", sa.Text(), nullable=False),
+        sa.Column("before", sa.Text(), nullable=True),
+        sa.Column("after", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["operator_id"], ["operators.id"], name="fk_audit_log_operator_id_operators"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
+    )
+    op.create_index("ix_audit_log_created_at", "audit_log", ["created_at"])
+    op.create_index("ix_audit_log_operator_id", "audit_log", ["operator_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_audit_log_operator_id", table_name="audit_log")
+    op.drop_index("ix_audit_log_created_at", table_name="audit_log")
+    op.drop_table("audit_log")
+    op.drop_table("operators")
