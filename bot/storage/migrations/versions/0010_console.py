@@ -28,10 +28,12 @@ def upgrade() -> None:
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint("role IN ('viewer', 'admin')", name="ck_operators_role"),
-        sa.CheckConstraint("failed_logins >= 0", name="ck_operators_failed_logins_not_negative"),
-        sa.PrimaryKeyConstraint("id", name="pk_operators"),
-        sa.UniqueConstraint("email", name="uq_operators_email"),
+        sa.CheckConstraint("role IN ('viewer', 'admin')", name=op.f("ck_operators_role")),
+        sa.CheckConstraint(
+            "failed_logins >= 0", name=op.f("ck_operators_failed_logins_not_negative")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_operators")),
+        sa.UniqueConstraint("email", name=op.f("uq_operators_email")),
     )
     op.create_table(
         "audit_log",
@@ -44,12 +46,12 @@ def upgrade() -> None:
         sa.Column("after", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["operator_id"], ["operators.id"], name="fk_audit_log_operator_id_operators"
+            ["operator_id"], ["operators.id"], name=op.f("fk_audit_log_operator_id_operators")
         ),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
-    op.create_index("ix_audit_log_created_at", "audit_log", ["created_at"])
-    op.create_index("ix_audit_log_operator_id", "audit_log", ["operator_id"])
+    op.create_index(op.f("ix_audit_log_created_at"), "audit_log", ["created_at"])
+    op.create_index(op.f("ix_audit_log_operator_id"), "audit_log", ["operator_id"])
 
 
 def downgrade() -> None:
