@@ -46,6 +46,7 @@ SECRETS = dict(
     telegram_secret_token="test-telegram-secret",
     payments_secret="test-pay-secret",
     public_base_url="https://bot.example.test",
+    console_secret_key="test-console-secret-key",
 )
 
 # -- databases ------------------------------------------------------------------------------

@@ -326,8 +326,12 @@ def demo(c: _Context, host: str, port: int) -> None:
         )
     # The demo's webhooks take unsigned requests (so the printed curl lines work) and its
     # pushes go to the log: no secret from the environment applies.
+    import secrets
+
     c._settings = c.settings.replace(
         demo=True,
+        # The console signs its cookies with this: the environment's, else one for this run.
+        console_secret_key=c.settings.console_secret_key or secrets.token_hex(32),
         twilio_account_sid=None,
         twilio_auth_token=None,
         public_base_url=None,

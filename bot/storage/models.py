@@ -266,6 +266,8 @@ class Payment(Base):
             sqlite_where=text("code_id IS NULL"),
             postgresql_where=text("code_id IS NULL"),
         ),
+        # The console's figures by day (bot/operators/views.py), migration 0010.
+        Index("ix_payments_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -315,6 +317,8 @@ class OutboxMessage(Base):
         # Delivery receipts (bot/outbox/receipts.py), migration 0003_receipts.
         one_of("delivery_status", DELIVERY_STATUSES),
         Index("ix_outbox_provider_message_id", "provider_message_id"),
+        # A customer's messages on the console's device page, migration 0010.
+        Index("ix_outbox_customer_id", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -208,6 +208,11 @@ OFF = [
         ["Twilio SMS (set TWILIO_AUTH_TOKEN)"],
         id="Twilio without its token",
     ),
+    pytest.param(
+        {"console_secret_key": None},
+        ["operator console (set CONSOLE_SECRET_KEY)"],
+        id="the console without its key",
+    ),
     pytest.param(dict(NO_SECRETS, demo=True), [], id="demo: unsigned requests are accepted"),
 ]
 

@@ -4,7 +4,8 @@ Revision ID: 0010
 Revises: 0006
 Create Date: 2026-12-02
 
-Written by hand to stay frozen, like 0001. Two new tables; nothing existing changes.
+Written by hand to stay frozen, like 0001. Two new tables, and two indexes for the console's pages
+(payments by day, a customer's messages); no existing row changes.
 """
 
 import sqlalchemy as sa
@@ -53,8 +54,14 @@ def upgrade() -> None:
     op.create_index(op.f("ix_audit_log_created_at"), "audit_log", ["created_at"])
     op.create_index(op.f("ix_audit_log_operator_id"), "audit_log", ["operator_id"])
 
+    # The console's figures by day, and a customer's messages on its device page.
+    op.create_index(op.f("ix_payments_created_at"), "payments", ["created_at"])
+    op.create_index(op.f("ix_outbox_customer_id"), "outbox", ["customer_id"])
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_outbox_customer_id"), table_name="outbox")
+    op.drop_index(op.f("ix_payments_created_at"), table_name="payments")
     op.drop_index("ix_audit_log_operator_id", table_name="audit_log")
     op.drop_index("ix_audit_log_created_at", table_name="audit_log")
     op.drop_table("audit_log")
