@@ -330,3 +330,8 @@ def alarms(session: Session, limit: int = LIST_LIMIT) -> list[tuple[IntegrityAla
             .limit(limit)
         )
     ]
+
+
+def agents(session: Session, limit: int = 1000) -> list[Agent]:
+    """The agents by phone (a distributor has hundreds; the page shows the first 1000)."""
+    return list(session.scalars(select(Agent).order_by(Agent.phone).limit(limit)))

@@ -26,7 +26,7 @@ from bot.outbox import queue
 from bot.storage import db
 from bot.storage.models import Agent, AuditEntry, Device, Operator, OutboxMessage, Payment
 from bot.text.phones import InvalidPhone, mask, normalise
-from webhooks.console.web import admin_only, bp, deps, operator
+from webhooks.console.web import admin_only, back, bp, deps, operator
 
 
 def _back(endpoint: str, **values: Any) -> Response:
@@ -87,7 +87,7 @@ def retry(message_id: int) -> Response:
     else:
         deps().committed()
         flash(f"Message {message_id} queued again.")
-    return redirect(request.form.get("back") or url_for("console.outbox"))  # type: ignore[return-value]
+    return redirect(back(url_for("console.outbox")))  # type: ignore[return-value]
 
 
 @bp.post("/devices/<int:product_id>/resend")
@@ -123,7 +123,7 @@ def resend(product_id: int) -> Response:
 def preferences(customer_id: int) -> Response:
     language = request.form.get("language", "")
     opted_out = request.form.get("opted_out") == "on"
-    back = request.form.get("back") or url_for("console.overview")
+    where = back(url_for("console.overview"))
     try:
         with db.transaction(deps().sessions) as s:
             customer, before = set_preferences(s, customer_id, language, opted_out)
@@ -133,7 +133,7 @@ def preferences(customer_id: int) -> Response:
     except accounts.InvalidOperator as exc:
         abort(400, description=str(exc))
     flash("Customer's preferences saved.")
-    return redirect(back)  # type: ignore[return-value]
+    return redirect(where)  # type: ignore[return-value]
 
 
 def _agent_snapshot(agent: Agent) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from bot.operators import accounts
 from bot.storage import db
-from webhooks.console.web import Signed, bp, deps
+from webhooks.console.web import Signed, bp, console_path, deps
 
 login_manager = LoginManager()
 login_manager.session_protection = "strong"
@@ -35,11 +35,8 @@ def install(app: Flask) -> None:
 
 
 def _next() -> str:
-    """Where to go after signing in: a console page, never another site."""
-    target = request.args.get("next", "")
-    if target.startswith("/console/") and not target.startswith("/console//"):
-        return target
-    return url_for("console.overview")
+    """Where to go after signing in: the page asked for, if a console page."""
+    return console_path(request.args.get("next", ""), url_for("console.overview"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

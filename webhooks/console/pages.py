@@ -7,7 +7,6 @@ from __future__ import annotations
 from flask import abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from bot.agents.pins import agents as all_agents
 from bot.domain import AGENT_ROLES, LANGUAGES
 from bot.operators import accounts, views
 from bot.operators.exports import EXPORTS
@@ -64,7 +63,7 @@ def outbox() -> str:
 @bp.get("/agents")
 def agents() -> str:
     with db.reading(deps().sessions) as s:
-        rows = all_agents(s)[: views.LIST_LIMIT * 10]
+        rows = views.agents(s)
         return render_template(
             "console/agents.html", rows=rows, now=deps().clock(), roles=AGENT_ROLES
         )

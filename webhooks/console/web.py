@@ -98,6 +98,19 @@ def admin_only(view: F) -> F:
     return cast(F, checked)
 
 
+def console_path(target: str, default: str) -> str:
+    """`target` if it is a page of the console (never another site: no `//host`, no
+    backslash a browser would read as a slash), else `default`."""
+    if target.startswith("/console/") and "//" not in target and "\\" not in target:
+        return target
+    return default
+
+
+def back(default: str) -> str:
+    """Where a form asked to go back to (its `back` field), if a console page."""
+    return console_path(request.form.get("back", ""), default)
+
+
 @bp.app_template_filter("phone")
 def phone(value: str | None) -> str:
     """Phone numbers in clear for admins, masked for viewers (and in every log)."""

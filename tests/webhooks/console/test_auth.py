@@ -18,6 +18,7 @@ from tests.harness import (
     console_login,
     console_post,
     csrf_token,
+    queue_messages,
 )
 
 PAGES = [
@@ -172,3 +173,18 @@ def test_without_its_key_the_console_is_off(ops):
     client = ops.client(console_secret_key=None)
     assert client.get("/console/").status_code == 404
     assert client.get("/console/login").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("https://evil.example/", id="another site"),
+        pytest.param("//evil.example/console/", id="scheme-relative"),
+        pytest.param("/console/\\evil.example", id="backslash"),
+        pytest.param("/console//evil.example", id="double slash"),
+    ],
+)
+def test_a_form_never_sends_the_browser_to_another_site(admin, ops, target):
+    (message,) = queue_messages(ops.services.sessions, "hello")
+    answer = console_post(admin, f"/console/outbox/{message}/retry", back=target)
+    assert answer.headers["Location"] == "/console/outbox"
