@@ -22,6 +22,8 @@ setup(
             "storage/migrations/versions/*.py",
             "storage/migrations/*.mako",
         ],
+        # The console's pages and stylesheet: served from the package (no CDN, no build).
+        "webhooks": ["console/templates/console/*.html", "console/static/*.css"],
         "bot.config": ["example.env", "gunicorn.conf.py"],
         "bot.config.messages": ["*.toml"],
     },

@@ -185,6 +185,9 @@ class Settings:
     timezone: str = "Africa/Nairobi"
     reminder_days: tuple[int, ...] = (3, 1, 0)
     quiet_hours: tuple[int, int] | None = (21, 8)
+    # The operator console (/console/): signs its session cookies; unset, the console is
+    # off (the demo makes one up).
+    console_secret_key: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -248,6 +251,7 @@ class Settings:
             timezone=_text(env, "TIMEZONE", cls.timezone),
             reminder_days=_reminder_days(env, "REMINDER_DAYS", cls.reminder_days),
             quiet_hours=_hours(env, "QUIET_HOURS", cls.quiet_hours),
+            console_secret_key=_text(env, "CONSOLE_SECRET_KEY"),
         )
         values.update(overrides)
         settings = cls(**values)

@@ -49,6 +49,7 @@ SECRETS = dict(
     mpesa_shortcode="600638",
     public_base_url="https://bot.example.test",
     africastalking_callback_token="test-at-callback-token",
+    console_secret_key="test-console-secret-key",
 )
 
 # -- databases ------------------------------------------------------------------------------
@@ -355,3 +356,45 @@ def count_rows(Session, model, *where) -> int:
 
     with Session() as session:
         return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+# -- the operator console -------------------------------------------------------------------
+
+CONSOLE_ADMIN, CONSOLE_VIEWER = "admin@ops.example", "viewer@ops.example"
+CONSOLE_PASSWORD = "console-test-password"
+_CSRF = __import__("re").compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def add_operators(world: World) -> World:
+    """An admin and a viewer, both with CONSOLE_PASSWORD."""
+    from bot.operators.accounts import add_operator
+
+    with world.session() as s:
+        add_operator(s, CONSOLE_ADMIN, CONSOLE_PASSWORD, "admin")
+        add_operator(s, CONSOLE_VIEWER, CONSOLE_PASSWORD, "viewer")
+    return world
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token a console page puts in its forms."""
+    found = _CSRF.search(html)
+    assert found, "no form with a CSRF token on this page"
+    return found.group(1)
+
+
+def console_login(client, email: str, password: str = CONSOLE_PASSWORD):
+    """Sign in through the login form, as a browser does; the response to the POST."""
+    token = csrf_token(client.get("/console/login").text)
+    return client.post(
+        "/console/login", data={"email": email, "password": password, "csrf_token": token}
+    )
+
+
+def console_post(client, path: str, csrf: bool | str = True, **form):
+    """A console form's POST, with the session's CSRF token (or `csrf`: False for none,
+    or a string to send instead)."""
+    if csrf is True:
+        form["csrf_token"] = csrf_token(client.get("/console/exports").text)
+    elif csrf:
+        form["csrf_token"] = csrf
+    return client.post(path, data=form)

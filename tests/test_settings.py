@@ -34,6 +34,7 @@ CONTRACT = {
     "DEFAULT_REGION",
     "DEFAULT_LANGUAGE",
     "METRICS_TOKEN",
+    "CONSOLE_SECRET_KEY",
 }
 
 
@@ -208,6 +209,7 @@ READ = {
     "TIMEZONE": ("Europe/Paris", "timezone", "Europe/Paris"),
     "REMINDER_DAYS": ("1, 5", "reminder_days", (5, 1)),
     "QUIET_HOURS": ("20-7", "quiet_hours", (20, 7)),
+    "CONSOLE_SECRET_KEY": ("s3cret-key", "console_secret_key", "s3cret-key"),
 }
 
 

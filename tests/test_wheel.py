@@ -257,4 +257,9 @@ def test_the_wheel_runs_from_an_empty_directory(tmp_path, started):
     started.append(demo)
     demo.wait_until_up()
     assert demo.http.get("/readyz").status_code == 200
+    # The console's templates and stylesheet are package data: they came with the wheel.
+    login = demo.http.get("/console/login")
+    assert login.status_code == 200 and "<h1>Sign in</h1>" in login.text, login.text[:500]
+    css = demo.http.get("/console/static/console.css")
+    assert css.status_code == 200 and "--brand" in css.text
     assert not any(empty.iterdir()), list(empty.iterdir())  # nothing was written to the cwd

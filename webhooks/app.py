@@ -26,7 +26,7 @@ from bot.deps import Deps
 from bot.settings import Settings
 from bot.storage import db
 from bot.text import logs
-from webhooks import africastalking, mpesa, payments, telegram, twilio, ussd
+from webhooks import africastalking, console, mpesa, payments, telegram, twilio, ussd
 from webhooks.metrics import bp as metrics_bp
 
 MAX_BODY = 64 * 1024
@@ -41,6 +41,8 @@ SWITCHES = {
     "payments": ("PAYMENTS_SECRET",),
     "Africa's Talking SMS": ("AFRICASTALKING_CALLBACK_TOKEN",),
     "M-Pesa": ("MPESA_CALLBACK_TOKEN", "MPESA_SHORTCODE"),
+    # Not a webhook: the operator console (webhooks/console/) is off without its key.
+    "operator console": ("CONSOLE_SECRET_KEY",),
 }
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None, deps: Deps | None = None) -> Fl
         app.register_blueprint(module.bp)
     track_requests(app)
     app.register_blueprint(metrics_bp)  # GET /metrics
+    console.install(app, deps.settings)  # /console/, when CONSOLE_SECRET_KEY is set
     # Each route's channel by its path: a 405 or a 413 may come before any view runs.
     channels = {rule.rule: rule.endpoint.partition(".")[0] for rule in app.url_map.iter_rules()}
 
@@ -127,7 +130,8 @@ def track_requests(app: Flask) -> None:
 
 
 def warn_of_channels_off(settings: Settings) -> None:
-    """One warning naming the channels that refuse everything, and what turns each on."""
+    """One warning naming the channels (and the console) that refuse everything, and what
+    turns each on."""
     if settings.demo:  # the demo accepts unsigned requests
         return
     off = []
@@ -136,7 +140,7 @@ def warn_of_channels_off(settings: Settings) -> None:
         if missing:
             off.append(f"{channel} (set {' and '.join(missing)})")
     if off:
-        log.warning("webhooks refusing every request, not configured: %s", "; ".join(off))
+        log.warning("refusing every request, not configured: %s", "; ".join(off))
 
 
 def refusal(deps: Deps, channel: str | None, error: HTTPException) -> Response:

@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from bot.agents.state import Ctx, State, label
 from bot.inbound import Reply
-from bot.ledger import devices
 from bot.ledger.outcome import attempt
 from bot.outbox import queue as outbox
 from bot.storage.models import Code, Customer, Device, OutboxMessage
@@ -157,24 +156,8 @@ def resend(ctx: Ctx, state: State) -> Reply:
         )
     else:
         text = _codes_screen(ctx, device, codes)
-    owner = device.owner
-    if owner is not None:
-        ref = devices.reference(ctx.session, device)
-        after: int | None = None
-        for code in codes:  # chained: they arrive in the order to enter them
-            body = ctx.deps.say(
-                owner.language,
-                "code_resent",
-                code=code.code,
-                device=ref,
-                date=format_date(code.minted_at),
-            )
-            message = outbox.enqueue(ctx.session, owner, body, code_id=code.id, after_id=after)
-            if message is None:
-                break  # opted out
-            after = message.id
-        if after is not None:
-            text += "\n" + ctx.say("ussd_sent")
+    if outbox.resend_codes(ctx.session, ctx.deps.messages, device, codes):
+        text += "\n" + ctx.say("ussd_sent")
     if len(text) > SCREEN_SIZE:
         text = ctx.say("ussd_sold_too_many", device=label(device), count=len(codes))
     return end(text)

@@ -6,19 +6,13 @@ PIN hash wiped; the USSD menu refuses it like a stranger, and `add_agent` reinst
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.domain import AGENT_ROLES, PIN_RULE, is_pin
+from bot.domain import AGENT_ROLES, PIN_RULE, hash_secret, is_pin, verify_secret
 from bot.storage.models import Agent, utcnow
 
 MAX_NAME = 200
-_N, _R, _P = 2**14, 8, 1
-_DKLEN = 32
 
 
 class InvalidAgent(ValueError):
@@ -26,22 +20,11 @@ class InvalidAgent(ValueError):
 
 
 def hash_pin(pin: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_DKLEN)
-    return f"scrypt${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
+    return hash_secret(pin)
 
 
 def verify_pin(pin: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt" or len(digest) != 2 * _DKLEN:  # a shorter digest is weaker
-            return False
-        candidate = hashlib.scrypt(
-            pin.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=_DKLEN
-        )
-    except (ValueError, TypeError, AttributeError):  # garbage stored, or no PIN at all
-        return False
-    return hmac.compare_digest(candidate.hex(), digest)
+    return verify_secret(pin, stored)
 
 
 def add_agent(

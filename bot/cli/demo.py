@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from bot.agents.pins import add_agent
 from bot.ledger.fleet import sync_devices
+from bot.operators.accounts import add_operator
 from bot.storage import db
 from bot.storage.models import Customer, Device
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from bot.deps import Deps
 
 AGENT_PHONE, AGENT_PIN = "+254700000100", "1234"
+# The console's demo operator (an admin): printed with its password, like the agent's PIN.
+OPERATOR_EMAIL, OPERATOR_PASSWORD = "admin@demo.example", "demo-console"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def seed(deps: Deps) -> None:
                 )
         # Every run: the printed PIN must work, even after a lock-out or a changed PIN.
         add_agent(session, AGENT_PHONE, "Demo Agent", AGENT_PIN, "admin")
+        add_operator(session, OPERATOR_EMAIL, OPERATOR_PASSWORD, "admin", actor="demo")
 
 
 def instructions(base_url: str) -> str:
@@ -74,6 +78,8 @@ def instructions(base_url: str) -> str:
             for c in CUSTOMERS
         ),
         f"Agent (admin): {AGENT_PHONE}  PIN {AGENT_PIN}",
+        f"Operator console: {base_url}/console/  sign in as {OPERATOR_EMAIL}"
+        f" / {OPERATOR_PASSWORD} (admin)",
         "",
         "Try:",
         f"  ovbot chat --url {base_url} --from {first.phone}   then type CODE, STATUS, HELP",

@@ -1,63 +1,29 @@
 """`ovbot export payments|codes`: CSV for accounting and audits.
 
-The columns are a contract (scripts read them): add at the end, never rename or reorder.
-Times are UTC, ISO 8601 (`2026-12-01T08:30:00Z`). Phone numbers are masked unless
-`--clear-phones` is given: an export is an operator's deliberate act, but files travel
-(mail, spreadsheets, shared drives) further than the database; accounting matches
-payments by reference, and only the rare audit needs the numbers themselves.
-Text that came from outside (references, product refs, names) and would start a
-spreadsheet formula gets a leading apostrophe.
+The rows, their columns (a contract: add at the end, never rename or reorder), the masked
+phone numbers and the spreadsheet-safe text are bot/operators/exports.py's, shared with
+the web console's downloads. Times are UTC, ISO 8601 (`2026-12-01T08:30:00Z`).
 """
 
 from __future__ import annotations
 
-import csv
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC, datetime
-from typing import TextIO
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from bot.cli.context import _Context
-from bot.ledger import ENTRY_ORDER
+from bot.operators.exports import (
+    CODE_COLUMNS,
+    PAYMENT_COLUMNS,
+    Row,
+    code_rows,
+    payment_rows,
+)
+from bot.operators.exports import write as _write
 from bot.storage import db
-from bot.storage.models import Agent, Code, Device, Payment
-from bot.text.phones import mask
-
-PAYMENT_COLUMNS = (
-    "reference",
-    "created_at",
-    "source",
-    "product_id",
-    "serial",
-    "product_ref",
-    "days",
-    "amount",
-    "payer_phone",
-    "agent_phone",
-    "agent_name",
-    "code_id",
-    "state",
-)
-CODE_COLUMNS = (
-    "product_id",
-    "serial",
-    "code_id",
-    "upstream_index",
-    "kind",
-    "days",
-    "code",
-    "minted_at",
-    "credit_until_after",
-    "channel",
-    "requested_by",
-)
-Row = Sequence[object]
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-Phone = Callable[[str | None], str]
 
 
 def _help(what: str, columns: Sequence[str], order: str) -> str:
@@ -107,35 +73,8 @@ def _common(command: Callable[..., None]) -> Callable[..., None]:
 def export_payments(
     c: _Context, since: datetime | None, output: str | None, clear_phones: bool
 ) -> None:
-    phone = _phones(clear_phones)
-
-    def rows(session: Session) -> Iterator[Row]:
-        seller = aliased(Agent)
-        query = (
-            select(Payment, Device, seller)
-            .outerjoin(Device, Device.id == Payment.device_id)
-            .outerjoin(seller, seller.id == Payment.agent_id)
-            .order_by(Payment.created_at, Payment.id)
-        )
-        if since is not None:
-            query = query.where(Payment.created_at >= _utc(since))
-        for p, device, agent in session.execute(query):
-            state = "unmatched" if p.device_id is None else ("in code" if p.code_id else "credit")
-            yield (
-                _text(p.reference),
-                _time(p.created_at),
-                p.source,
-                device.product_id if device else "",
-                (device.oem_serial or "") if device else "",
-                _text(p.product_ref),
-                p.days,
-                "" if p.amount is None else str(p.amount),
-                phone(p.phone),
-                phone(agent.phone if agent else None),
-                _text(agent.name if agent else None),
-                p.code_id or "",
-                state,
-            )
+    def rows(session: Session) -> Iterable[Row]:
+        return payment_rows(session, since, clear_phones=clear_phones)
 
     _export(c, PAYMENT_COLUMNS, rows, output, clear_phones)
 
@@ -155,32 +94,8 @@ def export_payments(
 def export_codes(
     c: _Context, since: datetime | None, output: str | None, clear_phones: bool
 ) -> None:
-    phone = _phones(clear_phones)
-
-    def rows(session: Session) -> Iterator[Row]:
-        query = (
-            select(Code, Device)
-            .join(Device, Device.id == Code.device_id)
-            .where(Code.state == "minted")
-            .order_by(Device.product_id, *ENTRY_ORDER)
-        )
-        if since is not None:
-            query = query.where(Code.minted_at >= _utc(since))
-        for code, device in session.execute(query):
-            who = code.requested_by or ""
-            yield (
-                device.product_id,
-                device.oem_serial or "",
-                code.id,
-                "" if code.upstream_index is None else code.upstream_index,
-                code.kind,
-                "" if code.days is None else code.days,
-                code.code,
-                _time(code.minted_at),
-                _time(code.credit_until_after),
-                code.channel,
-                phone(who) if who.startswith("+") else who,
-            )
+    def rows(session: Session) -> Iterable[Row]:
+        return code_rows(session, since, clear_phones=clear_phones)
 
     _export(c, CODE_COLUMNS, rows, output, clear_phones)
 
@@ -211,30 +126,3 @@ def _export(
         click.echo(f"{len(found)} row(s) written to {output}", err=True)
     if clear_phones:
         click.echo("phone numbers are in clear: keep this export safe", err=True)
-
-
-def _write(file: TextIO, columns: Sequence[str], rows: Iterable[Row]) -> None:
-    writer = csv.writer(file, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-
-
-def _phones(clear: bool) -> Phone:
-    if clear:
-        return lambda phone: phone or ""
-    return lambda phone: mask(phone) if phone else ""
-
-
-def _text(value: str | None) -> str:
-    """Text that came from outside (a payer's reference, a name), safe to open in a
-    spreadsheet: one that would start a formula gets a leading apostrophe."""
-    value = value or ""
-    return "'" + value if value[:1] in FORMULA_STARTS else value
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC)
-
-
-def _time(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""

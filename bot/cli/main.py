@@ -326,8 +326,12 @@ def demo(c: _Context, host: str, port: int) -> None:
         )
     # The demo's webhooks take unsigned requests (so the printed curl lines work) and its
     # pushes go to the log: no secret from the environment applies.
+    import secrets
+
     c._settings = c.settings.replace(
         demo=True,
+        # The console signs its cookies with this: the environment's, else one for this run.
+        console_secret_key=c.settings.console_secret_key or secrets.token_hex(32),
         twilio_account_sid=None,
         twilio_auth_token=None,
         public_base_url=None,
@@ -457,6 +461,7 @@ def _remote_chat(c: _Context, url: str, phone: str, channel: str) -> Chat:
 
 from bot.cli.agents import agent_group  # noqa: E402 - the groups register below `main`
 from bot.cli.export import export_group  # noqa: E402
+from bot.cli.operators import operator_group  # noqa: E402 - the web console's accounts
 from bot.cli.telegram import telegram_group  # noqa: E402
 from bot.cli.worker import outbox_command, worker_command  # noqa: E402
 
@@ -464,6 +469,7 @@ main.add_command(worker_command)
 main.add_command(outbox_command)
 main.add_command(agent_group)
 main.add_command(export_group)
+main.add_command(operator_group)
 main.add_command(telegram_group)
 
 from bot.cli.api import api_group  # noqa: E402 - `ovbot api check` (issue 15)

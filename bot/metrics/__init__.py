@@ -25,6 +25,7 @@ if (_directory := multiprocess_dir()) is not None:
 
 from bot.metrics.events import (
     agent_locked_out,
+    console_login,
     delivery_receipt,
     inbound,
     inbound_failed,
@@ -47,6 +48,7 @@ __all__ = [
     "agent_locked_out",
     "call_name",
     "child_exit",
+    "console_login",
     "delivery_receipt",
     "exposition",
     "inbound",

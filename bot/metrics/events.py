@@ -44,6 +44,12 @@ RECEIPTS = Counter(
     ["provider", "status"],
 )
 LOCKOUTS = Counter("ovbot_agent_lockouts", "Agents locked out after too many wrong PINs.")
+CONSOLE_LOGINS = Counter(
+    "ovbot_console_logins",
+    "Sign-ins to the operator console, by outcome (ok, wrong, locked).",
+    ["outcome"],
+)
+CONSOLE_OUTCOMES = ("ok", "wrong", "locked")
 MINT_KINDS = ("days", "free", "reset")
 MINT_OUTCOMES = ("minted", "unknown", "failed", "adopted")
 RECONCILE_RESULTS = ("adopted", "released", "waiting", "unavailable")
@@ -74,6 +80,8 @@ for _result in RECONCILE_RESULTS:
     RECONCILIATIONS.labels(_result)
 for _alarm in ALARM_KINDS:
     ALARMS.labels(_alarm)
+for _login in CONSOLE_OUTCOMES:
+    CONSOLE_LOGINS.labels(_login)
 
 
 def label(value: object, allowed: Iterable[str] | None = None) -> str:
@@ -123,3 +131,8 @@ def delivery_receipt(provider: str, status: str) -> None:
 
 def agent_locked_out() -> None:
     LOCKOUTS.inc()
+
+
+def console_login(outcome: str) -> None:
+    """A sign-in to the console: `ok`, `wrong` (email or password) or `locked`."""
+    CONSOLE_LOGINS.labels(label(outcome, CONSOLE_OUTCOMES)).inc()

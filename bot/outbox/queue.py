@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.storage import db
 from bot.storage.models import Code, Customer, Device, OutboxMessage, TelegramLink, utcnow
 from bot.text.codes import code_texts
-from bot.text.templates import Messages
+from bot.text.templates import Messages, format_date
 
 WHATSAPP_WINDOW = timedelta(hours=24)  # Meta's customer service window
 # `customers.whatsapp_at` moves only when this much older, so a read (STATUS) on WhatsApp
@@ -176,5 +176,32 @@ def notify_codes(
         message = enqueue(session, owner, text, code_id=code_id, after_id=after)
         if message is None:
             return []  # opted out: none of them
+        queued.append(message)
+    return queued
+
+
+def resend_codes(
+    session: Session, messages: Messages, device: Device, codes: Sequence[Code]
+) -> list[OutboxMessage]:
+    """The codes of a mint again (`code_resent`, with the date each was minted) for the
+    device's owner, chained in the order to enter them; nothing if no owner or opted out.
+    The USSD menu's "Resend code" and the console's "Resend latest code" both queue this."""
+    owner = session.get(Customer, device.owner_id) if device.owner_id else None
+    if owner is None or not codes:
+        return []
+    ref = devices.reference(session, device)
+    queued: list[OutboxMessage] = []
+    for code in codes:
+        body = messages.render(
+            owner.language,
+            "code_resent",
+            code=code.code,
+            device=ref,
+            date=format_date(code.minted_at),
+        )
+        after = queued[-1].id if queued else None
+        message = enqueue(session, owner, body, code_id=code.id, after_id=after)
+        if message is None:
+            break  # opted out
         queued.append(message)
     return queued

@@ -34,7 +34,7 @@ from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from bot.domain import AGENT_ROLES, LANGUAGES, MAX_CODE_DAYS
+from bot.domain import AGENT_ROLES, LANGUAGES, MAX_CODE_DAYS, OPERATOR_ROLES
 
 # The allowed values of the text columns that act as enums (each is a CHECK constraint).
 CUSTOMER_CHANNELS = ("sms", "telegram", "whatsapp")
@@ -274,6 +274,8 @@ class Payment(Base):
             sqlite_where=text("code_id IS NULL"),
             postgresql_where=text("code_id IS NULL"),
         ),
+        # The console's figures by day (bot/operators/views.py), migration 0010.
+        Index("ix_payments_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -326,6 +328,8 @@ class OutboxMessage(Base):
         # A withdrawn reminder's row is deleted: its foreign-key check looks here.
         Index("ix_outbox_after_id", "after_id"),
         one_of("provider", OUTBOX_PROVIDERS),  # migration 0007
+        # A customer's messages on the console's device page, migration 0010.
+        Index("ix_outbox_customer_id", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -413,3 +417,54 @@ class Reminder(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+
+
+# -- the operator console (issue 14), migration 0010 ----------------------------------------
+
+
+class Operator(Base):
+    """Someone who signs in to the web console (`ovbot operator add`): a viewer or an admin.
+
+    `session_token` is what a signed-in browser's cookie names (with the id): a new one,
+    on a new password or role, signs every browser of the old one out.
+    """
+
+    __tablename__ = "operators"
+    __table_args__ = (
+        one_of("role", OPERATOR_ROLES),
+        CheckConstraint("failed_logins >= 0", name="failed_logins_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower case
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="viewer", server_default="viewer")
+    session_token: Mapped[str] = mapped_column(String(64))
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Operator {self.id} {self.role}>"
+
+
+class AuditEntry(Base):
+    """One admin action, written in the same transaction as the action itself: who (the
+    operator, or `cli`), what (an action name and its target), when, and the state of the
+    target before and after (JSON text)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_created_at", "created_at"),
+        Index("ix_audit_log_operator_id", "operator_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
+    actor: Mapped[str] = mapped_column(String(254))  # the operator's email, or "cli"
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot.agents.pins import verify_pin
 from bot.cli import demo
-from bot.storage.models import Agent, Customer, Device, Payment, utcnow
+from bot.storage.models import Agent, Customer, Device, Operator, Payment, utcnow
 from bot.text.phones import normalise
 
 
@@ -83,3 +83,23 @@ def test_instructions_say_how_to_try_it():
         assert c.phone in text
     for route in ("/webhooks/twilio/sms", "/webhooks/ussd", "/webhooks/payments"):
         assert f"http://127.0.0.1:8123{route}" in text
+
+
+def test_the_demo_operator_signs_in_with_the_printed_password_even_after_a_lock_out(
+    sqlite_world,
+):
+    from bot.operators.accounts import authenticate
+
+    demo.seed(sqlite_world.services)
+    sessions = sqlite_world.services.sessions
+    for _ in range(5):
+        authenticate(sessions, demo.OPERATOR_EMAIL, "not the password")
+    assert authenticate(sessions, demo.OPERATOR_EMAIL, demo.OPERATOR_PASSWORD).outcome == "locked"
+    demo.seed(sqlite_world.services)
+    login = authenticate(sessions, demo.OPERATOR_EMAIL, demo.OPERATOR_PASSWORD)
+    assert login.outcome == "ok"
+    with sqlite_world.session() as s:
+        assert s.get(Operator, login.operator_id).role == "admin"
+    text = demo.instructions("http://127.0.0.1:8123")
+    assert "http://127.0.0.1:8123/console/" in text
+    assert demo.OPERATOR_EMAIL in text and demo.OPERATOR_PASSWORD in text

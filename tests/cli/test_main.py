@@ -403,6 +403,11 @@ def test_demo_seeds_and_serves(home, monkeypatch, Session):
     assert embedded == [served["app"].extensions["ovbot"]]
     assert "http://127.0.0.1:8123" in result.stdout and "ovbot chat" in result.stdout
     assert f"PIN {demo.AGENT_PIN}" in result.stdout
+    # The console is on, with a secret key made for the run, and its operator printed.
+    assert "/console/" in {rule.rule for rule in served["app"].url_map.iter_rules()}
+    assert served["app"].extensions["ovbot"].settings.console_secret_key
+    assert "http://127.0.0.1:8123/console/" in result.stdout
+    assert demo.OPERATOR_PASSWORD in result.stdout
     assert count(Session, Device) == 100
     assert count(Session, Customer) == len(demo.CUSTOMERS)
     assert ovbot("demo").exit_code == 0

@@ -213,6 +213,11 @@ OFF = [
         ["Twilio SMS and WhatsApp (set TWILIO_AUTH_TOKEN)"],
         id="Twilio without its token",
     ),
+    pytest.param(
+        {"console_secret_key": None},
+        ["operator console (set CONSOLE_SECRET_KEY)"],
+        id="the console without its key",
+    ),
     pytest.param(dict(NO_SECRETS, demo=True), [], id="demo: unsigned requests are accepted"),
 ]
 
