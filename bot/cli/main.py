@@ -23,7 +23,7 @@ pass_ctx = click.make_pass_decorator(_Context)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
-    """OVES token bot: codes for pay-as-you-go solar devices by SMS, Telegram and USSD."""
+    """OVES token bot: codes for pay-as-you-go solar devices by SMS, WhatsApp, Telegram and USSD."""
     from bot.settings import read_log_format
     from bot.text import logs
 
