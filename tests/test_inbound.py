@@ -209,7 +209,7 @@ def test_only_a_commit_that_queued_something_wakes_the_drain(world):
 @pytest.mark.parametrize(
     "text, selects",
     [
-        pytest.param("STATUS", 2, id="STATUS: the customer with devices, then its figures"),
+        pytest.param("STATUS", 1, id="STATUS: the customer with devices and their figures"),
         pytest.param("DEVICES", 1, id="DEVICES: the customer with devices"),
         pytest.param("HELP", 1, id="HELP: the customer"),
         pytest.param("HISTORY", 2, id="HISTORY: the customer with devices, then codes"),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CompoundSelect, bindparam, select, union_all
+from sqlalchemy import CompoundSelect, Select, bindparam, select, union_all
 from sqlalchemy.orm import Session, joinedload
 
 from bot.customers import coach, commands, telegram_link
@@ -22,6 +22,7 @@ from bot.customers.commands import Command
 from bot.deps import Deps
 from bot.inbound import Inbound, Reply, Responder
 from bot.ledger import devices
+from bot.ledger.book import StatusFigures, status_columns
 from bot.ledger.outcome import attempt
 from bot.outbox import queue as outbox
 from bot.storage import db
@@ -66,6 +67,8 @@ class DeviceFacts:
     api_id: str | None
     state: str
     credit_until: datetime | None
+    # STATUS's figures, when the statement that loaded the facts carried them.
+    figures: StatusFigures | None = None
 
     @classmethod
     def of(cls, device: Device) -> DeviceFacts:
@@ -170,7 +173,7 @@ def read(deps: Deps, session: Session, inbound: Inbound) -> Reply:
         customer = telegram_link.customer_for(session, inbound.sender)
         facts = Facts.of(customer) if customer is not None else None
     else:
-        facts = _facts(deps, session, inbound.sender)
+        facts = _facts(deps, session, inbound.sender, commands.parse(inbound.text))
     command = commands.parse(inbound.text)
     if facts is None:
         return _stranger(deps, inbound, command)
@@ -183,39 +186,55 @@ def read(deps: Deps, session: Session, inbound: Inbound) -> Reply:
     return READERS[command.name](Reading(deps, session, inbound, facts, command))
 
 
-def _facts(deps: Deps, session: Session, sender: str) -> Facts | None:
+def _facts(deps: Deps, session: Session, sender: str, command: Command) -> Facts | None:
+    """The sender's facts; for STATUS, each device's figures in the same statement."""
     phone = try_normalise(sender, deps.settings.default_region)
     if phone is None:
         return None
-    rows: Sequence[Any] = session.connection().execute(_FACTS_BY_PHONE, {"phone": phone}).all()
+    statement = _FACTS_AND_FIGURES if command.name == commands.STATUS else _FACTS
+    rows: Sequence[Any] = session.connection().execute(statement, {"phone": phone}).all()
     if not rows:
         return None
     first = rows[0]
-    owned = tuple(DeviceFacts(*row[5:]) for row in rows if row[5] is not None)
+    owned = tuple(_device(row) for row in rows if row[5] is not None)
     return Facts(first[0], first[1], first[2], first[3], first[4], owned)
 
 
+def _device(row: Any) -> DeviceFacts:
+    figures = StatusFigures.of(row[12], row[13], row[14]) if len(row) > 12 else None
+    return DeviceFacts(row[5], row[6], row[7], row[8], row[9], row[10], row[11], figures)
+
+
 _customers, _devices = Customer.__table__, Device.__table__
-# Built once, Core (no entities): the customer, and one row per device they own.
-_FACTS_BY_PHONE = (
-    select(
-        _customers.c.id,
-        _customers.c.phone,
-        _customers.c.language,
-        _customers.c.last_channel,
-        _customers.c.whatsapp_at,
-        _devices.c.id,
-        _devices.c.product_id,
-        _devices.c.oem_serial,
-        _devices.c.payg_serial,
-        _devices.c.api_id,
-        _devices.c.state,
-        _devices.c.credit_until,
-    )
-    .select_from(_customers.outerjoin(_devices, _devices.c.owner_id == _customers.c.id))
-    .where(_customers.c.phone == bindparam("phone"))
-    .order_by(_devices.c.product_id)
+_FACT_COLUMNS = (
+    _customers.c.id,
+    _customers.c.phone,
+    _customers.c.language,
+    _customers.c.last_channel,
+    _customers.c.whatsapp_at,
+    _devices.c.id,
+    _devices.c.product_id,
+    _devices.c.oem_serial,
+    _devices.c.payg_serial,
+    _devices.c.api_id,
+    _devices.c.state,
+    _devices.c.credit_until,
 )
+
+
+def _facts_statement(*figures: Any) -> Select[Any]:
+    return (
+        select(*_FACT_COLUMNS, *figures)
+        .select_from(_customers.outerjoin(_devices, _devices.c.owner_id == _customers.c.id))
+        .where(_customers.c.phone == bindparam("phone"))
+        .order_by(_devices.c.product_id)
+    )
+
+
+# Built once, Core (no entities): the customer, and one row per device they own; for
+# STATUS with each device's figures (the ledger's own columns, correlated to the device).
+_FACTS = _facts_statement()
+_FACTS_AND_FIGURES = _facts_statement(*status_columns(_devices.c.id))
 
 
 def language(deps: Deps, session: Session, inbound: Inbound) -> str:
@@ -365,7 +384,7 @@ def status(turn: Reading, device: DeviceFacts, ref: str) -> Reply:
     if device.state == "locked":
         return Reply.say(turn.say("status_locked", device=ref))
     now = turn.deps.clock()
-    figures = turn.deps.ledger.status_figures(turn.session, device)  # one query
+    figures = device.figures or turn.deps.ledger.status_figures(turn.session, device)
     values = dict(
         device=ref,
         unredeemed=figures.unspent_days,

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, ScalarSelect, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -105,6 +105,11 @@ class StatusFigures:
     unspent_days: int
     last_minted_at: datetime | None
 
+    @classmethod
+    def of(cls, paid: int | None, reserved: int | None, last: datetime | None) -> StatusFigures:
+        """From the values of `status_columns`."""
+        return cls(int(paid or 0) - int(reserved or 0), last)
+
 
 @dataclass(frozen=True)
 class PaymentResult:
@@ -112,9 +117,11 @@ class PaymentResult:
     created: bool
 
 
-def _status_figures() -> Select[Any]:
-    """Built once (a read path's cost is mostly building statements): bind `device`."""
-    device = bindparam("device", type_=Integer)
+def status_columns(device: ColumnElement[int]) -> tuple[ScalarSelect[Any], ...]:
+    """What STATUS shows of the device `device` names (a bound id, or a column of a
+    statement over devices): paid days, days reserved by codes, and when the latest code
+    was minted (as `latest_code` finds it). `StatusFigures.of` reads them back. The one
+    definition of unspent days."""
     paid = select(func.coalesce(func.sum(Payment.days), 0)).where(Payment.device_id == device)
     reserved = select(func.coalesce(func.sum(Code.days), 0)).where(
         Code.device_id == device, Code.kind == "days", Code.state != "failed"
@@ -125,7 +132,12 @@ def _status_figures() -> Select[Any]:
         .order_by(Code.minted_at.desc(), Code.id.desc())
         .limit(1)
     )
-    return select(paid.scalar_subquery(), reserved.scalar_subquery(), last.scalar_subquery())
+    return (paid.scalar_subquery(), reserved.scalar_subquery(), last.scalar_subquery())
+
+
+def _status_figures() -> Select[Any]:
+    """Built once (a read path's cost is mostly building statements): bind `device`."""
+    return select(*status_columns(bindparam("device", type_=Integer)))
 
 
 _STATUS_FIGURES = _status_figures()
@@ -257,7 +269,7 @@ class Ledger:
         session.flush()  # what autoflush would do; then Core on the connection, which
         # costs less than the session's ORM execution on a read path
         row = session.connection().execute(_STATUS_FIGURES, {"device": device.id}).one()
-        return StatusFigures(int(row[0] or 0) - int(row[1] or 0), row[2])
+        return StatusFigures.of(row[0], row[1], row[2])
 
     # -- codes ------------------------------------------------------------------------
 
