@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import CompoundSelect, Select, bindparam, select, union_all
 from sqlalchemy.orm import Session, joinedload
@@ -277,10 +277,8 @@ def _with_device(handler: Callable[[Turn, Device, str], Reply]) -> Callable[[Tur
 
     def run(turn: Turn) -> Reply:
         owned = list(turn.customer.devices)  # loaded with the customer (identify)
-        found = devices.resolve(owned, turn.command.device)
-        if found is None or isinstance(found, devices.Ambiguous):
-            return _not_one(turn, owned, found)
-        return handler(turn, found, devices.references(owned)[found.id])
+        found = _one(turn, owned)
+        return found if isinstance(found, Reply) else handler(turn, *found)
 
     run.__name__ = handler.__name__
     return run
@@ -292,14 +290,23 @@ def _reading_device(
     """`_with_device` for a read command's handler."""
 
     def run(turn: Reading) -> Reply:
-        owned = turn.customer.devices
-        found = devices.resolve(owned, turn.command.device)
-        if found is None or isinstance(found, devices.Ambiguous):
-            return _not_one(turn, owned, found)
-        return handler(turn, found, devices.references(owned)[found.id])
+        found = _one(turn, turn.customer.devices)
+        return found if isinstance(found, Reply) else handler(turn, *found)
 
     run.__name__ = handler.__name__
     return run
+
+
+D = TypeVar("D", bound=devices.Named)
+
+
+def _one(turn: Turn | Reading, owned: Sequence[D]) -> tuple[D, str] | Reply:
+    """The device the command names among `owned` and its short reference, or the reply
+    saying there is none or asking which."""
+    found = devices.resolve(owned, turn.command.device)
+    if found is None or isinstance(found, devices.Ambiguous):
+        return _not_one(turn, owned, found)
+    return found, devices.references(owned)[found.id]
 
 
 def _not_one(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -103,22 +104,9 @@ def to_telegram_chat(
     before); nothing if they opted out."""
     if customer.opted_out:
         return []
-    queued: list[OutboxMessage] = []
-    for text in texts:
-        message = OutboxMessage(
-            customer_id=customer.id,
-            channel="telegram",
-            recipient=str(chat_id),
-            body=text,
-            after_id=queued[-1].id if queued else None,
-            next_attempt_at=utcnow(),
-        )
-        session.add(message)
-        session.flush()
-        queued.append(message)
-    if queued:
-        db.mark_queued(session)  # this commit wakes the drain (Deps.committed)
-    return queued
+    return _in_order(
+        session, texts, customer_id=customer.id, channel="telegram", recipient=str(chat_id)
+    )
 
 
 def answer_by_sms(
@@ -136,18 +124,27 @@ def answer_by_sms(
     wrote to us): such a row names no customer, so the claim's opt-out check does not
     hold it and no receipt acts on a customer.
     """
-    queued: list[OutboxMessage] = []
     owner = customer.id if customer is not None and not customer.opted_out else None
+    return _in_order(
+        session,
+        texts,
+        customer_id=owner,
+        channel="sms",
+        provider=provider,
+        link_id=link_id,
+        recipient=phone,
+    )
+
+
+def _in_order(session: Session, texts: Sequence[str], **fields: Any) -> list[OutboxMessage]:
+    """One row per text, each after the one before (entry order), all with `fields`."""
+    queued: list[OutboxMessage] = []
     for text in texts:
         message = OutboxMessage(
-            customer_id=owner,
-            channel="sms",
-            provider=provider,
-            link_id=link_id,
-            recipient=phone,
             body=text,
             after_id=queued[-1].id if queued else None,
             next_attempt_at=utcnow(),
+            **fields,
         )
         session.add(message)
         session.flush()
