@@ -117,9 +117,10 @@ class Responder:
     language: Callable[[Deps, Session, Inbound], str]
     # Whether answering `inbound` only reads (no mint, no payment, no setting changed).
     reads: Callable[[Inbound], bool] = lambda inbound: False
-    # How to answer such a message in the read-only transaction (it may raise
-    # `db.WouldWrite` to have it answered the writing way); `respond` when not given.
-    read: Callable[[Deps, Session, Inbound], Reply] | None = None
+    # How to answer such a message in the read-only transaction, through its reader (it
+    # may raise `db.WouldWrite` to have it answered the writing way); when not given,
+    # `respond` on the reader's session.
+    read: Callable[[Deps, db.Reader, Inbound], Reply] | None = None
     # What the message asks, as a metrics label (a command name; never the text itself).
     command: Callable[[Inbound], str] = lambda inbound: "other"
 
@@ -135,9 +136,12 @@ def process(deps: Deps, inbound: Inbound, responder: Responder) -> Reply:
         reply = None
         if responder.reads(inbound):
             try:
-                with db.reading(deps.sessions) as session:
-                    reply = (responder.read or responder.respond)(deps, session, inbound)
-                    if db.changed(session):  # not a read after all: the writing way
+                with db.reads(deps.sessions) as reader:
+                    if responder.read is not None:
+                        reply = responder.read(deps, reader, inbound)
+                    else:
+                        reply = responder.respond(deps, reader.session, inbound)
+                    if reader.changed():  # not a read after all: the writing way
                         reply = None
             except db.WouldWrite:
                 reply = None

@@ -53,7 +53,8 @@ class Turn:
 
     def reading(self) -> Reading:
         """The same turn for a read command's handler (it takes plain facts)."""
-        return Reading(self.deps, self.session, self.inbound, Facts.of(self.customer), self.command)
+        reader = db.Reader.over(self.session)
+        return Reading(self.deps, reader, self.inbound, Facts.of(self.customer), self.command)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,13 +110,18 @@ class Facts:
 
 @dataclass(frozen=True)
 class Reading:
-    """A read command's turn: the same as `Turn`, with the sender's facts."""
+    """A read command's turn: the same as `Turn`, with the sender's facts, read through a
+    `db.Reader` (its session is opened only for a handler that asks for it)."""
 
     deps: Deps
-    session: Session
+    reader: db.Reader
     inbound: Inbound
     customer: Facts
     command: Command
+
+    @property
+    def session(self) -> Session:
+        return self.reader.session
 
     def say(self, key: str, **values: object) -> str:
         return self.deps.say(self.customer.language, key, **values)
@@ -164,17 +170,17 @@ _BY_PHONE = (
 )
 
 
-def read(deps: Deps, session: Session, inbound: Inbound) -> Reply:
+def read(deps: Deps, reader: db.Reader, inbound: Inbound) -> Reply:
     """A read command (`reads`), in the read-only transaction of bot/inbound.py: the sender
-    and their devices in one Core statement, then the command's own query, if any. A
-    sender writing on another channel than last time is answered the writing way (the
-    channel is recorded)."""
+    and their devices in one statement, then the command's own query, if any. A sender
+    writing on another channel than last time is answered the writing way (the channel
+    is recorded)."""
+    command = commands.parse(inbound.text)
     if inbound.channel == "telegram":
-        customer = telegram_link.customer_for(session, inbound.sender)
+        customer = telegram_link.customer_for(reader.session, inbound.sender)
         facts = Facts.of(customer) if customer is not None else None
     else:
-        facts = _facts(deps, session, inbound.sender, commands.parse(inbound.text))
-    command = commands.parse(inbound.text)
+        facts = _facts(deps, reader, inbound.sender, command)
     if facts is None:
         return _stranger(deps, inbound, command)
     if facts.last_channel != inbound.channel:
@@ -183,16 +189,16 @@ def read(deps: Deps, session: Session, inbound: Inbound) -> Reply:
         facts.whatsapp_at, deps.clock()
     ):
         raise db.WouldWrite("the WhatsApp window is recorded the writing way")
-    return READERS[command.name](Reading(deps, session, inbound, facts, command))
+    return READERS[command.name](Reading(deps, reader, inbound, facts, command))
 
 
-def _facts(deps: Deps, session: Session, sender: str, command: Command) -> Facts | None:
+def _facts(deps: Deps, reader: db.Reader, sender: str, command: Command) -> Facts | None:
     """The sender's facts; for STATUS, each device's figures in the same statement."""
     phone = try_normalise(sender, deps.settings.default_region)
     if phone is None:
         return None
     statement = _FACTS_AND_FIGURES if command.name == commands.STATUS else _FACTS
-    rows: Sequence[Any] = session.connection().execute(statement, {"phone": phone}).all()
+    rows = reader.rows(statement, {"phone": phone})
     if not rows:
         return None
     first = rows[0]
@@ -231,10 +237,11 @@ def _facts_statement(*figures: Any) -> Select[Any]:
     )
 
 
-# Built once, Core (no entities): the customer, and one row per device they own; for
-# STATUS with each device's figures (the ledger's own columns, correlated to the device).
-_FACTS = _facts_statement()
-_FACTS_AND_FIGURES = _facts_statement(*status_columns(_devices.c.id))
+# Compiled once, run on the driver's cursor (db.Prepared): the customer, and one row per
+# device they own; for STATUS with each device's figures (the ledger's own columns,
+# correlated to the device).
+_FACTS = db.Prepared(_facts_statement())
+_FACTS_AND_FIGURES = db.Prepared(_facts_statement(*status_columns(_devices.c.id)))
 
 
 def language(deps: Deps, session: Session, inbound: Inbound) -> str:

@@ -22,19 +22,20 @@ from __future__ import annotations
 import functools
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy import Engine, Select, create_engine, event
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -184,14 +185,8 @@ _readers: weakref.WeakKeyDictionary[sessionmaker[Session], sessionmaker[Session]
 )
 
 
-@contextmanager
-def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session for reads only: no write lock taken, nothing committed, closed.
-
-    A flush raises `WouldWrite` before any SQL goes out, and the caller checks `changed`
-    before trusting a reply built here: either way, a change is never written here, so the
-    caller must redo that work in `transaction(...)`.
-    """
+def _reading_sessions(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The reading sessions of `factory`'s engine: read-only transactions (see `reading`)."""
     readers = _readers.get(factory)
     if readers is None:  # built once per factory: a session's own listeners cost per request
         engine = factory.kw["bind"]
@@ -208,11 +203,191 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
             expire_on_commit=False,
             info=factory.kw.get("info"),
         )
-    session = readers()
+    return readers
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only: no write lock taken, nothing committed, closed.
+
+    A flush raises `WouldWrite` before any SQL goes out, and the caller checks `changed`
+    before trusting a reply built here: either way, a change is never written here, so the
+    caller must redo that work in `transaction(...)`.
+    """
+    session = _reading_sessions(factory)()
     try:
         yield session
     finally:
         session.close()  # rolls the read-only transaction back
+
+
+@contextmanager
+def reads(factory: sessionmaker[Session]) -> Iterator[Reader]:
+    """`reading`, for the hottest reads: a `Reader` whose connection is checked out on
+    first use and whose ORM session is opened (on that connection) only if asked for."""
+    sessions = _reading_sessions(factory)
+    engine: Engine = sessions.kw["bind"]
+    reader = Reader(engine.connect, lambda connection: sessions(bind=connection))
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+class Reader:
+    """What a read reads through: a Core connection (for `Prepared` statements) and, only
+    when a handler needs the ORM, a session on the same connection and transaction.
+
+    `reads(...)` makes one for a read-only transaction; `Reader.over(session)` reads through
+    a writing transaction's session (a read answered the writing way)."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        open_session: Callable[[Connection], Session],
+        owned: bool = True,
+    ) -> None:
+        self._connect, self._open_session, self._owned = connect, open_session, owned
+        self._connection: Connection | None = None
+        self._session: Session | None = None
+
+    @classmethod
+    def over(cls, session: Session) -> Reader:
+        return cls(session.connection, lambda _connection: session, owned=False)
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self._open_session(self.connection)
+        return self._session
+
+    def rows(self, statement: Prepared, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return statement.rows(self.connection, params)
+
+    def changed(self) -> bool:
+        """Whether the session (if one was opened) holds changes: see `changed`."""
+        return self._session is not None and changed(self._session)
+
+    def close(self) -> None:
+        if not self._owned:
+            return
+        if self._session is not None:
+            self._session.close()
+        if self._connection is not None:
+            self._connection.close()  # rolls the read-only transaction back
+
+
+class Prepared:
+    """A Core SELECT compiled once per dialect and run on the driver's own cursor.
+
+    For the hottest read (STATUS): executing even a cached statement through SQLAlchemy
+    costs more CPU than the query itself does (scripts/bench_http.py). What that execution
+    does for us is kept: the statement's own bound values and each type's processing of
+    parameters and results, the engine's `before_cursor_execute` listeners, the driver's
+    errors raised as SQLAlchemy's (a lost connection invalidated). Plain parameters only:
+    no expanding IN, no values rendered at execution."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of the statement with `params` bound, in `connection`'s transaction
+        (begun here if none is)."""
+        dialect = connection.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+        arguments = compiled.arguments(params)
+        if not connection.in_transaction():
+            connection.begin()  # one snapshot with what the reader reads next (SQLite)
+        driver = connection.connection
+        cursor = driver.cursor()
+        sql = compiled.sql
+        try:
+            for listener in connection.dispatch.before_cursor_execute:
+                sql, arguments = listener(connection, cursor, sql, arguments, None, False)
+            cursor.execute(sql, arguments)
+            fetched = cursor.fetchall()
+        except dialect.loaded_dbapi.Error as error:
+            lost = dialect.is_disconnect(error, driver, cursor)
+            if lost:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                sql,
+                arguments,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+                dialect=dialect,
+            ) from error
+        finally:
+            cursor.close()
+        return compiled.results(fetched)
+
+
+class _Compiled:
+    """A statement as one dialect runs it: its SQL, how to bind and how to read back."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("Prepared takes plain parameters only")
+        self.sql = compiled.string
+        binds = compiled.binds
+        self.required = frozenset(key for key, bind in binds.items() if bind.required)
+        for key in self.required:
+            if binds[key].key != key:
+                raise ValueError(f"parameter {key!r} is renamed when compiled")
+        self.processors: dict[str, Callable[[Any], Any]] = {}
+        for key, bind in binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors[key] = processor
+        defaults = compiled.construct_params(dict.fromkeys(self.required))
+        self.defaults = {
+            key: self._bound(key, value)
+            for key, value in defaults.items()
+            if key not in self.required
+        }
+        self.order = tuple(compiled.positiontup or ()) if compiled.positional else None
+        readers = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+        self.readers = readers if any(readers) else None
+
+    def _bound(self, key: str, value: Any) -> Any:
+        processor = self.processors.get(key)
+        return processor(value) if processor is not None else value
+
+    def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        if params.keys() != self.required:
+            raise ValueError(f"parameters {sorted(params)} are not {sorted(self.required)}")
+        values = dict(self.defaults)
+        for key, value in params.items():
+            values[key] = self._bound(key, value)
+        if self.order is None:
+            return values
+        return tuple(values[key] for key in self.order)
+
+    def results(self, fetched: Sequence[Any]) -> list[tuple[Any, ...]]:
+        readers = self.readers
+        if readers is None:
+            return [tuple(row) for row in fetched]
+        return [
+            tuple(
+                value if read is None else read(value)
+                for read, value in zip(readers, row, strict=True)
+            )
+            for row in fetched
+        ]
 
 
 class ReadingSession(Session):
