@@ -439,7 +439,8 @@ def main() -> None:
         for i in range(max(20000, int(args.duration * 3000)))
     ]
     status = request_file(directory, "status", lines)
-    far_away = [phone((i * 7919) % args.fleet) for i in range(400)]  # all over the fleet
+    # All over the fleet; --fleet 0 leaves the large fleet out.
+    far_away = [phone((i * 7919) % args.fleet) for i in range(400)] if args.fleet else []
     # A customer's first message records their channel (a write); the second is the read.
     first = request_file(
         directory, "first", [signed_form("STATUS", p, f"first-{p}") for p in far_away]
@@ -490,8 +491,10 @@ def main() -> None:
                 ovbot_repeat = paired(loaded(repeat), url, bare_url, args.rounds)
                 one = paired(one_by_one(status, 300), url, bare_url, args.rounds)
                 mint = minting_codes(url, args.customers, args.mints)
-                bare_one = one.bare
                 made = logins(small) - before
+                if not args.fleet:  # leaving the with: the server stops
+                    report(name, ovbot_status, ovbot_repeat, one, mint, made)
+                    continue
                 large = product_env(directory, url_for("large"), args.fleet)
                 synced, imported = seed(large, args.fleet)
                 settle(large["DATABASE_URL"])  # the steady state, not autovacuum's pass
@@ -512,16 +515,7 @@ def main() -> None:
                     args.rounds,
                 )
             far, near = sizes.ours, sizes.bare
-            print(f"{name}:  (bare Flask: {ovbot_status.bare.rps:.0f} req/s under load,"
-                  f" {bare_one.rps:.0f} req/s one at a time)")  # fmt: skip
-            _line("STATUS", ovbot_status.ours, ovbot_status.ratio)
-            _line("repeated delivery", ovbot_repeat.ours, ovbot_repeat.ratio)
-            _line("STATUS, one at a time", one.ours, one.ratio)
-            _line("CODE that mints, one at a time", mint, mint.rps / bare_one.rps)
-            print(
-                f"  logins to the API during the load and the mints: {made}"
-                f" ({workers()} gunicorn workers: at most one each per token life)"
-            )
+            report(name, ovbot_status, ovbot_repeat, one, mint, made)
             print(
                 f"  {args.fleet} devices: sync-devices {synced:.0f} s,"
                 f" import-owners {imported:.0f} s; STATUS p50 {far.p50_ms:.2f} ms"
@@ -532,6 +526,19 @@ def main() -> None:
         _drop(schemas)
     profile_one_status(directory)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def report(name: str, status: Paired, repeat: Paired, one: Paired, mint: Result, made: int) -> None:
+    print(f"{name}:  (bare Flask: {status.bare.rps:.0f} req/s under load,"
+          f" {one.bare.rps:.0f} req/s one at a time)")  # fmt: skip
+    _line("STATUS", status.ours, status.ratio)
+    _line("repeated delivery", repeat.ours, repeat.ratio)
+    _line("STATUS, one at a time", one.ours, one.ratio)
+    _line("CODE that mints, one at a time", mint, mint.rps / one.bare.rps)
+    print(
+        f"  logins to the API during the load and the mints: {made}"
+        f" ({workers()} gunicorn workers: at most one each per token life)"
+    )
 
 
 def profile_one_status(directory: Path) -> None:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -147,8 +147,11 @@ def _sqlite_engine(url: URL) -> Engine:
     def _on_begin(connection: Connection) -> None:
         if connection.get_execution_options().get(READ_ONLY):
             # Straight to the driver: a deferred BEGIN never waits for a lock nor fails
-            # for one, and SQLAlchemy's execution costs more than it on a read path.
-            connection.connection.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
+            # for one, and SQLAlchemy's execution costs more than it on a read path. A
+            # Reader may have begun it already, on the driver connection it then wraps.
+            driver = connection.connection.driver_connection
+            if not driver.in_transaction:  # type: ignore[union-attr]
+                driver.execute("BEGIN")  # type: ignore[union-attr]
         else:  # may wait for the write lock, and fail as SQLAlchemy's OperationalError
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -223,11 +226,9 @@ def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 @contextmanager
 def reads(factory: sessionmaker[Session]) -> Iterator[Reader]:
-    """`reading`, for the hottest reads: a `Reader` whose connection is checked out on
-    first use and whose ORM session is opened (on that connection) only if asked for."""
+    """`reading`, for the hottest reads: a `Reader` (see there)."""
     sessions = _reading_sessions(factory)
-    engine: Engine = sessions.kw["bind"]
-    reader = Reader(engine.connect, lambda connection: sessions(bind=connection))
+    reader = Reader(sessions.kw["bind"], lambda connection: sessions(bind=connection))
     try:
         yield reader
     finally:
@@ -235,30 +236,36 @@ def reads(factory: sessionmaker[Session]) -> Iterator[Reader]:
 
 
 class Reader:
-    """What a read reads through: a Core connection (for `Prepared` statements) and, only
-    when a handler needs the ORM, a session on the same connection and transaction.
+    """What a read reads through: the pooled driver connection, for `Prepared` statements,
+    and only when a handler needs more, a SQLAlchemy connection and an ORM session on it,
+    in the same read-only transaction.
 
-    `reads(...)` makes one for a read-only transaction; `Reader.over(session)` reads through
-    a writing transaction's session (a read answered the writing way)."""
+    `reads(...)` makes one on the reading engine (`reading`); `Reader.over(session)` reads
+    through a writing transaction's session (a read answered the writing way). Checking
+    out a SQLAlchemy connection costs about as much CPU as the STATUS statement itself: a
+    read that needs only prepared statements (STATUS, DEVICES, HELP) makes none."""
 
     def __init__(
         self,
-        connect: Callable[[], Connection],
+        engine: Engine | None,
         open_session: Callable[[Connection], Session],
-        owned: bool = True,
+        connection: Connection | None = None,
     ) -> None:
-        self._connect, self._open_session, self._owned = connect, open_session, owned
-        self._connection: Connection | None = None
+        self._engine, self._open_session = engine, open_session
+        self._connection = connection
+        self._driver: PoolProxiedConnection | None = None
         self._session: Session | None = None
 
     @classmethod
     def over(cls, session: Session) -> Reader:
-        return cls(session.connection, lambda _connection: session, owned=False)
+        return cls(None, lambda _connection: session, connection=session.connection())
 
     @property
     def connection(self) -> Connection:
         if self._connection is None:
-            self._connection = self._connect()
+            assert self._engine is not None
+            # On the driver connection already begun, if any (`_begun_driver`).
+            self._connection = Connection(self._engine, connection=self._driver)
         return self._connection
 
     @property
@@ -268,19 +275,49 @@ class Reader:
         return self._session
 
     def rows(self, statement: Prepared, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        return statement.rows(self.connection, params)
+        engine = self._engine
+        if self._connection is not None or engine is None or engine.dispatch.before_cursor_execute:
+            return statement.rows(self.connection, params)  # listeners get their Connection
+        return statement.run(self._begun_driver(engine), engine.dialect, None, params)
+
+    def _begun_driver(self, engine: Engine) -> PoolProxiedConnection:
+        """The pooled driver connection, in its read-only transaction (as `reading`'s)."""
+        if self._driver is None:
+            driver = engine.raw_connection()
+            try:
+                if engine.dialect.name == "postgresql":
+                    driver.driver_connection.autocommit = True  # type: ignore[union-attr]
+                elif engine.dialect.name == "sqlite":
+                    driver.driver_connection.execute("BEGIN")  # type: ignore[union-attr]
+            except BaseException:
+                driver.close()
+                raise
+            self._driver = driver
+        return self._driver
 
     def changed(self) -> bool:
         """Whether the session (if one was opened) holds changes: see `changed`."""
         return self._session is not None and changed(self._session)
 
     def close(self) -> None:
-        if not self._owned:
-            return
-        if self._session is not None:
-            self._session.close()
-        if self._connection is not None:
-            self._connection.close()  # rolls the read-only transaction back
+        if self._engine is None:
+            return  # over a writing session: not the reader's to close
+        try:
+            if self._session is not None:
+                self._session.close()
+        finally:
+            if self._connection is not None:
+                self._connection.close()  # rolls back, and hands the driver connection back
+            elif self._driver is not None:
+                self._hand_back(self._engine, self._driver)
+
+    @staticmethod
+    def _hand_back(engine: Engine, driver: PoolProxiedConnection) -> None:
+        try:
+            if engine.dialect.name == "postgresql" and driver.is_valid:
+                driver.driver_connection.autocommit = False  # type: ignore[union-attr]
+        finally:
+            driver.close()  # the pool rolls the read-only transaction back
 
 
 class Prepared:
@@ -300,25 +337,35 @@ class Prepared:
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of the statement with `params` bound, in `connection`'s transaction
         (begun here if none is)."""
-        dialect = connection.dialect
+        if not connection.in_transaction():
+            connection.begin()  # one snapshot with what the reader reads next (SQLite)
+        return self.run(connection.connection, connection.dialect, connection, params)
+
+    def run(
+        self,
+        driver: PoolProxiedConnection,
+        dialect: Dialect,
+        connection: Connection | None,
+        params: Mapping[str, Any],
+    ) -> list[tuple[Any, ...]]:
+        """`rows` on a pooled driver connection; `connection`, when given, is the
+        SQLAlchemy connection over it, for the listeners and to invalidate."""
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
             compiled = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
         arguments = compiled.arguments(params)
-        if not connection.in_transaction():
-            connection.begin()  # one snapshot with what the reader reads next (SQLite)
-        driver = connection.connection
         cursor = driver.cursor()
         sql = compiled.sql
         try:
-            for listener in connection.dispatch.before_cursor_execute:
-                sql, arguments = listener(connection, cursor, sql, arguments, None, False)
+            if connection is not None:
+                for listener in connection.dispatch.before_cursor_execute:
+                    sql, arguments = listener(connection, cursor, sql, arguments, None, False)
             cursor.execute(sql, arguments)
             fetched = cursor.fetchall()
         except dialect.loaded_dbapi.Error as error:
             lost = dialect.is_disconnect(error, driver, cursor)
             if lost:
-                connection.invalidate(error)
+                (connection or driver).invalidate(error)
             raise DBAPIError.instance(
                 sql,
                 arguments,

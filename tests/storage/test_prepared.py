@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, column, event, select, table, text
+from sqlalchemy import bindparam, column, event, func, select, table, text
 from sqlalchemy.exc import DBAPIError
 
 from bot.customers import conversation
@@ -45,6 +45,8 @@ def test_the_status_statement_reads_back_as_sqlalchemy_reads_it(world):
     params = {"phone": OWNER}
 
     rows = prepared_rows(engine, prepared, params)
+    with db.reads(world.services.sessions) as reader:  # on the driver connection alone
+        assert reader.rows(prepared, params) == rows
 
     assert rows == core_rows(engine, prepared.statement, params)
     minted, never = rows
@@ -183,3 +185,52 @@ def test_a_reader_over_a_writing_session_reads_its_uncommitted_rows(Session):
         session.add(Device(product_id=77, oem_serial="X77"))
     with Session() as session:
         assert session.scalar(select(Device.oem_serial).where(Device.product_id == 77)) == "X77"
+
+
+@pytest.mark.postgres
+def test_a_postgres_reader_reads_in_autocommit_and_hands_back_a_transactional_connection(
+    database_url,
+):
+    """Each statement on its own (no BEGIN, no ROLLBACK), then the pooled connection is a
+    transactional one again for the next writer."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0))
+    db.upgrade(engine)
+    Session = db.make_sessionmaker(engine)
+    pause = db.Prepared(select(func.pg_sleep(0.02)))
+    on_its_own = db.Prepared(select(func.now() == func.statement_timestamp()))
+    try:
+        for _ in range(2):
+            with db.reads(Session) as reader:
+                reader.rows(pause, {})
+                assert reader.rows(on_its_own, {}) == [(True,)]
+            with db.transaction(Session) as session:
+                session.execute(text("SELECT pg_sleep(0.02)"))
+                assert not session.execute(text("SELECT now() = statement_timestamp()")).scalar()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_reader_that_lost_its_connection_closes_cleanly_and_the_next_connects(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0, ping_after_idle=3600))
+    db.upgrade(engine)
+    Session = db.make_sessionmaker(engine)
+    pid = db.Prepared(select(func.pg_backend_pid()))
+    try:
+        with db.reads(Session) as reader:
+            ((first,),) = reader.rows(pid, {})
+            with engine.pool._creator() as killer:
+                killer.autocommit = True
+                killer.execute("SELECT pg_terminate_backend(%s)", (first,))
+            with pytest.raises(DBAPIError) as raised:
+                reader.rows(pid, {})
+            assert raised.value.connection_invalidated
+        with db.reads(Session) as reader:
+            ((second,),) = reader.rows(pid, {})
+        assert second != first
+    finally:
+        engine.dispose()
