@@ -226,6 +226,25 @@ def test_a_read_command_runs_one_or_two_queries(world, text, selects):
     assert sql.writes == []
 
 
+@pytest.mark.parametrize(
+    "text, connections",
+    [("STATUS", 0), ("DEVICES", 0), ("HELP", 0), ("HISTORY 1001", 1)],
+)
+def test_a_read_checks_out_a_sqlalchemy_connection_only_for_the_orm(world, text, connections):
+    """STATUS, DEVICES and HELP run their prepared statement on the pooled driver
+    connection alone (db.Reader); HISTORY's ORM query needs one SQLAlchemy connection."""
+    world.customer("+254712345678", 1001)
+    converse(world.services, from_amina("SM0", "HELP"))  # the channel recorded: now reads
+    opened: list[object] = []
+    listener = lambda connection: opened.append(connection)  # noqa: E731
+    event.listen(world.services.engine, "engine_connect", listener)
+    try:
+        reply = converse(world.services, from_amina("SM1", text))
+    finally:
+        event.remove(world.services.engine, "engine_connect", listener)
+    assert reply.texts and len(opened) == connections
+
+
 @pytest.mark.parametrize("text", ["STATUS", "STATUS 1002", "DEVICES", "HELP", "HISTORY 1001"])
 def test_a_read_loads_no_customer_or_device_objects_and_answers_as_the_writing_way(world, text):
     """The read way takes the sender's facts from one Core statement (no ORM objects);
