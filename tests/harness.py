@@ -84,6 +84,18 @@ def postgres_schema_url(base_url: str) -> Iterator[str]:
 # -- the product ----------------------------------------------------------------------------
 
 
+def terminate_backend(database_url: str, pid: int) -> None:
+    """End PostgreSQL backend `pid` from a connection of its own: a server that dropped
+    a connection, as a restart or an idle timeout would."""
+    killer = db.make_engine(database_url)
+    try:
+        with killer.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            other.commit()
+    finally:
+        killer.dispose()
+
+
 def converse(deps: Deps, inbound: Inbound, responder: Responder | Callable | None = None) -> Reply:
     """`inbound` through `bot.inbound.process`: to the conversation, or to `responder`
     (a Responder, or a bare respond function answering in the conversation's language)."""

@@ -13,8 +13,10 @@ transaction starts with BEGIN IMMEDIATE.  SQLite has no row locks, so taking the
 up front is what stops two concurrent requests from reading the same credit and both
 spending it; the second simply waits for the first to commit.  `reading(...)` is the
 exception: a transaction that only reads (a STATUS) starts with a plain BEGIN, takes no
-write lock and waits for no writer.  On PostgreSQL the core locks rows with SELECT ... FOR
-UPDATE instead; its engine's pool and a statement timeout come from the settings.
+write lock and waits for no writer; `reads(...)` is the same transaction for the
+hottest reads, on the driver connection with `Prepared` statements.  On PostgreSQL the
+core locks rows with SELECT ... FOR UPDATE instead; its engine's pool and a statement
+timeout come from the settings.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.storage import db
 from bot.storage.models import Base, Customer, Device
+from tests.harness import terminate_backend
 
 TABLES = {
     "integrity_alarms",
@@ -121,19 +122,15 @@ def test_an_idle_connection_the_server_dropped_is_replaced_at_checkout(database_
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL only")
     engine = db.make_engine(database_url, db.Pool(size=1, overflow=0, ping_after_idle=0.1))
-    killer = db.make_engine(database_url)
     try:
         with engine.connect() as connection:
             pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
-        with killer.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            other.commit()
+        terminate_backend(database_url, pid)
         time.sleep(0.3)
         with engine.connect() as connection:  # pinged, found dead, connected afresh
             assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
     finally:
         engine.dispose()
-        killer.dispose()
 
 
 # --- one transaction per inbound message ----------------------------------------------

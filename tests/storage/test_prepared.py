@@ -14,7 +14,7 @@ from bot.customers import conversation
 from bot.inbound import Inbound
 from bot.storage import db
 from bot.storage.models import Code, Customer, Device
-from tests.harness import converse
+from tests.harness import converse, terminate_backend
 
 OWNER = "+254712345678"
 
@@ -26,6 +26,17 @@ def sms(text_: str, sid: str) -> Inbound:
 def core_rows(engine, statement, params):
     with engine.connect() as connection:
         return [tuple(row) for row in connection.execute(statement, params)]
+
+
+@pytest.fixture
+def one_connection(database_url):
+    """PostgreSQL only: a migrated engine whose pool holds one connection, never pinged."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0, ping_after_idle=3600))
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 def prepared_rows(engine, prepared, params):
@@ -110,39 +121,33 @@ def test_a_driver_error_is_sqlalchemys_and_the_connection_goes_on(engine):
 
 
 @pytest.mark.postgres
-def test_a_connection_lost_mid_read_is_invalidated_and_replaced(database_url):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0, ping_after_idle=3600))
-    db.upgrade(engine)
+def test_a_connection_lost_mid_read_is_invalidated_and_replaced(one_connection, database_url):
     prepared = db.Prepared(select(Customer.id).where(Customer.phone == bindparam("phone")))
-    try:
-        with engine.connect() as connection:
-            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
-            with engine.pool._creator() as killer:  # a connection outside the pool
-                killer.autocommit = True
-                killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            with pytest.raises(DBAPIError) as raised:
-                prepared.rows(connection, {"phone": OWNER})
-            assert raised.value.connection_invalidated
-        with engine.connect() as connection:  # the pool connects afresh
-            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
-            assert prepared.rows(connection, {"phone": OWNER}) == []
-    finally:
-        engine.dispose()
+    with one_connection.connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        terminate_backend(database_url, pid)
+        with pytest.raises(DBAPIError) as raised:
+            prepared.rows(connection, {"phone": OWNER})
+        assert raised.value.connection_invalidated
+    with one_connection.connect() as connection:  # the pool connects afresh
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+        assert prepared.rows(connection, {"phone": OWNER}) == []
 
 
 # --- the Reader of db.reads ------------------------------------------------------------
 
 
-def test_a_reader_opens_no_session_unless_asked_and_shares_its_connection(Session):
+def test_a_reader_opens_no_session_unless_asked_and_shares_its_connection(engine, Session):
     with db.transaction(Session) as session:
         session.add(Customer(phone=OWNER, name="Amina"))
     by_phone = db.Prepared(select(Customer.name).where(Customer.phone == bindparam("phone")))
+    opened: list[object] = []
+    event.listen(engine, "engine_connect", opened.append)
     with db.reads(Session) as reader:
         assert reader.rows(by_phone, {"phone": OWNER}) == [("Amina",)]
-        assert reader._session is None and not reader.changed()
+        assert opened == [] and not reader.changed()  # the driver connection alone
         customer = reader.session.scalars(select(Customer)).one()
+        assert len(opened) == 1
         assert reader.session.connection() is reader.connection
         customer.name = "Someone else"
         assert reader.changed()
@@ -189,48 +194,34 @@ def test_a_reader_over_a_writing_session_reads_its_uncommitted_rows(Session):
 
 @pytest.mark.postgres
 def test_a_postgres_reader_reads_in_autocommit_and_hands_back_a_transactional_connection(
-    database_url,
+    one_connection,
 ):
     """Each statement on its own (no BEGIN, no ROLLBACK), then the pooled connection is a
     transactional one again for the next writer."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0))
-    db.upgrade(engine)
-    Session = db.make_sessionmaker(engine)
+    Session = db.make_sessionmaker(one_connection)
     pause = db.Prepared(select(func.pg_sleep(0.02)))
     on_its_own = db.Prepared(select(func.now() == func.statement_timestamp()))
-    try:
-        for _ in range(2):
-            with db.reads(Session) as reader:
-                reader.rows(pause, {})
-                assert reader.rows(on_its_own, {}) == [(True,)]
-            with db.transaction(Session) as session:
-                session.execute(text("SELECT pg_sleep(0.02)"))
-                assert not session.execute(text("SELECT now() = statement_timestamp()")).scalar()
-    finally:
-        engine.dispose()
+    for _ in range(2):
+        with db.reads(Session) as reader:
+            reader.rows(pause, {})
+            assert reader.rows(on_its_own, {}) == [(True,)]
+        with db.transaction(Session) as session:
+            session.execute(text("SELECT pg_sleep(0.02)"))
+            assert not session.execute(text("SELECT now() = statement_timestamp()")).scalar()
 
 
 @pytest.mark.postgres
-def test_a_reader_that_lost_its_connection_closes_cleanly_and_the_next_connects(database_url):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    engine = db.make_engine(database_url, db.Pool(size=1, overflow=0, ping_after_idle=3600))
-    db.upgrade(engine)
-    Session = db.make_sessionmaker(engine)
+def test_a_reader_that_lost_its_connection_closes_cleanly_and_the_next_connects(
+    one_connection, database_url
+):
+    Session = db.make_sessionmaker(one_connection)
     pid = db.Prepared(select(func.pg_backend_pid()))
-    try:
-        with db.reads(Session) as reader:
-            ((first,),) = reader.rows(pid, {})
-            with engine.pool._creator() as killer:
-                killer.autocommit = True
-                killer.execute("SELECT pg_terminate_backend(%s)", (first,))
-            with pytest.raises(DBAPIError) as raised:
-                reader.rows(pid, {})
-            assert raised.value.connection_invalidated
-        with db.reads(Session) as reader:
-            ((second,),) = reader.rows(pid, {})
-        assert second != first
-    finally:
-        engine.dispose()
+    with db.reads(Session) as reader:
+        ((first,),) = reader.rows(pid, {})
+        terminate_backend(database_url, first)
+        with pytest.raises(DBAPIError) as raised:
+            reader.rows(pid, {})
+        assert raised.value.connection_invalidated
+    with db.reads(Session) as reader:
+        ((second,),) = reader.rows(pid, {})
+    assert second != first
